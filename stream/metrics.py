@@ -1,0 +1,133 @@
+"""Every Prometheus metric the worker exports, declared in one place.
+
+Built against a ``CollectorRegistry`` passed in (never the global default), so tests
+and several workers in one process stay apart. Names follow the Prometheus
+conventions: ``tripwire_`` prefix, ``_total`` counters, base units (seconds).
+Series with labels are pre-created so dashboards see zeros rather than gaps.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+#: Why an input record went to the dead-letter topic (the ``reason`` label and the
+#: ``tripwire-reason`` DLQ header).
+INVALID_REASONS: tuple[str, ...] = (
+    "empty",  # zero-length value
+    "oversize",  # value larger than max_message_bytes
+    "unknown_encoding",  # neither JSON nor a known binary layout
+    "malformed",  # undecodable bytes / JSON syntax error / truncated binary
+    "schema",  # decodes, but not the event shape (missing id/features, wrong types)
+    "feature_count",  # wrong number of features for the model
+    "feature_names",  # named features missing or unknown to the model
+    "non_numeric",  # a feature value that is not a number
+    "non_finite",  # NaN or +/-inf
+)
+
+RELOAD_RESULTS: tuple[str, ...] = ("success", "failure")
+
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+LATENCY_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)
+INFERENCE_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+)
+#: Buckets of score / threshold: 1.0 is the alert line.
+SCORE_RATIO_BUCKETS = (0.1, 0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0)
+
+
+class Metrics:
+    """The worker's metrics, registered on ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.events_consumed = Counter(
+            "tripwire_events_consumed_total",
+            "Input records consumed (valid or not), one per feature vector.",
+            registry=registry,
+        )
+        self.events_scored = Counter(
+            "tripwire_events_scored_total", "Feature vectors scored.", registry=registry
+        )
+        self.anomalies = Counter(
+            "tripwire_anomalies_total",
+            "Anomaly events produced to the alert topic.",
+            registry=registry,
+        )
+        self.suppressed = Counter(
+            "tripwire_alerts_suppressed_total",
+            "Anomalies not alerted because their entity was in its cooldown.",
+            registry=registry,
+        )
+        self.invalid = Counter(
+            "tripwire_invalid_events_total",
+            "Input records sent to the dead-letter topic, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in INVALID_REASONS:
+            self.invalid.labels(reason=reason)
+        self.batch_size = Histogram(
+            "tripwire_batch_size",
+            "Feature vectors per scored micro-batch.",
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=registry,
+        )
+        self.inference_seconds = Histogram(
+            "tripwire_inference_seconds",
+            "Time of one batched model call.",
+            buckets=INFERENCE_BUCKETS,
+            registry=registry,
+        )
+        self.latency_seconds = Histogram(
+            "tripwire_end_to_end_latency_seconds",
+            "Event timestamp to output produced (alert or score record).",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.score_ratio = Histogram(
+            "tripwire_score_ratio",
+            "Anomaly score divided by the alert threshold (>1 alerts).",
+            buckets=SCORE_RATIO_BUCKETS,
+            registry=registry,
+        )
+        self.threshold = Gauge(
+            "tripwire_threshold", "Alert threshold of the serving model.", registry=registry
+        )
+        self.model_info = Gauge(
+            "tripwire_model_info",
+            "The serving model: 1 for the current name/version, absent otherwise.",
+            ["name", "version"],
+            registry=registry,
+        )
+        self.reloads = Counter(
+            "tripwire_model_reloads_total",
+            "Model reload attempts after the alias moved, by result.",
+            ["result"],
+            registry=registry,
+        )
+        for result in RELOAD_RESULTS:
+            self.reloads.labels(result=result)
+        self.consumer_lag = Gauge(
+            "tripwire_consumer_lag",
+            "Records between the committed/consumed position and the log end, per partition.",
+            ["partition"],
+            registry=registry,
+        )
+        self.last_processed = Gauge(
+            "tripwire_last_processed_timestamp_seconds",
+            "Unix time at which the worker last finished a batch.",
+            registry=registry,
+        )
+        self.produce_errors = Counter(
+            "tripwire_produce_errors_total",
+            "Output records (alert, score, DLQ) the broker failed to acknowledge.",
+            registry=registry,
+        )
+
+    def set_model(self, name: str, version: str, threshold: float) -> None:
+        """Point the ``_info`` gauge and threshold at the serving model."""
+        self.model_info.clear()
+        self.model_info.labels(name=name, version=version).set(1)
+        self.threshold.set(threshold)

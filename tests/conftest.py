@@ -1,0 +1,6 @@
+"""Shared fixtures live in tests/fixtures/ as factories; this file only loads them."""
+
+pytest_plugins = [
+    "tests.fixtures.kafka",
+    "tests.fixtures.leaks",
+]

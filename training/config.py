@@ -1,0 +1,126 @@
+"""Frozen settings objects read from ``TRIPWIRE_*`` env vars and CLI options.
+
+A settings class is a frozen dataclass whose fields carry their help text in
+``field(metadata={"help": ...})``. ``add_arguments`` turns every field into a
+``--kebab-case`` option whose default comes from the environment (so ``--help``
+shows the value in force), and ``from_args`` builds the one settings object the
+process passes inward.
+
+>>> from dataclasses import dataclass, field
+>>> @dataclass(frozen=True)
+... class S:
+...     max_batch: int = field(default=256, metadata={"help": "rows per batch"})
+>>> load_env(S, {"TRIPWIRE_MAX_BATCH": "64"}).max_batch
+64
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from training.errors import ConfigError
+
+PREFIX = "TRIPWIRE_"
+T = TypeVar("T")
+
+
+class Secret(str):
+    """A string that never prints its value (passwords, SASL secrets)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "Secret('****')" if self else "Secret('')"
+
+    def __str__(self) -> str:
+        return "****" if self else ""
+
+    def reveal(self) -> str:
+        return str.__str__(self)
+
+
+def env_name(field_name: str) -> str:
+    return PREFIX + field_name.upper()
+
+
+def _base_type(tp: Any) -> Any:
+    """``int | None`` -> ``int``; other types unchanged."""
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0] if len(args) == 1 else str
+    return tp
+
+
+def _convert(tp: Any, raw: str, name: str) -> Any:
+    base = _base_type(tp)
+    if raw == "" and base is not str and base is not Secret:
+        return None
+    try:
+        if base is bool:
+            if raw.lower() in {"1", "true", "yes", "on"}:
+                return True
+            if raw.lower() in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(f"not a boolean: {raw!r}")
+        if base in (int, float, str, Secret):
+            return base(raw)
+        if typing.get_origin(base) is tuple:
+            return tuple(s.strip() for s in raw.split(",") if s.strip())
+    except ValueError as e:
+        raise ConfigError(f"{name}={raw!r}: {e}") from None
+    return raw
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def load_env(cls: type[T], environ: Mapping[str, str] | None = None) -> T:
+    """Build ``cls`` from its defaults overridden by ``TRIPWIRE_<FIELD>`` variables."""
+    environ = os.environ if environ is None else environ
+    hints = _hints(cls)
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        key = env_name(f.name)
+        if key in environ:
+            kwargs[f.name] = _convert(hints[f.name], environ[key], key)
+    return cls(**kwargs)
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls: type, defaults: Any) -> None:
+    """Add one ``--option`` per field of ``cls``; defaults from ``defaults``."""
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("cli") is False:
+            continue
+        tp = _base_type(hints[f.name])
+        value = getattr(defaults, f.name)
+        help_text = f.metadata.get("help", "")
+        shown = "****" if tp is Secret and value else value
+        if isinstance(shown, tuple):
+            shown = ",".join(shown)
+        help_text = f"{help_text} [env {env_name(f.name)}; default: {shown}]"
+        opt = "--" + f.name.replace("_", "-")
+        if tp is bool:
+            parser.add_argument(
+                opt, dest=f.name, default=value, help=help_text,
+                action=argparse.BooleanOptionalAction,
+            )  # fmt: skip
+            continue
+        parser.add_argument(
+            opt, dest=f.name, default=value, help=help_text,
+            type=lambda raw, _tp=hints[f.name], _n=opt: _convert(_tp, raw, _n),
+            metavar=f.metadata.get("metavar", f.name.upper()),
+        )  # fmt: skip
+
+
+def from_args(cls: type[T], ns: argparse.Namespace) -> T:
+    """The settings object from parsed options (which already hold env defaults)."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    return cls(**{k: v for k, v in vars(ns).items() if k in names})

@@ -1,0 +1,65 @@
+"""The ``tripwire`` command: one entry point, one subcommand per job.
+
+Each module in ``COMMAND_MODULES`` exposes ``register(subparsers)``, which adds its
+subcommands and sets ``func(args) -> int`` on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+
+from training.errors import TripwireError
+
+log = logging.getLogger("tripwire")
+
+COMMAND_MODULES = (
+    "training.cli",  # train, score, registry
+)
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults in --help, descriptions kept as written."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tripwire",
+        description="Streaming anomaly detection on Kafka: train, publish, score, serve.",
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("TRIPWIRE_LOG_LEVEL", "INFO"),
+        help="logging level [env TRIPWIRE_LOG_LEVEL]",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.func(args) or 0)
+    except TripwireError as e:
+        log.debug("failed", exc_info=True)
+        sys.stderr.write(f"tripwire {args.command}: error: {e}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
