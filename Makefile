@@ -1,0 +1,53 @@
+# The few verbs a newcomer needs. Everything runs in ./.venv, created on first use.
+VENV    ?= .venv
+PYTHON  ?= python3
+BIN     := $(VENV)/bin
+# CPU build of PyTorch; an unpinned `torch` may pull a multi-GB CUDA build.
+TORCH   ?= torch==2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: install system-deps demo test test-fast lint format typecheck bench-stream bench-quality soak clean
+
+$(BIN)/tripwire: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	@touch $@
+
+install: $(BIN)/tripwire ## create .venv and install Tripwire with dev tools
+
+# Prometheus server + promtool (Debian package) for the deploy tests.
+system-deps:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq prometheus >/dev/null; \
+	  else echo "install Debian's 'prometheus' package (promtool, prometheus) for the deploy tests" >&2; exit 1; fi; }
+
+demo: install ## train, publish, stream the tutorial's data through Kafka, print metrics
+	$(BIN)/tripwire demo
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: install
+	$(BIN)/mypy
+
+test: install system-deps lint typecheck ## the full suite, slow tests included (what CI runs)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: install ## skip the slow tests
+	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+bench-stream: install
+	$(BIN)/tripwire bench stream
+
+bench-quality: install
+	$(BIN)/tripwire bench quality
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
