@@ -1,0 +1,45 @@
+"""``fpr:<rate>``: a target false-positive rate on held-out normal rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from training.thresholds.base import CalibrationData, Threshold, finite_scores
+
+
+class FprThreshold(Threshold):
+    """The (1 - rate) quantile of scores of held-out normal rows.
+
+    The training rows are not used: the detector has seen them, so their scores
+    are optimistically low and would give more false positives than ``rate``.
+    The quantile is taken with ``method="higher"`` (an observed score, rounded up),
+    so at most ``rate`` of the calibration rows score strictly above it.
+
+    Parameters
+    ----------
+    rate : float in (0, 1)
+        Target false-positive rate.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> data = CalibrationData(np.zeros(1), normal_scores=np.arange(100.0))
+    >>> FprThreshold(0.05).fit(data).value_
+    95.0
+    """
+
+    method = "fpr"
+
+    def __init__(self, rate: float = 0.01) -> None:
+        super().__init__()
+        self.rate = rate
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"rate": self.rate}
+
+    def _fit(self, data: CalibrationData) -> float:
+        s = finite_scores(data.normal_scores, "held-out normal scores", self.method)
+        return float(np.quantile(s, 1.0 - self.rate, method="higher"))
