@@ -1,0 +1,195 @@
+"""``tripwire registry list|show|promote|rollback|verify|gc``.
+
+``register_registry(subparsers)`` adds the ``registry`` command; ``training/cli.py``
+calls it. Each leaf sets ``func(args) -> int``; failures raise ``RegistryError``,
+which ``tripwire.cli`` prints before exiting with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from training.config import add_arguments, from_args, load_env
+from training.errors import RegistryError
+from training.registry.reader import DEFAULT_ALIAS, parse_ref
+from training.registry.store import Registry
+from training.registry.verify import STALE_AFTER_SECONDS
+
+METRIC_COLUMNS = ("roc_auc", "pr_auc", "f1")
+
+
+@dataclass(frozen=True)
+class RegistrySettings:
+    """Where the registry lives (``TRIPWIRE_REGISTRY``)."""
+
+    registry: str = field(
+        default="registry", metadata={"help": "model registry directory", "metavar": "DIR"}
+    )
+
+
+def register_registry(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``registry`` and its subcommands to a ``tripwire`` subparsers object."""
+    parser = subparsers.add_parser(
+        "registry", help="inspect the model registry and move aliases",
+        description="List, show, verify model versions; promote and roll back aliases.",
+    )  # fmt: skip
+    sub = parser.add_subparsers(dest="registry_command", required=True, metavar="ACTION")
+    defaults = load_env(RegistrySettings)
+
+    def leaf(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        add_arguments(p, RegistrySettings, defaults)
+        return p
+
+    p = leaf("list", "models, their versions (created, detector, threshold, metrics), aliases")
+    p.add_argument("name", nargs="?", help="only this model")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_list)
+
+    p = leaf("show", "print a version's manifest.json")
+    p.add_argument("ref", metavar="NAME[@VERSION|@ALIAS]", help="bare NAME means NAME@production")
+    p.set_defaults(func=cmd_show)
+
+    p = leaf("promote", "point an alias at a version (which must verify)")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("version", metavar="VERSION", help="a version number, 'latest' or an alias")
+    p.add_argument("--alias", default=DEFAULT_ALIAS, help="alias to move (default: %(default)s)")
+    p.set_defaults(func=cmd_promote)
+
+    p = leaf("rollback", "move an alias back to the version it pointed at before")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--alias", default=DEFAULT_ALIAS, help="alias to move (default: %(default)s)")
+    p.set_defaults(func=cmd_rollback)
+
+    p = leaf("verify", "re-check manifests, every artifact's sha256 and every alias")
+    p.add_argument("ref", nargs="?", metavar="NAME[@VERSION]", help="default: everything")
+    p.set_defaults(func=cmd_verify)
+
+    p = leaf("gc", "remove abandoned publishes (.tmp-* dirs of crashed publishers)")
+    p.add_argument(
+        "--older-than", type=float, default=STALE_AFTER_SECONDS, metavar="SECONDS",
+        help="only dirs idle this long (default: %(default)s)",
+    )  # fmt: skip
+    p.add_argument("--dry-run", action="store_true", help="list, do not remove")
+    p.set_defaults(func=cmd_gc)
+
+
+#: ``tripwire.cli`` convention: a command module exposes ``register``.
+register = register_registry
+
+
+def _registry(args: argparse.Namespace) -> Registry:
+    return Registry(from_args(RegistrySettings, args).registry)
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text + "\n")
+
+
+def _fmt(value: Any, spec: str) -> str:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return format(value, spec)
+    return "-"
+
+
+def _section(manifest: dict[str, Any], key: str) -> dict[str, Any]:
+    value = manifest.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _version_row(reg: Registry, name: str, version: str, aliases: list[str]) -> list[str]:
+    try:
+        m = reg.manifest(name, version)
+    except RegistryError as e:
+        return [version, f"<unreadable: {e}>"]
+    metrics, detector, threshold, features = (
+        _section(m, k) for k in ("metrics", "detector", "threshold", "features")
+    )
+    return [
+        version,
+        str(m.get("created_at", "-")),
+        str(detector.get("kind", "-")),
+        str(features.get("count", "-")),
+        f"{threshold.get('method', '-')}={_fmt(threshold.get('value'), '.6g')}",
+        *(_fmt(metrics.get(k), ".4f") for k in METRIC_COLUMNS),
+        ",".join(aliases) or "-",
+    ]
+
+
+def _table(rows: list[list[str]]) -> list[str]:
+    full = [r for r in rows if len(r) == len(rows[0])]
+    widths = [max(len(r[i]) for r in full) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in rows]
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    reg = _registry(args)
+    names = [args.name] if args.name else reg.models()
+    if args.json:
+        doc = {n: {"versions": reg.versions(n), "aliases": reg.aliases(n)} for n in names}
+        _out(json.dumps(doc, indent=2, sort_keys=True))
+        return 0
+    if not names:
+        _out(f"no models in registry {reg.root}")
+        return 0
+    for name in names:
+        versions, aliases = reg.versions(name), reg.aliases(name)
+        moved = ", ".join(f"{a} -> {v}" for a, v in aliases.items()) or "none"
+        _out(f"{name}  (aliases: {moved})")
+        header = ["VERSION", "CREATED", "DETECTOR", "FEATURES", "THRESHOLD"]
+        rows = [header + [c.upper() for c in METRIC_COLUMNS] + ["ALIASES"]]
+        for v in versions:
+            rows.append(_version_row(reg, name, v, [a for a, av in aliases.items() if av == v]))
+        if not versions:
+            _out("  no versions")
+            continue
+        for line in _table(rows):
+            _out("  " + line)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    reg = _registry(args)
+    name, version = reg.resolve(args.ref)
+    _out(json.dumps(reg.manifest(name, version), indent=2, sort_keys=True))
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    reg = _registry(args)
+    _, version = reg.resolve(f"{args.name}@{args.version}")
+    _out(str(reg.promote(args.name, args.alias, version)))
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    _out(str(_registry(args).rollback(args.name, args.alias)))
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    reg = _registry(args)
+    name = version = None
+    if args.ref:
+        name, version = parse_ref(args.ref)
+        if version is not None:
+            name, version = reg.resolve(args.ref)
+    problems = reg.verify(name, version)
+    for p in problems:
+        _out(str(p))
+    errors = sum(p.severity == "error" for p in problems)
+    scope = args.ref or str(reg.root)
+    _out(f"{scope}: {errors} error(s), {len(problems) - errors} warning(s)")
+    return 1 if errors else 0
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    removed = _registry(args).gc(older_than=args.older_than, dry_run=args.dry_run)
+    for path in removed:
+        _out(f"{'would remove' if args.dry_run else 'removed'} {path}")
+    _out(f"{len(removed)} abandoned temp entr{'y' if len(removed) == 1 else 'ies'}")
+    return 0

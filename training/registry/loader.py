@@ -1,0 +1,110 @@
+"""``load_scorer``: resolve a model reference, verify it, and build a ``Scorer``.
+
+Every sha256 is checked before any file is deserialised, so a tampered or torn
+version is refused before its bytes reach a loader. Heavy imports (numpy via the
+scorer, torch via the detectors) happen only when a model is actually loaded.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from training.errors import ModelLoadError, RegistryError
+from training.registry.reader import RegistryReader
+from training.registry.verify import check_version
+
+if TYPE_CHECKING:
+    from training.detectors.base import Detector
+    from training.scorer import Scorer
+
+DetectorLookup = Callable[[str], "type[Detector]"]
+
+
+def _default_detector_class(kind: str) -> type[Detector]:
+    """``training.detectors.detector_class``, imported only when a model is loaded."""
+    detectors = importlib.import_module("training.detectors")
+    cls: type[Detector] = detectors.detector_class(kind)
+    return cls
+
+
+def load_scorer(
+    root: str | os.PathLike[str],
+    ref: str,
+    *,
+    detector_class: DetectorLookup | None = None,
+) -> Scorer:
+    """Load the model version ``ref`` names and return its scorer.
+
+    Parameters
+    ----------
+    root : path
+        Registry directory.
+    ref : str
+        ``NAME`` (= ``NAME@production``), ``NAME@VERSION``, ``NAME@ALIAS`` or
+        ``NAME@latest``. To follow an alias without racing its moves, read
+        ``Registry.alias_version`` and load ``NAME@<that version>``.
+    detector_class : callable, optional
+        ``kind -> Detector subclass``; defaults to ``training.detectors.detector_class``.
+
+    Raises
+    ------
+    ModelLoadError
+        With a precise ``problem``: unknown model/version/alias, half-written
+        version, sha256 mismatch (naming the file), invalid or newer-schema
+        manifest, unknown detector kind, detector files that fail to load, or a
+        detector that does not accept the manifest's feature count.
+    """
+    reader = RegistryReader(root)
+    try:
+        name, version = reader.resolve(ref)
+    except RegistryError as e:
+        raise ModelLoadError(ref, str(e)) from None
+    label = ref if ref == f"{name}@{version}" else f"{ref} (= {name}@{version})"
+    version_dir = reader.version_dir(name, version)
+    manifest, problems = check_version(version_dir, name, version)
+    if manifest is None:
+        detail = "; ".join(f"{f}: {p}" if f else p for f, p in problems)
+        raise ModelLoadError(label, f"{name}/{version}/ is not intact: {detail}")
+
+    kind = manifest["detector"]["kind"]
+    try:
+        cls = (detector_class or _default_detector_class)(kind)
+    except Exception as e:  # the lookup is pluggable; any failure means "unknown kind"
+        raise ModelLoadError(label, f"unknown detector kind {kind!r}: {e}") from e
+    try:
+        detector = cls.load(
+            version_dir, manifest["detector"]["params"], manifest["detector"]["state"]
+        )
+    except Exception as e:  # a boundary: the worker must survive any broken model
+        raise ModelLoadError(label, f"detector {kind!r} failed to load: {e}") from e
+
+    from training.scorer import Scorer
+
+    names = tuple(manifest["features"]["names"])
+    _probe(detector, len(names), label)
+    return Scorer(name, version, detector, float(manifest["threshold"]["value"]), names, manifest)
+
+
+def _probe(detector: Any, n_features: int, label: str) -> None:
+    """Score one row of zeros: catches weights that disagree with the manifest's features."""
+    import numpy as np
+
+    try:
+        scores, contributions = detector.score_and_explain(np.zeros((1, n_features), np.float32))
+        shape = np.shape(scores)
+        c_shape = None if contributions is None else np.shape(contributions)
+    except Exception as e:  # a boundary: report, don't crash the caller
+        raise ModelLoadError(
+            label,
+            f"detector cannot score rows of the manifest's {n_features} features "
+            f"(feature count mismatch?): {e}",
+        ) from e
+    if shape != (1,) or c_shape not in (None, (1, n_features)):
+        raise ModelLoadError(
+            label,
+            f"feature count mismatch: manifest has {n_features} features but the detector "
+            f"returned scores of shape {shape} and contributions of shape {c_shape}",
+        )

@@ -1,0 +1,305 @@
+"""The registry writer: atomic publish, aliases with history, garbage collection.
+
+Publishing writes into ``NAME/.tmp-<uuid>/``, fsyncs everything, then renames the
+directory to the next free version number with ``rename_noreplace``; if another
+publisher won that number the manifest is rewritten for the next one and the rename
+retried. A crash at any point leaves at most a ``.tmp-*`` dir, which readers ignore.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from training.errors import RegistryError
+from training.registry import _fs
+from training.registry.manifest import (
+    MANIFEST_FILE,
+    SCHEMA_VERSION,
+    artifact_name_problem,
+    environment_info,
+    files_under,
+    sha256_file,
+    utc_now,
+    validate_manifest,
+)
+from training.registry.reader import ALIASES_DIR, TMP_PREFIX, RegistryReader
+from training.registry.verify import STALE_AFTER_SECONDS, Problem, verify_registry
+
+log = logging.getLogger(__name__)
+
+#: Older alias targets beyond this many are dropped from an alias's history.
+HISTORY_LIMIT = 100
+_MAX_CLAIM_ATTEMPTS = 1000
+
+
+@dataclass(frozen=True)
+class AliasMove:
+    """What ``promote``/``rollback`` did: ``alias`` moved from ``previous`` to ``version``."""
+
+    name: str
+    alias: str
+    previous: str | None
+    version: str
+
+    def __str__(self) -> str:
+        was = "unset" if self.previous is None else self.previous
+        return f"{self.name}@{self.alias}: {was} -> {self.version}"
+
+
+def _json_default(obj: Any) -> Any:
+    """Let numpy scalars/arrays through without importing numpy."""
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+class Registry(RegistryReader):
+    """A model registry directory: read it, publish versions, move aliases.
+
+    Parameters
+    ----------
+    root : path
+        The registry directory (created on first publish).
+    """
+
+    # -- publish -------------------------------------------------------------
+
+    def publish(
+        self,
+        name: str,
+        write_artifacts: Callable[[Path], list[str]],
+        manifest: dict[str, Any],
+    ) -> str:
+        """Publish a new version of ``name`` atomically and return its version.
+
+        Parameters
+        ----------
+        name : str
+            Model name (letters, digits, ``_ . -``).
+        write_artifacts : callable
+            Called with an empty directory; writes the model files into it and
+            returns their names (relative paths). ``Detector.save`` fits.
+        manifest : dict
+            Everything but the keys publish fills in: ``schema_version``, ``name``,
+            ``version``, ``created_at``, ``artifacts`` (sha256 of each file) and
+            ``environment``. Validated before anything becomes visible.
+        """
+        model_dir = self.model_dir(name)
+        self._ensure_model_dir(model_dir)
+        tmp = model_dir / f"{TMP_PREFIX}{uuid.uuid4().hex}"
+        tmp.mkdir()
+        lock_fd = _fs.lock_dir(tmp)
+        try:
+            listed = write_artifacts(tmp)
+            doc = self._complete_manifest(name, manifest, self._hash_artifacts(tmp, listed))
+            _fs.fsync_tree(tmp)
+            version = self._claim_version(model_dir, tmp, doc)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        finally:
+            os.close(lock_fd)
+        _fs.fsync_dir(model_dir)
+        log.info("published %s@%s", name, version)
+        return version
+
+    def _ensure_model_dir(self, model_dir: Path) -> None:
+        if model_dir.is_dir():
+            return
+        root_existed = self.root.is_dir()
+        model_dir.mkdir(parents=True, exist_ok=True)
+        _fs.fsync_dir(self.root)
+        if not root_existed:
+            _fs.fsync_dir(self.root.resolve().parent)
+
+    @staticmethod
+    def _hash_artifacts(tmp: Path, listed: list[str]) -> dict[str, str]:
+        if not isinstance(listed, list | tuple):
+            raise RegistryError(f"write_artifacts must return a list of names, got {listed!r}")
+        for name in listed:
+            problem = artifact_name_problem(name)
+            if problem:
+                raise RegistryError(f"cannot publish: {problem}")
+            if (tmp / name).is_symlink() or not (tmp / name).is_file():
+                raise RegistryError(f"cannot publish: artifact {name!r} was not written")
+        unlisted = sorted(set(files_under(tmp)) - set(listed))
+        if unlisted:
+            raise RegistryError(
+                f"cannot publish: write_artifacts wrote files it did not list: {unlisted}"
+            )
+        return {name: sha256_file(tmp / name) for name in sorted(set(listed))}
+
+    @staticmethod
+    def _complete_manifest(
+        name: str, manifest: dict[str, Any], artifacts: dict[str, str]
+    ) -> dict[str, Any]:
+        doc = {
+            **manifest,
+            "schema_version": SCHEMA_VERSION,
+            "name": name,
+            "version": "1",  # placeholder until a number is claimed
+            "created_at": utc_now(),
+            "artifacts": artifacts,
+            "environment": environment_info(),
+        }
+        try:
+            doc = json.loads(json.dumps(doc, default=_json_default))
+        except (TypeError, ValueError) as e:
+            raise RegistryError(f"cannot publish {name}: manifest is not JSON: {e}") from None
+        problems = validate_manifest(doc)
+        if problems:
+            raise RegistryError(f"cannot publish {name}: invalid manifest: {'; '.join(problems)}")
+        return doc
+
+    def _claim_version(self, model_dir: Path, tmp: Path, doc: dict[str, Any]) -> str:
+        """Rename ``tmp`` to the next free version number; retry if another wins it."""
+        for _ in range(_MAX_CLAIM_ATTEMPTS):
+            existing = [int(v) for v in self.versions(doc["name"])]
+            version = str(max(existing, default=0) + 1)
+            doc["version"] = version
+            _fs.write_json_durable(tmp / MANIFEST_FILE, doc)
+            _fs.fsync_dir(tmp)
+            try:
+                _fs.rename_noreplace(tmp, model_dir / version)
+            except FileExistsError:
+                log.debug("version %s of %s taken by another publisher", version, doc["name"])
+                continue
+            return version
+        raise RegistryError(f"could not claim a version number for {doc['name']}")
+
+    # -- aliases -------------------------------------------------------------
+
+    @contextmanager
+    def _alias_lock(self, name: str) -> Iterator[None]:
+        """Serialise alias read-modify-writes of one model across processes."""
+        alias_dir = self.model_dir(name) / ALIASES_DIR
+        if not alias_dir.is_dir():
+            alias_dir.mkdir(exist_ok=True)
+            _fs.fsync_dir(alias_dir.parent)
+        fd = os.open(alias_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _require_intact(self, name: str, version: str, action: str) -> None:
+        errors = [p for p in verify_registry(self, name, version) if p.severity == "error"]
+        if errors:
+            raise RegistryError(
+                f"refusing to {action} {name}@{version}: " + "; ".join(map(str, errors))
+            )
+
+    def promote(self, name: str, alias: str, version: str) -> AliasMove:
+        """Point ``alias`` at ``version`` (which must exist and verify).
+
+        The version the alias left is appended to its history for ``rollback``.
+        Promoting to the version it already points at changes nothing.
+        """
+        path = self.alias_path(name, alias)
+        if not (version.isascii() and version.isdigit()):
+            raise RegistryError(f"promote needs a version number, got {version!r}")
+        _, version = self.resolve(f"{name}@{version}")  # canonical; lists versions if missing
+        self._require_intact(name, version, f"promote to {alias}")
+        with self._alias_lock(name):
+            record = self.alias_record(name, alias)
+            if record is not None and record["version"] == version:
+                return AliasMove(name, alias, version, version)
+            history = [] if record is None else [*record["history"], record["version"]]
+            new = {
+                "version": version,
+                "history": history[-HISTORY_LIMIT:],
+                "updated_at": utc_now(),
+            }
+            _fs.replace_json_atomic(path, new)
+        move = AliasMove(name, alias, None if record is None else record["version"], version)
+        log.info("promoted %s", move)
+        return move
+
+    def rollback(self, name: str, alias: str) -> AliasMove:
+        """Point ``alias`` back at the version it held before its last move."""
+        path = self.alias_path(name, alias)
+        self.versions(name)  # raises, listing the models, if there is no such model
+        with self._alias_lock(name):
+            record = self.alias_record(name, alias)
+            if record is None:
+                raise RegistryError(
+                    f"model {name!r} has no alias {alias!r} "
+                    f"(aliases: {', '.join(self.aliases(name)) or 'none'})"
+                )
+            if not record["history"]:
+                raise RegistryError(
+                    f"{name}@{alias} has no previous version to roll back to "
+                    f"(it has only ever pointed at {record['version']})"
+                )
+            target = record["history"][-1]
+            if target not in self.versions(name):
+                raise RegistryError(
+                    f"cannot roll back {name}@{alias} to version {target}: it no longer exists"
+                )
+            self._require_intact(name, target, f"roll {alias} back to")
+            new = {
+                "version": target,
+                "history": record["history"][:-1],
+                "updated_at": utc_now(),
+            }
+            _fs.replace_json_atomic(path, new)
+        move = AliasMove(name, alias, record["version"], target)
+        log.info("rolled back %s", move)
+        return move
+
+    # -- maintenance ---------------------------------------------------------
+
+    def verify(
+        self,
+        name: str | None = None,
+        version: str | None = None,
+        stale_after: float = STALE_AFTER_SECONDS,
+    ) -> list[Problem]:
+        """Problems found by re-checking manifests, every sha256 and every alias."""
+        return verify_registry(self, name, version, stale_after)
+
+    def gc(self, older_than: float = STALE_AFTER_SECONDS, dry_run: bool = False) -> list[Path]:
+        """Remove abandoned publishes: unlocked ``.tmp-*`` dirs idle for ``older_than`` s.
+
+        A live publisher holds a lock on its temp dir, so it is never removed.
+        Returns the paths removed (or that would be, with ``dry_run``).
+        """
+        removed = []
+        now = time.time()
+        for name in self.models():
+            for tmp in self.temp_dirs(name):
+                try:
+                    idle = now - _fs.newest_mtime(tmp)
+                except FileNotFoundError:
+                    continue
+                if idle < older_than or _fs.dir_in_use(tmp):
+                    continue
+                if not dry_run:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                removed.append(tmp)
+            removed.extend(self._gc_alias_temps(name, now - older_than, dry_run))
+        return removed
+
+    def _gc_alias_temps(self, name: str, cutoff: float, dry_run: bool) -> list[Path]:
+        alias_dir = self.model_dir(name) / ALIASES_DIR
+        if not alias_dir.is_dir():
+            return []
+        stale = [
+            p for p in alias_dir.glob(".*.json.tmp-*") if p.lstat().st_mtime < cutoff
+        ]  # fmt: skip
+        if not dry_run:
+            for p in stale:
+                p.unlink(missing_ok=True)
+        return stale
