@@ -1,0 +1,92 @@
+"""Summaries of a quality run: averages, ranks, the calibration check, the doc section."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from training.errors import ConfigError
+from tripwire.bench import report
+from tripwire.bench.quality import QualityResult, RunRecord
+
+
+def _rec(dataset: str, det: str, seed: int, roc: float | None, fpr: float = 0.01,
+         n_test_normal: int = 600) -> RunRecord:  # fmt: skip
+    rec = RunRecord(dataset, det, seed, n_fit=10, n_calibration=5,
+                    n_test_normal=n_test_normal, n_test_anomaly=3)  # fmt: skip
+    if roc is None:
+        rec.error = "ValueError: nope"
+        return rec
+    rec.roc_auc, rec.pr_auc, rec.fpr, rec.recall = roc, roc / 2, fpr, 0.5
+    rec.fit_seconds, rec.score_seconds = 1.0, 0.1
+    return rec
+
+
+def _result(runs: list[RunRecord], detectors: tuple[str, ...]) -> QualityResult:
+    meta: dict[str, Any] = {
+        "command": "tripwire bench quality", "date": "2026-01-01T00:00:00Z",
+        "wall_seconds": 60.0, "versions": {"pyod": "x"},
+        "machine": {"platform": "linux", "cpus_usable": 2},
+        "settings": {"detectors": list(detectors), "seeds": ["0", "1"], "target_fpr": 0.01,
+                     "torch_threads": 1},
+    }  # fmt: skip
+    datasets = {d: {"rows": 1} for d in dict.fromkeys(r.dataset for r in runs)}
+    return QualityResult(meta, datasets, runs)
+
+
+def test_average_is_mean_over_datasets_of_means_over_seeds() -> None:
+    runs = [
+        _rec("a", "X", 0, 0.8), _rec("a", "X", 1, 0.9), _rec("b", "X", 0, 0.6),
+        _rec("b", "X", 1, None),  # failed seed: b's mean is over the other one
+        _rec("a", "Y", 0, 0.7), _rec("a", "Y", 1, 0.7), _rec("b", "Y", 0, 0.9),
+        _rec("b", "Y", 1, 0.9),
+    ]  # fmt: skip
+    s = report.summary(_result(runs, ("X", "Y")))
+    assert s["averaged"]["X"]["roc_auc"] == pytest.approx((0.85 + 0.6) / 2)
+    assert s["averaged"]["Y"]["roc_auc"] == pytest.approx(0.8)
+    # X best on a, Y best on b
+    assert s["averaged"]["X"]["rank_roc_auc"] == 1.5 == s["averaged"]["Y"]["rank_roc_auc"]
+    md = report.markdown(_result(runs, ("X", "Y")))
+    assert "| b | 0.600* | **0.900** |" in md  # partial cell marked, best in bold
+
+
+def test_a_detector_failing_everywhere_is_not_ranked() -> None:
+    runs = [_rec(d, "X", 0, r) for d, r in (("a", 0.9), ("b", 0.5))]
+    runs += [_rec(d, "Z", 0, None) for d in ("a", "b")]
+    runs += [_rec(d, "Y", 0, r) for d, r in (("a", 0.8), ("b", 0.7))]
+    avg = report.summary(_result(runs, ("X", "Z", "Y")))["averaged"]
+    assert avg["Z"]["roc_auc"] is None and avg["Z"]["datasets_ok"] == 0
+    assert avg["Z"]["rank_roc_auc"] is None
+    assert avg["X"]["rank_roc_auc"] == avg["Y"]["rank_roc_auc"] == 1.5
+    md = report.markdown(_result(runs, ("X", "Z", "Y")))
+    assert "| a | **0.900** | ERR | 0.800 |" in md
+    assert "- a / Z / seed 0: ValueError: nope" in md
+
+
+def test_calibration_band_and_minimum_test_normals() -> None:
+    runs = [
+        _rec("a", "X", 0, 0.9, fpr=0.005), _rec("a", "X", 1, 0.9, fpr=0.0201),
+        _rec("a", "Y", 0, 0.9, fpr=0.02), _rec("a", "Y", 1, 0.9, fpr=0.0049),
+        _rec("small", "X", 0, 0.9, fpr=0.2, n_test_normal=499),
+    ]  # fmt: skip
+    cal = report.calibration(_result(runs, ("X", "Y")))
+    assert cal["datasets"] == ["a"]
+    assert cal["band"] == [0.005, 0.02]
+    assert cal["per_detector"] == {"X": {"runs": 2, "in_band": 1}, "Y": {"runs": 2, "in_band": 1}}
+    assert {(m["detector"], m["seed"]) for m in cal["misses"]} == {("X", 1), ("Y", 1)}
+
+
+def test_update_doc_replaces_only_the_results_section(tmp_path: Path) -> None:
+    doc = tmp_path / "quality.md"
+    doc.write_text(f"intro\n{report.DOC_BEGIN}\nold\n{report.DOC_END}\noutro\n")
+    report.update_doc(doc, "new table\n")
+    assert doc.read_text() == f"intro\n{report.DOC_BEGIN}\nnew table\n{report.DOC_END}\noutro\n"
+    doc.write_text("no markers\n")
+    with pytest.raises(ConfigError, match="no '<!-- BEGIN"):
+        report.update_doc(doc, "x\n")
+    assert doc.read_text() == "no markers\n"
+    fresh = tmp_path / "new.md"
+    report.update_doc(fresh, "t\n")
+    assert report.DOC_BEGIN in fresh.read_text()

@@ -1,0 +1,52 @@
+"""``tripwire bench quality``: argparse glue around :mod:`tripwire.bench.quality`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from training.config import add_arguments, from_args, load_env
+from tripwire.bench import report
+from tripwire.bench.detectors import BASELINES
+from tripwire.bench.quality import QualitySettings, run_quality
+
+log = logging.getLogger(__name__)
+
+EPILOG = f"""\
+protocol: per seed, 60% of the normal rows train (of which 25% are held out, not
+fitted, to set the fpr threshold), the other normal rows and every anomaly test.
+PyOD baselines: {", ".join(BASELINES)}. Anything else is a Tripwire detector spec.
+Writes OUT/quality.md and OUT/quality.json; see docs/quality.md."""
+
+
+def register(bench_subparsers: Any) -> None:
+    """Add ``quality`` to ``tripwire bench``."""
+    from tripwire.cli import HelpFormatter
+
+    parser: argparse.ArgumentParser = bench_subparsers.add_parser(
+        "quality",
+        help="detection quality and threshold calibration vs PyOD on .npz datasets",
+        description=__doc__,
+        epilog=EPILOG,
+        formatter_class=HelpFormatter,
+    )
+    add_arguments(parser, QualitySettings, load_env(QualitySettings))
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark, write its outputs, print the markdown; exit code 0."""
+    settings = from_args(QualitySettings, args)
+    command = shlex.join(["tripwire", *sys.argv[1:]])
+    result = run_quality(settings, command=command)
+    md, js = report.write(result, Path(settings.out))
+    if settings.update_doc:
+        report.update_doc(Path(settings.update_doc), report.markdown(result))
+        log.info("updated %s", settings.update_doc)
+    sys.stdout.write(md.read_text(encoding="utf-8"))
+    log.info("wrote %s and %s", md, js)
+    return 0
