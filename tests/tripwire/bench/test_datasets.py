@@ -73,7 +73,9 @@ def test_load_casts_features_and_labels(tmp_path: Path) -> None:
         ({"X": np.array([[0.0], [np.nan], [1], [2]]), "y": np.array([0, 0, 1, 0])}, "row 1"),
     ],
 )
-def test_load_rejects_bad_files(tmp_path: Path, arrays: dict[str, np.ndarray], problem: str) -> None:
+def test_load_rejects_bad_files(
+    tmp_path: Path, arrays: dict[str, np.ndarray], problem: str
+) -> None:
     path = _write(tmp_path / "bad.npz", **arrays)
     with pytest.raises(DataError, match=problem):
         load_dataset(path)

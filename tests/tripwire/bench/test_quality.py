@@ -68,9 +68,9 @@ def test_cli_writes_markdown_and_json(
         assert r["fit_seconds"] >= 0 and r["score_seconds"] >= 0
         info = payload["datasets"][r["dataset"]]
         assert r["n_test_anomaly"] == info["anomalies"]
-        assert r["n_fit"] + r["n_calibration"] + r["n_test_normal"] == info["rows"] - info[
-            "anomalies"
-        ]
+        assert (
+            r["n_fit"] + r["n_calibration"] + r["n_test_normal"] == info["rows"] - info["anomalies"]
+        )
     # Blobs three standard deviations apart: any working detector separates them.
     assert all(r["roc_auc"] > 0.9 for r in runs)
     avg = payload["summary"]["averaged"]
