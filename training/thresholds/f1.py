@@ -38,6 +38,11 @@ class F1Threshold(Threshold):
         return {}
 
     def _fit(self, data: CalibrationData) -> float:
+        if data.val_scores is None or data.val_labels is None:
+            raise ConfigError(
+                "threshold f1 needs labelled anomalies (a labelled validation split), and the "
+                "data has none; use fpr:<rate> or pot:<q> for unlabelled data"
+            )
         s = finite_scores(data.val_scores, "labelled validation scores", self.method)
         y = np.asarray(data.val_labels).reshape(-1).astype(np.int64)
         n_pos = int(y.sum())

@@ -70,6 +70,10 @@ class PotThreshold(Threshold):
     def params(self) -> dict[str, Any]:
         return {"q": self.q, "level": self.level}
 
+    def to_dict(self) -> dict[str, Any]:
+        """The base record plus ``details`` (the GPD fit or why it fell back)."""
+        return {**super().to_dict(), "details": dict(self.details_)}
+
     def _fit(self, data: CalibrationData) -> float:
         s = finite_scores(data.normal_scores, "held-out normal scores", self.method)
         value, self.details_ = pot_quantile(s, self.q, self.level)
@@ -163,9 +167,9 @@ def fit_gpd(y: np.ndarray) -> tuple[float, float]:
     Grimshaw (1993): at a stationary point of the likelihood, ``x = gamma/sigma``
     solves ``u(x) v(x) = 1`` with ``u(x) = mean(1 / (1 + x y))`` and
     ``v(x) = 1 + mean(log(1 + x y))``, and then ``gamma = v(x) - 1``. Roots lie
-    in ``(-1/max(y), 0)`` and ``(0, 2 (mean - min) / min**2)``. Every root found
-    and the exponential fit (``gamma = 0``, ``sigma = mean``) are compared by
-    likelihood.
+    in ``(-1/max(y), 0)`` and ``(0, 2 (mean - min) / min**2)``. Every root found,
+    the exponential fit (``gamma = 0``, ``sigma = mean``) and the boundary
+    ``gamma = -1`` (``sigma = max``) are compared by likelihood.
     """
     y = np.asarray(y, dtype=np.float64)
     ymin, ymax, ymean = float(y.min()), float(y.max()), float(y.mean())
@@ -175,6 +179,9 @@ def fit_gpd(y: np.ndarray) -> tuple[float, float]:
         if abs(x) > 0 and math.isfinite(gamma):
             candidates.append((gamma, gamma / x))
     scored = [(gpd_loglik(y, g, s), g, s) for g, s in candidates]
+    # gamma = -1 (uniform excesses on [0, max]) is the boundary where the likelihood
+    # stops being bounded; it wins for short flat tails that have no interior root.
+    scored.append((-y.size * math.log(ymax), -1.0, ymax))
     best = max(scored, key=lambda c: c[0])
     return best[1], best[2]
 
