@@ -17,6 +17,7 @@ A name is a baseline when it is one of ``BASELINES``; anything else goes to
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -112,9 +113,18 @@ def is_baseline(name: str) -> bool:
     return name in BASELINES
 
 
+def default_model() -> str:
+    """The detector ``tripwire train`` uses without ``--model``."""
+    from training.settings import TrainSettings
+
+    return str(next(f.default for f in dataclasses.fields(TrainSettings) if f.name == "model"))
+
+
 def label(name: str) -> str:
-    """Table label: ``"VAE (PyOD)"`` for a baseline, ``"vae (Tripwire)"`` otherwise."""
-    return f"{name} (PyOD)" if is_baseline(name) else f"{name} (Tripwire)"
+    """Table label: ``"VAE (PyOD)"``, ``"vae (Tripwire)"``, ``"ae (Tripwire, default)"``."""
+    if is_baseline(name):
+        return f"{name} (PyOD)"
+    return f"{name} (Tripwire, default)" if name == default_model() else f"{name} (Tripwire)"
 
 
 def _baseline(name: str, seed: int) -> BenchDetector:
