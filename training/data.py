@@ -236,7 +236,7 @@ def _npz_labels(src: str, y: np.ndarray, n: int, key: str) -> np.ndarray:
         raise DataError(src, f"labels {key!r} must be 0/1, got dtype {y.dtype}")
     bad = np.flatnonzero((y != 0) & (y != 1))
     if bad.size:
-        raise DataError(src, f"{key}[{bad[0]}] = {y[bad[0]]!r}: labels must be 0 or 1")
+        raise DataError(src, f"{key}[{bad[0]}] = {y[bad[0]].item()!r}: labels must be 0 or 1")
     return y.astype(np.int8)
 
 

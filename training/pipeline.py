@@ -100,6 +100,8 @@ def split_dataset(ds: Dataset, test_size: float, calibration_size: float, seed: 
     y = ds.y if ds.y is not None else np.zeros(ds.n_rows, dtype=np.int8)
     normal = rng.permutation(np.flatnonzero(y == 0))
     anomalies = rng.permutation(np.flatnonzero(y == 1))
+    if ds.y is None:
+        test_size = 0.0  # unlabelled: nothing to evaluate against, keep every row
     n_test_normal = int(round(test_size * len(normal)))
     n_test_anom = int(round(test_size * len(anomalies)))
     n_cal = max(1, int(round(calibration_size * len(normal))))
