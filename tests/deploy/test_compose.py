@@ -1,0 +1,391 @@
+"""docker-compose.yml, parsed and cross-checked (no Docker engine runs here).
+
+Checks that need nothing but the file: services, pinned images, Kafka's KRaft
+settings, volumes, scaling. Cross-checks against the app: every TRIPWIRE_* variable
+is a real setting, topic names, model name, bootstrap address, metrics port. And the
+schema check of docker-compose itself (`docker-compose config`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import re
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.deploy import app
+from tests.deploy.compose import (
+    COMPOSE_FILE,
+    REPO,
+    environment,
+    host_path_for,
+    interpolate,
+    is_bind,
+    load,
+    load_raw,
+    volume_mounts,
+)
+from training.cli import register
+from training.config import load_env
+
+APP_SERVICES = ("trainer", "worker")
+KAFKA_REQUIRED_ENV = (
+    "KAFKA_NODE_ID",
+    "KAFKA_PROCESS_ROLES",
+    "KAFKA_LISTENERS",
+    "KAFKA_ADVERTISED_LISTENERS",
+    "KAFKA_CONTROLLER_LISTENER_NAMES",
+    "KAFKA_CONTROLLER_QUORUM_VOTERS",
+    "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP",
+    "KAFKA_INTER_BROKER_LISTENER_NAME",
+    "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR",
+    "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
+    "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR",
+    "CLUSTER_ID",
+)
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return load()
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict) -> dict:
+    return compose["services"]
+
+
+def _listeners(value: str) -> dict[str, tuple[str, int]]:
+    """``NAME://host:port,...`` -> {NAME: (host, port)}."""
+    out = {}
+    for item in value.split(","):
+        name, _, address = item.partition("://")
+        host, _, port = address.rpartition(":")
+        out[name] = (host, int(port))
+    return out
+
+
+def _command(service: dict) -> list[str]:
+    command = service.get("command", [])
+    return command.split() if isinstance(command, str) else list(command)
+
+
+def _option(command: list[str], name: str) -> str:
+    assert name in command, f"{name} missing from {command}"
+    return command[command.index(name) + 1]
+
+
+# --- the file itself ----------------------------------------------------------------
+
+
+def test_required_services_exist(services: dict) -> None:
+    for name in ("kafka", "topic-init", "trainer", "worker", "prometheus", "grafana"):
+        assert name in services, f"service {name!r} missing"
+
+
+def test_images_are_pinned(services: dict) -> None:
+    for name, service in services.items():
+        image = service.get("image")
+        assert image, f"{name}: no image (a build needs an image name to share it)"
+        repo, sep, tag = image.rpartition(":")
+        assert sep and "/" not in tag, f"{name}: image {image!r} has no tag"
+        assert tag != "latest" and re.search(r"\d", tag), f"{name}: {image!r} is not pinned"
+
+
+def test_app_image_tag_is_the_project_version(services: dict) -> None:
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    for name in APP_SERVICES:
+        assert services[name]["image"] == f"tripwire:{version}"
+        assert services[name]["build"]["dockerfile"] == "Dockerfile"
+        assert (REPO / services[name]["build"]["context"] / "Dockerfile").is_file()
+
+
+def test_docker_compose_validates_the_file(tmp_path: Path) -> None:
+    """docker-compose's schema check; and a broken copy is rejected (the check bites)."""
+    tool = shutil.which("docker-compose")
+    assert tool, "docker-compose missing: `make system-deps` installs Debian's package"
+    ok = subprocess.run(
+        [tool, "-f", str(COMPOSE_FILE), "config", "-q"], capture_output=True, text=True
+    )
+    assert ok.returncode == 0, ok.stderr
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text(COMPOSE_FILE.read_text().replace("stop_grace_period:", "stop_grace:"))
+    bad = subprocess.run(
+        [tool, "-f", str(broken), "config", "-q"], capture_output=True, text=True
+    )
+    assert bad.returncode != 0 and "stop_grace" in bad.stderr
+
+
+def test_our_reading_matches_docker_compose() -> None:
+    """Merge keys and interpolation as the tests read them = as Compose resolves them."""
+    tool = shutil.which("docker-compose")
+    assert tool, "docker-compose missing: `make system-deps` installs Debian's package"
+    env = {"PATH": "/usr/bin:/bin", "TRIPWIRE_PARTITIONS": "3", "TRIPWIRE_IMAGE_TAG": "9.9"}
+    out = subprocess.run(
+        [tool, "-f", str(COMPOSE_FILE), "config"], capture_output=True, text=True, env=env,
+        check=True,
+    ).stdout  # fmt: skip
+    resolved = yaml.safe_load(out)["services"]
+    ours = load(env)["services"]
+    for name, service in ours.items():
+        assert environment(resolved[name]) == environment(service), name
+        assert resolved[name]["image"] == service["image"], name
+        if "command" in service:
+            # `config` prints a loadable file, so a literal `$` comes back as `$$`
+            command = [c.replace("$$", "$") for c in resolved[name]["command"]]
+            assert command == service["command"], name
+
+
+def test_interpolation_follows_compose_rules() -> None:
+    assert interpolate("${A:-x}", {}) == "x"
+    assert interpolate("${A:-x}", {"A": ""}) == "x"
+    assert interpolate("${A-x}", {"A": ""}) == ""
+    assert interpolate("${A}-$B", {"A": "1", "B": "2"}) == "1-2"
+    assert interpolate("$$HOME", {"HOME": "/root"}) == "$HOME"
+
+
+# --- Kafka --------------------------------------------------------------------------
+
+
+def test_kafka_kraft_single_node(services: dict) -> None:
+    kafka = services["kafka"]
+    assert kafka["image"].startswith("apache/kafka:")
+    env = environment(kafka)
+    missing = [k for k in KAFKA_REQUIRED_ENV if not env.get(k)]
+    assert not missing, f"kafka env vars missing: {missing}"
+    assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
+    listeners = _listeners(env["KAFKA_LISTENERS"])
+    protocols = dict(p.split(":") for p in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    assert set(listeners) <= set(protocols), "every listener needs a security protocol"
+    controller = env["KAFKA_CONTROLLER_LISTENER_NAMES"]
+    assert controller in listeners
+    advertised = _listeners(env["KAFKA_ADVERTISED_LISTENERS"])
+    assert controller not in advertised, "the controller listener is not advertised"
+    assert set(advertised) <= set(listeners)
+    assert env["KAFKA_INTER_BROKER_LISTENER_NAME"] in advertised
+    voter_id, _, voter = env["KAFKA_CONTROLLER_QUORUM_VOTERS"].partition("@")
+    assert voter_id == env["KAFKA_NODE_ID"]
+    host, _, port = voter.rpartition(":")
+    assert host in ("kafka", kafka.get("hostname")) and int(port) == listeners[controller][1]
+    for key in (
+        "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR",
+        "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
+        "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR",
+    ):
+        assert env[key] == "1", f"{key} must be 1 on a single broker"
+    cluster_id = env["CLUSTER_ID"]
+    assert len(base64.urlsafe_b64decode(cluster_id + "==")) == 16, "CLUSTER_ID: 16 bytes, b64"
+
+
+def test_kafka_stores_data_on_a_volume_and_has_a_healthcheck(services: dict) -> None:
+    kafka = services["kafka"]
+    log_dirs = environment(kafka)["KAFKA_LOG_DIRS"]
+    mounts = {target: source for source, target, _ in volume_mounts(kafka)}
+    assert log_dirs in mounts and not is_bind(mounts[log_dirs])
+    test = kafka["healthcheck"]["test"]
+    assert "kafka-broker-api-versions.sh" in " ".join(test)
+
+
+def test_topic_init_creates_the_topics(services: dict) -> None:
+    init = services["topic-init"]
+    assert init["image"] == services["kafka"]["image"], "same image: same kafka-topics.sh"
+    assert init["depends_on"]["kafka"]["condition"] == "service_healthy"
+    assert init.get("restart") == "no"
+    script = " ".join(_command(init))
+    assert "kafka-topics.sh" in script and "--create" in script and "--if-not-exists" in script
+    assert "--bootstrap-server kafka:9092" in script
+    env = environment(init)
+    assert set(env["TOPICS"].split()) >= {"features", "anomalies", "features.dlq", "scores"}
+    assert env["PARTITIONS"] == "6"
+    raw = environment(load_raw()["services"]["topic-init"])
+    assert raw["PARTITIONS"] == "${TRIPWIRE_PARTITIONS:-6}"
+    assert environment(load({"TRIPWIRE_PARTITIONS": "3"})["services"]["topic-init"])[
+        "PARTITIONS"
+    ] == "3"
+
+
+# --- app services: trainer, worker --------------------------------------------------
+
+
+def test_trainer_publishes_to_the_registry_volume(services: dict) -> None:
+    trainer = services["trainer"]
+    command = _command(trainer)
+    assert command[0] == "train"
+    registry = _option(command, "--registry")
+    mounts = {target: (source, ro) for source, target, ro in volume_mounts(trainer)}
+    source, read_only = mounts[registry]
+    assert not is_bind(source) and not read_only
+    assert _option(command, "--promote")
+    assert trainer.get("restart") == "no"
+    assert trainer["healthcheck"] == {"disable": True}
+
+
+def test_trainer_command_parses_with_the_real_cli(services: dict) -> None:
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(_command(services["trainer"]))
+    assert args.command == "train"
+
+
+def test_trainer_env_vars_are_real_settings(services: dict) -> None:
+    classes = [c for c in app.trainer_classes() if c.__name__ == "TrainSettings"]
+    _check_env(services["trainer"], classes)
+
+
+def test_worker_scales(services: dict) -> None:
+    worker = services["worker"]
+    assert "container_name" not in worker, "container_name prevents --scale"
+    assert "ports" not in worker, "a fixed host port prevents --scale; use expose"
+    assert worker.get("restart") in ("always", "unless-stopped", "on-failure")
+    assert _command(worker) == ["worker"]
+    deps = worker["depends_on"]
+    assert deps["trainer"]["condition"] == "service_completed_successfully"
+    assert deps["topic-init"]["condition"] == "service_completed_successfully"
+    assert deps["kafka"]["condition"] == "service_healthy"
+
+
+def test_worker_reads_the_trainers_registry_read_only(services: dict) -> None:
+    trainer, worker = services["trainer"], services["worker"]
+    t_registry = _option(_command(trainer), "--registry")
+    t_volume = {target: source for source, target, _ in volume_mounts(trainer)}[t_registry]
+    w_registry = app.effective(app.worker_classes(), environment(worker), "registry")
+    mounts = {target: (source, ro) for source, target, ro in volume_mounts(worker)}
+    assert mounts.get(w_registry) == (t_volume, True)
+
+
+def test_worker_serves_the_model_the_trainer_promotes(services: dict) -> None:
+    command = _command(services["trainer"])
+    expected = f"{_option(command, '--name')}@{_option(command, '--promote')}"
+    model = app.effective(app.worker_classes(), environment(services["worker"]), "model")
+    assert model == expected
+
+
+def test_worker_env_vars_are_real_settings(services: dict) -> None:
+    _check_env(services["worker"], app.worker_classes())
+
+
+def test_worker_command_parses_with_the_real_cli(services: dict) -> None:
+    app.worker_settings_module()
+    from tripwire.cli import build_parser
+
+    args = build_parser().parse_args(_command(services["worker"]))
+    assert args.command == "worker"
+
+
+def test_worker_topics_are_created_by_topic_init(services: dict) -> None:
+    classes = app.worker_classes()
+    env = environment(services["worker"])
+    created = set(environment(services["topic-init"])["TOPICS"].split())
+    topic_fields = app.fields_matching(classes, lambda n: n.endswith("_topic"))
+    assert topic_fields, "the worker settings name no *_topic field"
+    for name in topic_fields:
+        topic = app.effective(classes, env, name)
+        if topic:  # an empty optional topic (scores off) is not used
+            assert topic in created, f"{name}={topic!r} is not created by topic-init"
+
+
+def test_worker_bootstrap_is_the_brokers_internal_listener(services: dict) -> None:
+    env = environment(services["worker"])
+    bootstrap = app.effective(app.worker_classes(), env, "bootstrap")
+    if isinstance(bootstrap, tuple):
+        bootstrap = ",".join(bootstrap)
+    kafka_env = environment(services["kafka"])
+    advertised = _listeners(kafka_env["KAFKA_ADVERTISED_LISTENERS"])
+    internal = advertised[kafka_env["KAFKA_INTER_BROKER_LISTENER_NAME"]]
+    for server in str(bootstrap).split(","):
+        server = re.sub(r"^\w+://", "", server.strip())
+        host, _, port = server.rpartition(":")
+        assert (host, int(port)) == internal
+
+
+def test_worker_metrics_port_is_exposed_and_reachable(services: dict) -> None:
+    classes = app.worker_classes()
+    worker = services["worker"]
+    env = environment(worker)
+    port = app.effective(classes, env, "metrics_port")
+    assert [str(p) for p in worker["expose"]] == [str(port)]
+    for name in app.fields_matching(
+        classes, lambda n: "metrics" in n and any(k in n for k in ("host", "addr", "bind"))
+    ):
+        bind = app.effective(classes, env, name)
+        assert bind not in ("127.0.0.1", "localhost", "::1"), (
+            f"{name}={bind!r}: Prometheus in another container cannot reach a loopback bind"
+        )
+
+
+def _check_env(service: dict, classes: list[type]) -> None:
+    """Every TRIPWIRE_* var of ``service`` is a field of ``classes`` and converts."""
+    env = environment(service)
+    known = app.env_names(classes)
+    for key in env:
+        if key in app.PROCESS_ENV:
+            assert key in (REPO / app.PROCESS_ENV[key]).read_text()
+            continue
+        assert key.startswith("TRIPWIRE_"), f"{key}: app settings use the TRIPWIRE_ prefix"
+        assert key in known, f"{key} is not a setting of {[c.__name__ for c in classes]}"
+    for cls in classes:
+        load_env(cls, env)  # raises ConfigError on a value of the wrong type
+
+
+# --- volumes, prometheus, grafana -----------------------------------------------------
+
+
+def test_volumes_are_declared_and_bind_mounts_exist(compose: dict) -> None:
+    declared = set(compose.get("volumes") or {})
+    used = set()
+    for name, service in compose["services"].items():
+        for source, _, _ in volume_mounts(service):
+            if is_bind(source):
+                assert (REPO / source).exists(), f"{name}: bind source {source} missing"
+            else:
+                assert source in declared, f"{name}: volume {source!r} not declared"
+                used.add(source)
+    assert declared == used, f"declared but unused volumes: {declared - used}"
+
+
+def test_prometheus_service_mounts_config_and_rules(services: dict) -> None:
+    prom = services["prometheus"]
+    args = dict(a.lstrip("-").split("=", 1) for a in _command(prom))
+    config_path = args["config.file"]
+    assert host_path_for(prom, config_path) == REPO / "deploy" / "prometheus.yml"
+    config = yaml.safe_load((REPO / "deploy" / "prometheus.yml").read_text())
+    container_dir = str(Path(config_path).parent)
+    for pattern in config["rule_files"]:
+        host = host_path_for(prom, f"{container_dir}/{pattern}")
+        assert host is not None, f"rule files {pattern!r} are not mounted"
+        assert list(host.parent.glob(host.name)), f"{pattern!r} matches no file"
+    data = {target: source for source, target, _ in volume_mounts(prom)}
+    assert not is_bind(data[args["storage.tsdb.path"]]), "TSDB on a named volume"
+
+
+def test_prometheus_scrapes_the_worker_service_on_its_metrics_port(services: dict) -> None:
+    config = yaml.safe_load((REPO / "deploy" / "prometheus.yml").read_text())
+    jobs = {j["job_name"]: j for j in config["scrape_configs"]}
+    sd = jobs["tripwire-worker"]["dns_sd_configs"]
+    assert len(sd) == 1 and sd[0]["type"] == "A", "DNS A records: one per replica"
+    assert sd[0]["names"] == ["worker"] and "worker" in services
+    port = app.effective(app.worker_classes(), environment(services["worker"]), "metrics_port")
+    assert sd[0]["port"] == port
+
+
+def test_grafana_is_provisioned(services: dict) -> None:
+    grafana = services["grafana"]
+    prov = host_path_for(grafana, "/etc/grafana/provisioning")
+    assert prov == REPO / "deploy" / "grafana" / "provisioning"
+    provider = yaml.safe_load((prov / "dashboards" / "tripwire.yml").read_text())
+    path = provider["providers"][0]["options"]["path"]
+    dashboards = host_path_for(grafana, path)
+    assert dashboards is not None and (dashboards / "tripwire.json").is_file()
+    env = environment(grafana)
+    home = host_path_for(grafana, env["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"])
+    assert home is not None and home.is_file()
+    raw = environment(load_raw()["services"]["grafana"])
+    assert raw["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD")
+    secret = load({"GRAFANA_ADMIN_PASSWORD": "s3cret"})["services"]["grafana"]
+    assert environment(secret)["GF_SECURITY_ADMIN_PASSWORD"] == "s3cret"
