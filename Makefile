@@ -17,11 +17,12 @@ $(BIN)/tripwire: pyproject.toml
 
 install: $(BIN)/tripwire ## create .venv and install Tripwire with dev tools
 
-# Prometheus server + promtool (Debian package) for the deploy tests.
+# Prometheus server + promtool, and docker-compose (schema check of docker-compose.yml;
+# no Docker engine needed), Debian packages for the deploy tests.
 system-deps:
-	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq prometheus >/dev/null; \
-	  else echo "install Debian's 'prometheus' package (promtool, prometheus) for the deploy tests" >&2; exit 1; fi; }
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null && command -v docker-compose >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq prometheus docker-compose >/dev/null; \
+	  else echo "install Debian's 'prometheus' and 'docker-compose' packages for the deploy tests" >&2; exit 1; fi; }
 
 demo: install ## train, publish, stream the tutorial's data through Kafka, print metrics
 	$(BIN)/tripwire demo
