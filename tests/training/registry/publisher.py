@@ -1,17 +1,28 @@
 """A publisher process for crash and concurrency tests.
 
-``python -m tests.training.registry.publisher ROOT NAME COUNT [--promote]`` publishes
-COUNT versions (``0`` = until killed), each with two artifact files written in small
-chunks so a SIGKILL can land anywhere in a publish. Prints ``ready`` once imported.
+``python -m tests.training.registry.publisher ROOT NAME COUNT [--promote] [--crash-at K]``
+publishes COUNT versions (``0`` = until killed), each with two artifact files written
+in small chunks so a SIGKILL can land anywhere in a publish. Prints ``ready`` once
+imported. ``--crash-at K`` makes the process SIGKILL itself at the K-th boundary
+before or after a durable filesystem step of the registry.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from training.registry import Registry
+from training.registry import Registry, _fs
+
+DURABLE_STEPS = (
+    "lock_dir", "fsync_file", "fsync_dir", "write_json_durable", "rename_noreplace",
+    "replace_json_atomic",
+)  # fmt: skip
 
 CHUNK = 16 * 1024
 CHUNKS = 8
@@ -38,17 +49,47 @@ def manifest(tag: str) -> dict:
     }
 
 
+def crash_at(step: int) -> None:
+    """SIGKILL this process at the ``step``-th boundary around a durable step."""
+    count = 0
+
+    def boundary() -> None:
+        nonlocal count
+        count += 1
+        if count == step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def wrap(real: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            boundary()
+            result = real(*args, **kwargs)
+            boundary()
+            return result
+
+        return wrapped
+
+    for fname in DURABLE_STEPS:
+        setattr(_fs, fname, wrap(getattr(_fs, fname)))
+
+
 def main(argv: list[str]) -> int:
-    root, name, count = argv[0], argv[1], int(argv[2])
-    promote = "--promote" in argv
-    reg = Registry(root)
+    parser = argparse.ArgumentParser()
+    parser.add_argument("root")
+    parser.add_argument("name")
+    parser.add_argument("count", type=int)
+    parser.add_argument("--promote", action="store_true")
+    parser.add_argument("--crash-at", type=int)
+    args = parser.parse_args(argv)
+    if args.crash_at:
+        crash_at(args.crash_at)
+    reg = Registry(args.root)
     sys.stdout.write("ready\n")
     sys.stdout.flush()
     i = 0
-    while count == 0 or i < count:
-        version = reg.publish(name, write_artifacts, manifest(f"{os.getpid()}-{i}"))
-        if promote:
-            reg.promote(name, "production", version)
+    while args.count == 0 or i < args.count:
+        version = reg.publish(args.name, write_artifacts, manifest(f"{os.getpid()}-{i}"))
+        if args.promote:
+            reg.promote(args.name, "production", version)
         i += 1
     return 0
 

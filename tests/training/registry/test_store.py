@@ -13,11 +13,10 @@ import numpy as np
 import pytest
 
 from tests.training.registry.conftest import MeanDetector, lookup, manifest_for
-from tests.training.registry.publisher import write_artifacts
 from tests.training.registry.publisher import manifest as simple_manifest
+from tests.training.registry.publisher import write_artifacts
 from training.errors import RegistryError
-from training.registry import SCHEMA_VERSION, Registry, load_scorer
-from training.registry import _fs
+from training.registry import SCHEMA_VERSION, Registry, _fs, load_scorer
 from training.registry.manifest import sha256_file
 
 REPO = Path(__file__).resolve().parents[3]
@@ -198,8 +197,16 @@ def test_concurrent_publishing_threads_never_clobber(registry: Registry) -> None
 def test_concurrent_publishing_processes_never_clobber(registry: Registry) -> None:
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.training.registry.publisher", str(registry.root), "m", "5"],
-            cwd=REPO, stdout=subprocess.PIPE,
+            [
+                sys.executable,
+                "-m",
+                "tests.training.registry.publisher",
+                str(registry.root),
+                "m",
+                "5",
+            ],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
         )  # fmt: skip
         for _ in range(3)
     ]
