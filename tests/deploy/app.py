@@ -67,9 +67,7 @@ def default(classes: list[type], field_name: str) -> Any:
 
 
 def fields_matching(classes: list[type], predicate: Any) -> list[str]:
-    return sorted(
-        {f.name for cls in classes for f in dataclasses.fields(cls) if predicate(f.name)}
-    )
+    return sorted({f.name for cls in classes for f in dataclasses.fields(cls) if predicate(f.name)})
 
 
 def worker_classes() -> list[type]:

@@ -65,7 +65,8 @@ def load_raw(path: Path = COMPOSE_FILE) -> dict[str, Any]:
 
 def load(env: Mapping[str, str] | None = None, path: Path = COMPOSE_FILE) -> dict[str, Any]:
     """The parsed file with variables interpolated from ``env`` (default: none set)."""
-    return _walk(load_raw(path), env or {})  # type: ignore[no-any-return]
+    loaded: dict[str, Any] = _walk(load_raw(path), env or {})
+    return loaded
 
 
 def environment(service: Mapping[str, Any]) -> dict[str, str]:

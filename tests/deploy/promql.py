@@ -75,7 +75,7 @@ def tokenize(expr: str) -> list[Token]:
     while pos < len(expr):
         m = _TOKEN.match(expr, pos)
         if m is None:
-            raise ValueError(f"cannot tokenize {expr[pos:pos + 20]!r} in {expr!r}")
+            raise ValueError(f"cannot tokenize {expr[pos : pos + 20]!r} in {expr!r}")
         kind = m.lastgroup
         assert kind is not None
         if kind != "ws":

@@ -8,13 +8,14 @@ schema check of docker-compose itself (`docker-compose config`).
 
 from __future__ import annotations
 
-import argparse
 import base64
+import os
 import re
 import shutil
 import subprocess
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -31,8 +32,7 @@ from tests.deploy.compose import (
     load_raw,
     volume_mounts,
 )
-from training.cli import register
-from training.config import load_env
+from training.config import from_args, load_env
 
 APP_SERVICES = ("trainer", "worker")
 KAFKA_REQUIRED_ENV = (
@@ -116,9 +116,7 @@ def test_docker_compose_validates_the_file(tmp_path: Path) -> None:
     assert ok.returncode == 0, ok.stderr
     broken = tmp_path / "docker-compose.yml"
     broken.write_text(COMPOSE_FILE.read_text().replace("stop_grace_period:", "stop_grace:"))
-    bad = subprocess.run(
-        [tool, "-f", str(broken), "config", "-q"], capture_output=True, text=True
-    )
+    bad = subprocess.run([tool, "-f", str(broken), "config", "-q"], capture_output=True, text=True)
     assert bad.returncode != 0 and "stop_grace" in bad.stderr
 
 
@@ -205,9 +203,10 @@ def test_topic_init_creates_the_topics(services: dict) -> None:
     assert env["PARTITIONS"] == "6"
     raw = environment(load_raw()["services"]["topic-init"])
     assert raw["PARTITIONS"] == "${TRIPWIRE_PARTITIONS:-6}"
-    assert environment(load({"TRIPWIRE_PARTITIONS": "3"})["services"]["topic-init"])[
-        "PARTITIONS"
-    ] == "3"
+    assert (
+        environment(load({"TRIPWIRE_PARTITIONS": "3"})["services"]["topic-init"])["PARTITIONS"]
+        == "3"
+    )
 
 
 # --- app services: trainer, worker --------------------------------------------------
@@ -226,11 +225,37 @@ def test_trainer_publishes_to_the_registry_volume(services: dict) -> None:
     assert trainer["healthcheck"] == {"disable": True}
 
 
-def test_trainer_command_parses_with_the_real_cli(services: dict) -> None:
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(_command(services["trainer"]))
-    assert args.command == "train"
+def _settings_from_cli(
+    monkeypatch: pytest.MonkeyPatch, service: dict, classes: list[type]
+) -> list[object]:
+    """Parse ``service``'s command with the real CLI in the service's environment.
+
+    Options take their defaults from the environment when the parser is built, so the
+    process environment is replaced by the service's for that. Returns one validated
+    settings object per class.
+    """
+    for key in list(os.environ):
+        if key.startswith("TRIPWIRE_"):
+            monkeypatch.delenv(key)
+    for key, value in environment(service).items():
+        monkeypatch.setenv(key, value)
+    from tripwire.cli import build_parser
+
+    args = build_parser().parse_args(_command(service))
+    out = []
+    for cls in classes:
+        settings: Any = from_args(cls, args)
+        settings.validate()
+        out.append(settings)
+    return out
+
+
+def test_trainer_command_is_valid_for_the_real_cli(
+    services: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    classes = [c for c in app.trainer_classes() if c.__name__ == "TrainSettings"]
+    (settings,) = _settings_from_cli(monkeypatch, services["trainer"], classes)
+    assert getattr(settings, "demo") and getattr(settings, "promote")
 
 
 def test_trainer_env_vars_are_real_settings(services: dict) -> None:
@@ -262,7 +287,7 @@ def test_worker_reads_the_trainers_registry_read_only(services: dict) -> None:
 def test_worker_serves_the_model_the_trainer_promotes(services: dict) -> None:
     command = _command(services["trainer"])
     expected = f"{_option(command, '--name')}@{_option(command, '--promote')}"
-    model = app.effective(app.worker_classes(), environment(services["worker"]), "model")
+    model = app.effective(app.worker_classes(), environment(services["worker"]), "model_ref")
     assert model == expected
 
 
@@ -270,12 +295,11 @@ def test_worker_env_vars_are_real_settings(services: dict) -> None:
     _check_env(services["worker"], app.worker_classes())
 
 
-def test_worker_command_parses_with_the_real_cli(services: dict) -> None:
-    app.worker_settings_module()
-    from tripwire.cli import build_parser
-
-    args = build_parser().parse_args(_command(services["worker"]))
-    assert args.command == "worker"
+def test_worker_command_is_valid_for_the_real_cli(
+    services: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = _settings_from_cli(monkeypatch, services["worker"], app.worker_classes())
+    assert settings
 
 
 def test_worker_topics_are_created_by_topic_init(services: dict) -> None:
@@ -330,7 +354,7 @@ def _check_env(service: dict, classes: list[type]) -> None:
         assert key.startswith("TRIPWIRE_"), f"{key}: app settings use the TRIPWIRE_ prefix"
         assert key in known, f"{key} is not a setting of {[c.__name__ for c in classes]}"
     for cls in classes:
-        load_env(cls, env)  # raises ConfigError on a value of the wrong type
+        load_env(cls, env)  # ConfigError on a value of the wrong type
 
 
 # --- volumes, prometheus, grafana -----------------------------------------------------

@@ -24,12 +24,13 @@ def datasource() -> dict[str, Any]:
     spec = yaml.safe_load((PROVISIONING / "datasources" / "prometheus.yml").read_text())
     assert spec["apiVersion"] == 1
     (ds,) = spec["datasources"]
-    return ds  # type: ignore[no-any-return]
+    return ds
 
 
 @pytest.fixture(scope="module")
 def dashboard() -> dict[str, Any]:
-    return json.loads(DASHBOARD.read_text())  # type: ignore[no-any-return]
+    loaded: dict[str, Any] = json.loads(DASHBOARD.read_text())
+    return loaded
 
 
 def _panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
@@ -68,9 +69,8 @@ def test_every_panel_and_target_uses_the_provisioned_datasource(
     dashboard: dict[str, Any], datasource: dict[str, Any]
 ) -> None:
     for panel in _panels(dashboard):
-        assert panel["datasource"] == {"type": "prometheus", "uid": datasource["uid"]}, (
-            panel["title"]
-        )
+        wanted = {"type": "prometheus", "uid": datasource["uid"]}
+        assert panel["datasource"] == wanted, panel["title"]
         assert panel["targets"], f"{panel['title']}: no query"
         ref_ids = [t["refId"] for t in panel["targets"]]
         assert len(set(ref_ids)) == len(ref_ids), f"{panel['title']}: duplicate refId"

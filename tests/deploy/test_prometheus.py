@@ -48,9 +48,7 @@ def test_promtool_check_rules() -> None:
 def test_promtool_check_rules_rejects_a_broken_rule(tmp_path: Path) -> None:
     """The check above can fail: a rule with a PromQL syntax error is refused."""
     bad = tmp_path / "bad.rules.yml"
-    bad.write_text(
-        "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: rate(x[5m] > 1\n"
-    )
+    bad.write_text("groups:\n- name: g\n  rules:\n  - alert: A\n    expr: rate(x[5m] > 1\n")
     assert promtool("check", "rules", str(bad)).returncode != 0
 
 
