@@ -125,7 +125,7 @@ def run_train(args: argparse.Namespace) -> int:
     if result.metrics is None:
         lines.append("metrics        none (no labelled test split)")
     else:
-        lines.append(format_metrics(result.metrics))
+        lines.append(format_metrics(result.metrics, show_threshold=False))
     if result.plot is not None:
         lines.append(f"plot           {result.plot}")
     if result.promoted:

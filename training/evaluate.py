@@ -72,7 +72,7 @@ def _ratio(a: int, b: int) -> float:
     return a / b if b else 0.0
 
 
-def format_metrics(metrics: dict[str, Any]) -> str:
+def format_metrics(metrics: dict[str, Any], show_threshold: bool = True) -> str:
     """A few readable lines summarising ``evaluate``'s output."""
 
     def f(key: str) -> str:
@@ -80,10 +80,11 @@ def format_metrics(metrics: dict[str, Any]) -> str:
         return "n/a" if v is None else f"{v:.4f}"
 
     c = metrics["confusion"]
+    threshold = [f"threshold      {metrics['threshold']:.6g}"] if show_threshold else []
     return "\n".join(
         [
             f"test rows      {metrics['n']} ({metrics['n_anomalies']} anomalous)",
-            f"threshold      {metrics['threshold']:.6g}",
+            *threshold,
             f"ROC-AUC        {f('roc_auc')}    PR-AUC  {f('pr_auc')}",
             f"accuracy       {f('accuracy')}",
             f"precision      {f('precision')}    recall  {f('recall')}    F1  {f('f1')}",
@@ -118,20 +119,10 @@ def plot_scores(
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    bins = _bins(s, threshold)
-    edges = [float(b) for b in bins]
+    edges = [float(b) for b in _bins(s, threshold)]
     fig, ax = plt.subplots(figsize=(8, 4.5))
     try:
-        if labels is None:
-            ax.hist(s, bins=edges, alpha=0.7, label=f"scores (n={s.size})", color="tab:blue")
-        else:
-            y = np.asarray(labels).reshape(-1)
-            for cls, name, color in ((0, "normal", "tab:blue"), (1, "anomalous", "tab:red")):
-                part = s[y == cls]
-                if part.size:
-                    ax.hist(
-                        part, bins=edges, alpha=0.6, label=f"{name} (n={part.size})", color=color
-                    )
+        _histograms(ax, s, labels, edges)
         ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.4g}")
         ax.set_yscale("log")
         if edges[0] > 0 and edges[-1] / edges[0] > _LOG_X_RATIO:
@@ -145,6 +136,17 @@ def plot_scores(
     finally:
         plt.close(fig)
     return out
+
+
+def _histograms(ax: Any, s: np.ndarray, labels: np.ndarray | None, edges: list[float]) -> None:
+    if labels is None:
+        ax.hist(s, bins=edges, alpha=0.7, label=f"scores (n={s.size})", color="tab:blue")
+        return
+    y = np.asarray(labels).reshape(-1)
+    for cls, name, color in ((0, "normal", "tab:blue"), (1, "anomalous", "tab:red")):
+        part = s[y == cls]
+        if part.size:
+            ax.hist(part, bins=edges, alpha=0.6, label=f"{name} (n={part.size})", color=color)
 
 
 def _bins(s: np.ndarray, threshold: float) -> np.ndarray:

@@ -225,18 +225,9 @@ def _publish(
             files.append(PLOT_FILE)
         return files
 
-    manifest = {
-        "detector": {
-            "kind": detector.kind,
-            "params": detector.get_params(),
-            "state": detector.get_state(),
-        },
-        "features": {"count": len(splits.feature_names), "names": list(splits.feature_names)},
-        "threshold": threshold.to_dict(),
-        "metrics": metrics,
-        "training_data": {"source": splits.source, "sha256": splits.sha256, "rows": splits.rows()},
-    }
-    version = registry.publish(name, write_artifacts, manifest)
+    version = registry.publish(
+        name, write_artifacts, _manifest(detector, threshold, splits, metrics)
+    )
     path = registry.version_dir(name, version)
     if outside is not None:
         _plot(outside, detector, splits, test_scores, threshold.value)
@@ -255,6 +246,23 @@ def _publish(
         test_scores=test_scores,
         splits=splits,
     )
+
+
+def _manifest(
+    detector: Detector, threshold: Threshold, splits: Splits, metrics: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The manifest keys the caller supplies (publish fills in the rest)."""
+    return {
+        "detector": {
+            "kind": detector.kind,
+            "params": detector.get_params(),
+            "state": detector.get_state(),
+        },
+        "features": {"count": len(splits.feature_names), "names": list(splits.feature_names)},
+        "threshold": threshold.to_dict(),
+        "metrics": metrics,
+        "training_data": {"source": splits.source, "sha256": splits.sha256, "rows": splits.rows()},
+    }
 
 
 def _plot(

@@ -87,12 +87,21 @@ class TrainSettings:
         default=0.2,
         metadata={"help": "share of normal rows held out for threshold calibration"},
     )
-    epochs: int | None = field(default=None, metadata={"help": "max training epochs (deep models)"})
-    batch_size: int | None = field(default=None, metadata={"help": "rows per optimiser step"})
-    lr: float | None = field(default=None, metadata={"help": "learning rate (deep models)"})
+    epochs: int | None = field(
+        default=None, metadata={"help": "max training epochs (unset: the detector's default)"}
+    )
+    batch_size: int | None = field(
+        default=None, metadata={"help": "rows per optimiser step (unset: the detector's default)"}
+    )
+    lr: float | None = field(
+        default=None, metadata={"help": "learning rate (unset: the detector's default)"}
+    )
     hidden: str | None = field(
         default=None,
-        metadata={"help": "encoder layer sizes, e.g. 64,16 (deep models)", "metavar": "SIZES"},
+        metadata={
+            "help": "encoder layer sizes, e.g. 64,16 (unset: derived from the feature count)",
+            "metavar": "SIZES",
+        },
     )
     params: str | None = field(
         default=None,

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from training import data as data_mod
+from training import textdata
 from training.data import align_features, demo_data, load_data
 from training.errors import DataError
 
@@ -106,7 +106,7 @@ def test_csv_without_labels(tmp_path: Path) -> None:
 
 
 def test_csv_larger_than_a_chunk_matches_numpy(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(data_mod, "_CHUNK_ROWS", 7)
+    monkeypatch.setattr(textdata, "_CHUNK_ROWS", 7)
     X = np.random.default_rng(0).normal(size=(50, 3)).astype(np.float32)
     p = tmp_path / "big.csv"
     np.savetxt(p, X, delimiter=",", header="a,b,c", comments="", fmt="%.9g")

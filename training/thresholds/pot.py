@@ -104,39 +104,31 @@ def pot_quantile(scores: np.ndarray, q: float, level: float = 0.98) -> tuple[flo
     details : dict
         See :class:`PotThreshold`.
     """
-    n = scores.size
     t = float(np.quantile(scores, level))
     excesses = scores[scores > t] - t
-    details: dict[str, Any] = {
-        "t": t,
-        "n": n,
-        "n_peaks": int(excesses.size),
-        "gamma": None,
-        "sigma": None,
-        "fallback": None,
-    }
-    empirical = float(np.quantile(scores, 1.0 - q, method="higher"))
-    ratio = q * n / max(excesses.size, 1)
+    details: dict[str, Any] = {"t": t, "n": int(scores.size), "n_peaks": int(excesses.size),
+                               "gamma": None, "sigma": None, "fallback": None}  # fmt: skip
+    ratio = q * scores.size / max(excesses.size, 1)
+    details["fallback"] = _degenerate(excesses, ratio, q, level)
+    if details["fallback"] is None:
+        gamma, sigma = fit_gpd(excesses)
+        details.update(gamma=gamma, sigma=sigma)
+        z = _tail_quantile(t, gamma, sigma, ratio) if sigma > 0 else math.nan
+        if math.isfinite(z):
+            return z, details
+        details["fallback"] = f"GPD fit gave no finite quantile (gamma={gamma}, sigma={sigma})"
+    return float(np.quantile(scores, 1.0 - q, method="higher")), details
+
+
+def _degenerate(excesses: np.ndarray, ratio: float, q: float, level: float) -> str | None:
+    """Why the tail cannot (or need not) be fitted, or None."""
     if excesses.size < MIN_PEAKS:
-        details["fallback"] = f"only {excesses.size} peaks above t (need {MIN_PEAKS})"
-        return empirical, details
+        return f"only {excesses.size} peaks above t (need {MIN_PEAKS})"
     if ratio >= 1.0:
-        # The risk is not in the tail beyond t: no extrapolation needed.
-        details["fallback"] = f"q={q} is not beyond the initial level {level}"
-        return empirical, details
+        return f"q={q} is not beyond the initial level {level}"  # no extrapolation needed
     if float(np.ptp(excesses)) <= 1e-12 * max(1.0, float(excesses.mean())):
-        details["fallback"] = "all peaks are equal (zero variance tail)"
-        return empirical, details
-    gamma, sigma = fit_gpd(excesses)
-    details.update(gamma=gamma, sigma=sigma)
-    if not (math.isfinite(gamma) and math.isfinite(sigma) and sigma > 0):
-        details["fallback"] = f"GPD fit failed (gamma={gamma}, sigma={sigma})"
-        return empirical, details
-    z = _tail_quantile(t, gamma, sigma, ratio)
-    if not math.isfinite(z):
-        details["fallback"] = f"non-finite tail quantile (gamma={gamma}, sigma={sigma})"
-        return empirical, details
-    return z, details
+        return "all peaks are equal (zero variance tail)"
+    return None
 
 
 def _tail_quantile(t: float, gamma: float, sigma: float, ratio: float) -> float:
