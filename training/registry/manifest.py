@@ -82,11 +82,11 @@ def artifact_name_problem(name: object) -> str | None:
     return None
 
 
-def _section(m: dict[str, Any], key: str, problems: list[str]) -> dict[str, Any]:
+def _section(m: dict[str, Any], key: str, problems: list[str]) -> dict[str, Any] | None:
     value = m.get(key)
     if not isinstance(value, dict):
         problems.append(f"'{key}' must be an object, got {type(value).__name__}")
-        return {}
+        return None
     return value
 
 
@@ -118,11 +118,17 @@ def validate_manifest(m: object) -> list[str]:
     for key in ("name", "version", "created_at"):
         if not isinstance(m.get(key), str) or not m[key]:
             problems.append(f"'{key}' must be a non-empty string")
-    _check_detector(_section(m, "detector", problems), problems)
-    _check_features(_section(m, "features", problems), problems)
-    _check_threshold(_section(m, "threshold", problems), problems)
-    _check_artifacts(_section(m, "artifacts", problems), problems)
-    _section(m, "environment", problems)
+    checks = {
+        "detector": _check_detector,
+        "features": _check_features,
+        "threshold": _check_threshold,
+        "artifacts": _check_artifacts,
+        "environment": None,
+    }
+    for key, check in checks.items():
+        section = _section(m, key, problems)
+        if section is not None and check is not None:
+            check(section, problems)
     for key in ("metrics", "training_data"):
         if m.get(key) is not None and not isinstance(m[key], dict):
             problems.append(f"'{key}' must be an object or null")
@@ -130,16 +136,14 @@ def validate_manifest(m: object) -> list[str]:
 
 
 def _check_detector(d: dict[str, Any], problems: list[str]) -> None:
-    if d and (not isinstance(d.get("kind"), str) or not d["kind"]):
+    if not isinstance(d.get("kind"), str) or not d["kind"]:
         problems.append("'detector.kind' must be a non-empty string")
     for key in ("params", "state"):
-        if d and not isinstance(d.get(key), dict):
+        if not isinstance(d.get(key), dict):
             problems.append(f"'detector.{key}' must be an object")
 
 
 def _check_features(f: dict[str, Any], problems: list[str]) -> None:
-    if not f:
-        return
     count, names = f.get("count"), f.get("names")
     if not isinstance(count, int) or isinstance(count, bool) or count < 1:
         problems.append(f"'features.count' must be a positive integer, got {count!r}")
@@ -156,8 +160,6 @@ def _check_features(f: dict[str, Any], problems: list[str]) -> None:
 
 
 def _check_threshold(t: dict[str, Any], problems: list[str]) -> None:
-    if not t:
-        return
     if not isinstance(t.get("method"), str) or not t["method"]:
         problems.append("'threshold.method' must be a non-empty string")
     if not isinstance(t.get("params"), dict):

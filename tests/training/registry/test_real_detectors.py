@@ -1,0 +1,58 @@
+"""The registry with the real detectors, found through ``training.detectors.detector_class``."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.training.registry.conftest import manifest_for
+from training.detectors import make_detector
+from training.errors import ModelLoadError
+from training.registry import Registry, load_scorer
+
+
+@pytest.fixture
+def X() -> np.ndarray:
+    torch.set_num_threads(1)
+    return np.random.default_rng(0).normal(size=(120, 4)).astype(np.float32)
+
+
+@pytest.mark.parametrize(("spec", "params"), [("ae", {"epochs": 2}), ("pyod:IForest", {})])
+def test_publish_and_load_a_real_detector(
+    registry: Registry, X: np.ndarray, spec: str, params: dict
+) -> None:
+    det = make_detector(spec, seed=0, **params).fit(X)
+    version = registry.publish("real", det.save, manifest_for(det, ["a", "b", "c", "d"]))
+    scorer = load_scorer(registry.root, f"real@{version}")  # default detector lookup
+    assert type(scorer.detector) is type(det)
+    np.testing.assert_array_equal(scorer.score(X).scores, det.score(X))
+    assert registry.verify() == []
+
+
+class _Payload:
+    """Unpickling this creates ``marker``: proof that a pickle was executed."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (Path.touch, (self.marker,))
+
+
+def test_a_swapped_pickle_is_refused_before_it_is_unpickled(
+    registry: Registry, X: np.ndarray, tmp_path: Path
+) -> None:
+    det = make_detector("pyod:IForest", seed=0).fit(X)
+    version = registry.publish("real", det.save, manifest_for(det, ["a", "b", "c", "d"]))
+    files = registry.manifest("real", version)["artifacts"]
+    pkl = next(f for f in files if f.endswith(".pkl"))
+    marker = tmp_path / "pickle-was-executed"
+    (registry.version_dir("real", version) / pkl).write_bytes(pickle.dumps(_Payload(marker)))
+
+    with pytest.raises(ModelLoadError, match=f"{pkl}: sha256 mismatch"):
+        load_scorer(registry.root, f"real@{version}")
+    assert not marker.exists()
