@@ -271,6 +271,7 @@ def test_score_matches_named_columns_in_any_order(
         ("m@9", "good", "s.npy", "has no version 9"),
         ("nosuch", "good", "s.npy", "cannot load model nosuch"),
         ("m@1", "narrow", "s.npy", "the model expects 6 features; input has 3"),
+        ("m@1", "ragged", "s.csv", "ragged.csv, row 3: expected 6 columns, found 2"),
         ("m@1", "good", "s.parquet", "expected a .npy or .csv path"),
         ("", "good", "s.npy", "--model NAME[@VERSION|@ALIAS] is required"),
     ],
@@ -288,6 +289,9 @@ def test_score_errors_exit_2(
     if make_data == "narrow":
         data = tmp_path / "narrow.npz"
         np.savez(data, X=np.ones((4, 3)))
+    elif make_data == "ragged":
+        data = tmp_path / "ragged.csv"
+        data.write_text("a,b,c,d,e,f\n1,2,3,4,5,6\n1,2\n")
     argv = ["score", "--registry", str(reg), "--data", str(data), "--out", str(tmp_path / out)]
     if model:
         argv += ["--model", model]
