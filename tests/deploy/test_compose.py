@@ -298,6 +298,7 @@ def test_worker_env_vars_are_real_settings(services: dict) -> None:
 def test_worker_command_is_valid_for_the_real_cli(
     services: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    app.require_worker_command()
     settings = _settings_from_cli(monkeypatch, services["worker"], app.worker_classes())
     assert settings
 

@@ -1,0 +1,233 @@
+"""Every dashboard and alert query returns data from a real Prometheus scraping a live worker.
+
+A real ``prometheus`` (Debian's package) scrapes a real ``tripwire worker`` (a
+subprocess on the session's embedded broker) with the scrape job and the alert rules
+of ``deploy/``, while a small stream of valid, anomalous and invalid events flows
+through. Then each query of the dashboard and of the rules (as its ``promql.probe``:
+filters turned into ``bool`` comparisons) must return at least one series, so no panel
+or alert reads a metric the worker does not export.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from aiokafka import AIOKafkaProducer
+
+from tests.deploy import app, promql
+from tripwire.embedded import EmbeddedBroker, free_port
+
+pytestmark = pytest.mark.integration
+
+N_FEATURES = 6
+N_VALID, N_ANOMALOUS = 240, 20
+INVALID = [b"{not json", json.dumps({"id": "bad-1", "features": [1.0, 2.0]}).encode()]
+RATE_INTERVAL = "30s"  # stands in for Grafana's $__rate_interval (scrapes are 1 s apart)
+CONFIG = promql.REPO / "deploy" / "prometheus.yml"
+WORKER_JOB = "tripwire-worker"
+
+Query = Callable[[str], list[dict[str, Any]]]
+
+
+def _train(registry: Path, root: Path) -> np.random.Generator:
+    """A small autoencoder published as live@production; returns the data's rng."""
+    from tripwire.cli import main
+
+    rng = np.random.default_rng(0)
+    basis = rng.normal(size=(2, N_FEATURES))
+    X = rng.normal(size=(400, 2)) @ basis + 0.1 * rng.normal(size=(400, N_FEATURES))
+    np.savez(root / "train.npz", X=X.astype(np.float32))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        code = main(["train", "--data", str(root / "train.npz"), "--registry", str(registry),
+                     "--name", "live", "--epochs", "5", "--promote", "production",
+                     "--plot", "none"])  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0
+    np.save(root / "basis.npy", basis)
+    return rng
+
+
+def _events(rng: np.random.Generator, basis: np.ndarray) -> list[tuple[bytes, bytes]]:
+    normal = rng.normal(size=(N_VALID, 2)) @ basis + 0.1 * rng.normal(size=(N_VALID, N_FEATURES))
+    odd = rng.uniform(-8, 8, size=(N_ANOMALOUS, N_FEATURES))
+    rows = np.vstack([normal, odd])
+    now_ms = int(time.time() * 1000)
+    out = []
+    for i, row in enumerate(rows):
+        event = {"id": f"ev-{i}", "key": f"k{i % 7}", "ts": now_ms, "features": row.tolist()}
+        out.append((f"k{i % 7}".encode(), json.dumps(event).encode()))
+    out += [(b"bad", value) for value in INVALID]
+    return out
+
+
+async def _produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for key, value in records:
+            await producer.send(topic, value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def _prometheus_config(tmp: Path, metrics_port: int) -> Path:
+    """deploy/prometheus.yml with the worker job pointed at the local worker, 1 s cadence."""
+    config = yaml.safe_load(CONFIG.read_text())
+    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == WORKER_JOB]
+    job.pop("dns_sd_configs")
+    job["static_configs"] = [{"targets": [f"127.0.0.1:{metrics_port}"]}]
+    job["scrape_interval"] = "1s"
+    config["scrape_configs"] = [job]
+    config["global"].update(scrape_interval="1s", evaluation_interval="1s")
+    config["rule_files"] = [str(p) for p in promql.rule_files()]
+    path = tmp / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _stop(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback only
+        return json.loads(resp.read())
+
+
+def _wait(what: str, check: Callable[[], bool], timeout: float, logs: list[Path]) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    tails = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in logs if p.exists())
+    pytest.fail(f"timed out waiting for {what}\n{tails}")
+
+
+@pytest.fixture(scope="module")
+def live(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Query]:
+    """Worker + Prometheus running, the stream processed; yields ``query(expr)``."""
+    app.require_worker_command()
+    broker: EmbeddedBroker = request.getfixturevalue("broker")
+    prometheus_bin = shutil.which("prometheus")
+    assert prometheus_bin, "prometheus missing: `make system-deps` installs Debian's package"
+    from tests.fixtures.kafka import create_topics
+
+    tmp = tmp_path_factory.mktemp("live")
+    registry = tmp / "registry"
+    rng = _train(registry, tmp)
+    suffix = uuid.uuid4().hex[:8]
+    topics = {"input": f"live-in-{suffix}", "alert": f"live-alerts-{suffix}",
+              "dlq": f"live-dlq-{suffix}"}  # fmt: skip
+    asyncio.run(create_topics(broker.bootstrap, list(topics.values()), partitions=2))
+
+    metrics_port, prom_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIPWIRE_")}
+    env.update(
+        TRIPWIRE_BOOTSTRAP=broker.bootstrap,
+        TRIPWIRE_REGISTRY=str(registry),
+        TRIPWIRE_MODEL_REF="live@production",
+        TRIPWIRE_INPUT_TOPIC=topics["input"],
+        TRIPWIRE_ALERT_TOPIC=topics["alert"],
+        TRIPWIRE_DLQ_TOPIC=topics["dlq"],
+        TRIPWIRE_GROUP_ID=f"live-{suffix}",
+        TRIPWIRE_METRICS_HOST="127.0.0.1",
+        TRIPWIRE_METRICS_PORT=str(metrics_port),
+        TRIPWIRE_LOG_LEVEL="INFO",
+        OMP_NUM_THREADS="1",
+    )
+    worker_log, prom_log = tmp / "worker.log", tmp / "prometheus.log"
+    logs = [worker_log, prom_log]
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        with worker_log.open("wb") as wlog, prom_log.open("wb") as plog:
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "tripwire", "worker"], env=env, cwd=tmp,
+                stdout=wlog, stderr=subprocess.STDOUT,
+            ))  # fmt: skip
+            procs.append(subprocess.Popen(
+                [prometheus_bin, f"--config.file={_prometheus_config(tmp, metrics_port)}",
+                 f"--storage.tsdb.path={tmp / 'tsdb'}",
+                 f"--web.listen-address=127.0.0.1:{prom_port}"],
+                stdout=plog, stderr=subprocess.STDOUT,
+            ))  # fmt: skip
+        api = f"http://127.0.0.1:{prom_port}/api/v1"
+
+        def query(expr: str) -> list[dict[str, Any]]:
+            url = f"{api}/query?" + urllib.parse.urlencode({"query": expr})
+            body = _get(url)
+            assert body["status"] == "success", body
+            result: list[dict[str, Any]] = body["data"]["result"]
+            return result
+
+        def scraped_up() -> bool:
+            return any(r["value"][1] == "1" for r in query(f'up{{job="{WORKER_JOB}"}}'))
+
+        _wait("Prometheus to scrape the worker", scraped_up, 90, logs)
+        basis = np.load(tmp / "basis.npy")
+        records = _events(rng, basis)
+        asyncio.run(_produce(broker.bootstrap, topics["input"], records))
+
+        def consumed_all() -> bool:
+            result = query("sum(tripwire_events_consumed_total)")
+            return bool(result) and float(result[0]["value"][1]) >= len(records)
+
+        _wait(f"{len(records)} events in Prometheus", consumed_all, 90, logs)
+        time.sleep(3)  # a few more scrapes and rule evaluations after the last event
+        yield query
+    finally:
+        for proc in reversed(procs):
+            _stop(proc)
+
+
+@pytest.mark.parametrize("expr", promql.all_exprs(), ids=lambda e: e.source)
+def test_query_returns_data(live: Query, expr: promql.Expr) -> None:
+    probe = promql.probe(expr.expr, RATE_INTERVAL)
+    assert live(probe), f"{expr.source}: no data for {probe!r}"
+
+
+def test_the_stream_is_what_the_metrics_say(live: Query) -> None:
+    """The scrape is of this worker and this stream, not of something else."""
+
+    def total(expr: str) -> float:
+        (sample,) = live(expr)
+        return float(sample["value"][1])
+
+    assert total("sum(tripwire_events_consumed_total)") == N_VALID + N_ANOMALOUS + len(INVALID)
+    assert total("sum(tripwire_events_scored_total)") == N_VALID + N_ANOMALOUS
+    assert total("sum(tripwire_invalid_events_total)") == len(INVALID)
+    assert total("sum(tripwire_anomalies_total)") >= 1
+    (info,) = live("tripwire_model_info")
+    assert info["metric"]["name"] == "live" and info["metric"]["version"] == "1"
