@@ -52,13 +52,15 @@ class Watcher(threading.Thread):
             time.sleep(0.01)  # leave the CPU to the publisher being killed
 
 
-def _kill_during_publishes(reg: Registry, iterations: int, seed: int) -> dict[str, int]:
+def _kill_during_publishes(
+    reg: Registry, iterations: int, seed: int, verify_every: int = 1
+) -> dict[str, int]:
     rng = random.Random(seed)
     watcher = Watcher(reg)
     watcher.start()
     killed_mid_publish = 0
     try:
-        for _ in range(iterations):
+        for i in range(iterations):
             before = set(reg.temp_dirs("m"))
             proc = subprocess.Popen(
                 [sys.executable, "-m", "tests.training.registry.publisher",
@@ -74,7 +76,8 @@ def _kill_during_publishes(reg: Registry, iterations: int, seed: int) -> dict[st
             killed_mid_publish += len(set(reg.temp_dirs("m")) - before)
             versions = reg.versions("m") if reg.root.exists() else []
             assert versions == [str(i) for i in range(1, len(versions) + 1)]
-            assert [p for p in reg.verify(stale_after=0) if p.severity == "error"] == []
+            if i % verify_every == 0 or i == iterations - 1:  # re-hashing all is O(versions)
+                assert [p for p in reg.verify(stale_after=0) if p.severity == "error"] == []
     finally:
         watcher.stop.set()
         watcher.join()
@@ -140,7 +143,7 @@ def test_crash_at_every_durable_step(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_sigkill_during_publish_many_times(tmp_path: Path) -> None:
     reg = Registry(tmp_path / "registry")
-    figures = _kill_during_publishes(reg, iterations=300, seed=1)
+    figures = _kill_during_publishes(reg, iterations=300, seed=1, verify_every=10)
     print(f"\npublish killed 300x: {figures}")
     _check_after_kills(reg, figures)
 
