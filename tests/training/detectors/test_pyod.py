@@ -128,3 +128,22 @@ def test_load_rejects_a_pickle_of_the_wrong_model(data, tmp_path: Path):
     (tmp_path / MODEL_FILE).write_bytes(b"garbage")
     with pytest.raises(DetectorError, match="cannot load"):
         detector_class("pyod:KNN").load(tmp_path, {"seed": 0}, state)
+
+
+def test_pyod_deep_models_do_not_reseed_the_global_rngs(data):
+    """PyOD's deep detectors call np.random.seed / torch.manual_seed in fit."""
+    import random
+
+    import torch
+
+    X_train, X_test = data
+    random.seed(1)
+    np.random.seed(1)
+    torch.manual_seed(1)
+    before = (random.getstate(), np.random.get_state()[1].copy(), torch.random.get_rng_state())
+    det = make_detector("pyod:AutoEncoder", epoch_num=2, verbose=0).fit(X_train)
+    assert random.getstate() == before[0]
+    assert np.array_equal(np.random.get_state()[1], before[1])
+    assert torch.equal(torch.random.get_rng_state(), before[2])
+    assert det.get_state()["scoring"] == "batch"
+    assert np.all(np.isfinite(det.score(X_test)))
