@@ -348,7 +348,10 @@ class DeepDetector(Detector):
     @classmethod
     def load(cls, directory: Path, params: dict[str, Any], state: dict[str, Any]) -> Self:
         """Rebuild from ``weights.safetensors`` + manifest params/state; never unpickles."""
-        det = cls(**params)
+        try:
+            det = cls(**params)
+        except TypeError as exc:
+            raise DetectorError(f"{cls.kind}: invalid parameters {params}: {exc}") from exc
         try:
             n_features = int(state["n_features"])
             det.scaler_ = Standardizer.from_dict(state["scaler"])

@@ -16,7 +16,8 @@ independent of the batch a row arrives in:
   directly; if only the row-by-row scores are reproducible, rows are scored one
   at a time (slow but exact); if even that fails, the detector is marked
   ``batch_independent = False`` and the stream worker refuses it. The outcome is
-  recorded as ``state["scoring"]``.
+  recorded as ``state["scoring"]``. (The flag lives on a per-model subclass,
+  so ``type(det).batch_independent`` and ``det.batch_independent`` agree.)
 
 Trust boundary: PyOD models can only be persisted with pickle, so ``save`` writes
 ``model.pkl`` and ``load`` unpickles it, which can execute code. ``load`` must only
@@ -98,6 +99,13 @@ def pyod_class(name: str) -> type[PyODDetector]:
     return type(f"PyOD_{name}", (PyODDetector,), attrs)
 
 
+@functools.cache
+def _batch_dependent_variant(cls: type[PyODDetector]) -> type[PyODDetector]:
+    if not cls.batch_independent:
+        return cls
+    return type(f"{cls.__name__}_BatchDependent", (cls,), {"batch_independent": False})
+
+
 class PyODDetector(Detector):
     """Wraps one PyOD model class; build it with :func:`pyod_class` or ``make_detector``.
 
@@ -159,8 +167,9 @@ class PyODDetector(Detector):
         if mode == "ecdf":
             self.tails_ = _EmpiricalTails(np.asarray(self.model_.X_train, dtype=np.float64))
         if mode == "batch-dependent":
-            # Instance-level override of the class default: this fitted model only.
-            self.batch_independent = False  # type: ignore[misc]  # ClassVar set per instance
+            # This fitted model only: switch to a subclass that says so, so both
+            # ``det.batch_independent`` and ``type(det).batch_independent`` are False.
+            self.__class__ = _batch_dependent_variant(type(self))
             logger.warning(
                 "%s: a row's score depends on the rest of its batch and scoring a row alone "
                 "is not reproducible; the stream worker will refuse this model",
@@ -202,7 +211,10 @@ class PyODDetector(Detector):
     @classmethod
     def load(cls, directory: Path, params: dict[str, Any], state: dict[str, Any]) -> Self:
         """Unpickle ``model.pkl``; only call on files whose sha256 was verified."""
-        det = cls(**params)
+        try:
+            det = cls(**params)
+        except TypeError as exc:
+            raise DetectorError(f"{cls.kind}: invalid parameters {params}: {exc}") from exc
         path = Path(directory) / MODEL_FILE
         try:
             with open(path, "rb") as f:

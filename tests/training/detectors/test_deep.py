@@ -140,3 +140,9 @@ def test_load_rejects_missing_or_mismatched_files(saved):
     (path / WEIGHTS_FILE).unlink()
     with pytest.raises(DetectorError, match="cannot load weights"):
         AutoEncoder.load(path, params, state)
+
+
+def test_load_rejects_unknown_parameters(saved):
+    det, path = saved
+    with pytest.raises(DetectorError, match="invalid parameters"):
+        AutoEncoder.load(path, {**det.get_params(), "layers": 3}, det.get_state())

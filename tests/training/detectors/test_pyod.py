@@ -66,10 +66,12 @@ def test_batch_dependent_model_is_flagged_and_survives_reload(data, tmp_path: Pa
     )
     det._set_mode("batch-dependent")
     assert det.batch_independent is False
+    assert type(det).batch_independent is False and det.kind == "pyod:KNN"
     assert detector_class("pyod:KNN").batch_independent is True  # the class is untouched
     det.save(tmp_path)
     loaded = detector_class(det.kind).load(tmp_path, det.get_params(), det.get_state())
-    assert loaded.batch_independent is False
+    assert type(loaded).batch_independent is False
+    np.testing.assert_array_equal(loaded.score(X_test), det.score(X_test))
 
 
 def test_seed_becomes_random_state_unless_given(data):
