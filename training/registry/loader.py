@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from training.errors import ModelLoadError, RegistryError
@@ -62,30 +63,40 @@ def load_scorer(
         name, version = reader.resolve(ref)
     except RegistryError as e:
         raise ModelLoadError(ref, str(e)) from None
+    except OSError as e:  # permissions, I/O errors: the caller keeps its current model
+        raise ModelLoadError(ref, f"cannot read registry {reader.root}: {e}") from e
     label = ref if ref == f"{name}@{version}" else f"{ref} (= {name}@{version})"
     version_dir = reader.version_dir(name, version)
-    manifest, problems = check_version(version_dir, name, version)
+    try:
+        manifest, problems = check_version(version_dir, name, version)
+    except OSError as e:
+        raise ModelLoadError(label, f"cannot read {version_dir}: {e}") from e
     if manifest is None:
         detail = "; ".join(f"{f}: {p}" if f else p for f, p in problems)
         raise ModelLoadError(label, f"{name}/{version}/ is not intact: {detail}")
 
-    kind = manifest["detector"]["kind"]
-    try:
-        cls = (detector_class or _default_detector_class)(kind)
-    except Exception as e:  # the lookup is pluggable; any failure means "unknown kind"
-        raise ModelLoadError(label, f"unknown detector kind {kind!r}: {e}") from e
-    try:
-        detector = cls.load(
-            version_dir, manifest["detector"]["params"], manifest["detector"]["state"]
-        )
-    except Exception as e:  # a boundary: the worker must survive any broken model
-        raise ModelLoadError(label, f"detector {kind!r} failed to load: {e}") from e
+    detector = _build_detector(version_dir, manifest["detector"], detector_class, label)
 
     from training.scorer import Scorer
 
     names = tuple(manifest["features"]["names"])
     _probe(detector, len(names), label)
     return Scorer(name, version, detector, float(manifest["threshold"]["value"]), names, manifest)
+
+
+def _build_detector(
+    version_dir: Path, spec: dict[str, Any], lookup: DetectorLookup | None, label: str
+) -> Detector:
+    """Find the class for ``spec["kind"]`` and load the verified files with it."""
+    kind = spec["kind"]
+    try:
+        cls = (lookup or _default_detector_class)(kind)
+    except Exception as e:  # the lookup is pluggable; any failure means "unknown kind"
+        raise ModelLoadError(label, f"unknown detector kind {kind!r}: {e}") from e
+    try:
+        return cls.load(version_dir, spec["params"], spec["state"])
+    except Exception as e:  # a boundary: the worker must survive any broken model
+        raise ModelLoadError(label, f"detector {kind!r} failed to load: {e}") from e
 
 
 def _probe(detector: Any, n_features: int, label: str) -> None:

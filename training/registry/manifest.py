@@ -198,6 +198,8 @@ def artifact_problems(version_dir: Path, artifacts: dict[str, str]) -> list[tupl
         path = version_dir / name
         if path.is_symlink():
             problems.append((name, "is a symlink, not a regular file"))
+        elif path.exists() and not path.is_file():
+            problems.append((name, "is not a regular file"))
         elif not path.is_file():
             problems.append((name, "listed in the manifest but missing"))
         else:

@@ -180,3 +180,15 @@ def test_detector_files_that_fail_to_load(
 def test_missing_registry(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="registry directory .* does not exist"):
         load_scorer(tmp_path / "none", "demo", detector_class=lookup)
+
+
+def test_symlinked_artifact_is_refused(
+    registry: Registry, publish_mean: Callable[..., str], tmp_path: Path
+) -> None:
+    """Even with identical bytes: a link could later point anywhere."""
+    publish_mean()
+    path = registry.version_dir("demo", "1") / "mean.npy"
+    outside = tmp_path / "outside.npy"
+    shutil.move(path, outside)
+    path.symlink_to(outside)
+    assert "mean.npy: is a symlink" in _load_error(registry, "demo@1").problem
