@@ -27,7 +27,7 @@ class RegistrySettings:
     """Where the registry lives (``TRIPWIRE_REGISTRY``)."""
 
     registry: str = field(
-        default="registry", metadata={"help": "model registry directory", "metavar": "DIR"}
+        default="./registry", metadata={"help": "model registry directory", "metavar": "DIR"}
     )
 
 

@@ -241,7 +241,7 @@ class Registry(RegistryReader):
             if not record["history"]:
                 raise RegistryError(
                     f"{name}@{alias} has no previous version to roll back to "
-                    f"(it has only ever pointed at {record['version']})"
+                    f"(its history is empty; it points at {record['version']})"
                 )
             target = record["history"][-1]
             if target not in self.versions(name):
