@@ -128,8 +128,15 @@ def test_invalid_model_name_is_refused(registry: Registry) -> None:
             registry.publish(bad, write_artifacts, simple_manifest("t"))
 
 
-def test_rename_noreplace_refuses_an_existing_empty_dir(tmp_path: Path) -> None:
+@pytest.mark.parametrize("renameat2", [True, False], ids=["renameat2", "fallback"])
+def test_rename_noreplace_refuses_an_existing_empty_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, renameat2: bool
+) -> None:
     """Plain rename(2) would replace an empty dir; a publish must never clobber."""
+    if renameat2 and not _fs._load_renameat2():
+        pytest.skip("libc without renameat2")
+    if not renameat2:
+        monkeypatch.setattr(_fs, "_renameat2", False)  # as on a libc without it
     src, dst = tmp_path / "src", tmp_path / "dst"
     src.mkdir()
     (src / "manifest.json").write_text("{}")
@@ -137,6 +144,8 @@ def test_rename_noreplace_refuses_an_existing_empty_dir(tmp_path: Path) -> None:
     with pytest.raises(FileExistsError):
         _fs.rename_noreplace(src, dst)
     assert list(dst.iterdir()) == [] and (src / "manifest.json").exists()
+    _fs.rename_noreplace(src, tmp_path / "free")
+    assert (tmp_path / "free" / "manifest.json").exists() and not src.exists()
 
 
 def test_publisher_that_loses_the_race_takes_the_next_number(
