@@ -19,6 +19,7 @@ log = logging.getLogger("tripwire")
 COMMAND_MODULES = (
     "training.cli",  # train, score, registry
     "tripwire.bench.cli",  # bench quality
+    "stream.cli",  # worker
 )
 
 

@@ -1,0 +1,146 @@
+"""Anomaly events (CloudEvents 1.0, JSON) and score records.
+
+An anomaly event, one per anomalous input vector, keyed by the entity::
+
+    {"specversion": "1.0",
+     "id": "5b0c...-...",                      # uuid5(input id, model name, version)
+     "source": "tripwire://<group>/<input topic>",
+     "type": "io.tripwire.anomaly",
+     "time": "2026-11-28T10:00:00.123456Z",    # detection time
+     "subject": "<entity key>",
+     "datacontenttype": "application/json",
+     "data": {
+       "input_id": "evt-1", "entity": "card-42",
+       "topic": "features", "partition": 0, "offset": 1234, "index": null,
+       "event_time": "2026-11-28T09:59:59.990000Z",   # null if unknown
+       "detection_time": "2026-11-28T10:00:00.123456Z",
+       "score": 3.1, "threshold": 1.2, "severity": 2.58,   # score / threshold
+       "model": {"name": "demo", "version": "3"},
+       "top_features": [{"name": "f7", "value": 9.1, "contribution": 4.2}, ...]}}
+
+``id`` is deterministic: a redelivered input scored by the same model version gives
+the same id, so consumers can de-duplicate. ``severity`` is ``null`` when the
+threshold is not positive. ``index`` is the vector's position in a packed record.
+
+A score record (optional scores topic), one per scored vector, keyed by entity::
+
+    {"id": "evt-1", "entity": "card-42", "topic": "features", "partition": 0,
+     "offset": 1234, "index": null, "event_time_ms": 1764323999990.0,
+     "score": 0.4, "threshold": 1.2, "anomaly": false,
+     "model": {"name": "demo", "version": "3"}}
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+SPECVERSION = "1.0"
+EVENT_TYPE = "io.tripwire.anomaly"
+#: Namespace of the deterministic alert ids (uuid5).
+ALERT_NAMESPACE = uuid.UUID("6f1d7c1e-8a57-5b52-9b6e-2f0c3a4d5e60")
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """One scored vector with everything its output records need."""
+
+    input_id: str
+    entity: str
+    topic: str
+    partition: int
+    offset: int
+    index: int | None
+    event_ms: float | None
+    score: float
+    anomaly: bool
+
+
+def alert_id(input_id: str, model_name: str, model_version: str) -> str:
+    """Deterministic event id of the alert for ``input_id`` scored by one model version.
+
+    >>> alert_id("evt-1", "demo", "3") == alert_id("evt-1", "demo", "3")
+    True
+    >>> alert_id("evt-1", "demo", "3") == alert_id("evt-1", "demo", "4")
+    False
+    """
+    return str(uuid.uuid5(ALERT_NAMESPACE, f"{model_name}\x00{model_version}\x00{input_id}"))
+
+
+def rfc3339(epoch_seconds: float) -> str:
+    """UTC RFC 3339 time with microseconds and a ``Z``.
+
+    >>> rfc3339(0.25)
+    '1970-01-01T00:00:00.250000Z'
+    """
+    return datetime.fromtimestamp(epoch_seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def severity(score: float, threshold: float) -> float | None:
+    """``score / threshold``; ``None`` when the threshold is not positive."""
+    return score / threshold if threshold > 0 else None
+
+
+class AlertBuilder:
+    """Builds the JSON of anomaly events and score records for one worker.
+
+    Parameters
+    ----------
+    source : str
+        The CloudEvents ``source``, e.g. ``tripwire://tripwire-worker/features``.
+    """
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def anomaly_event(
+        self,
+        s: Scored,
+        *,
+        detected_at: float,
+        threshold: float,
+        model: tuple[str, str],
+        top_features: list[dict[str, Any]],
+    ) -> bytes:
+        """The anomaly event of ``s`` as JSON bytes (see the module docstring)."""
+        now = rfc3339(detected_at)
+        data = {
+            "input_id": s.input_id, "entity": s.entity,
+            "topic": s.topic, "partition": s.partition, "offset": s.offset, "index": s.index,
+            "event_time": None if s.event_ms is None else rfc3339(s.event_ms / 1000.0),
+            "detection_time": now,
+            "score": s.score, "threshold": threshold, "severity": severity(s.score, threshold),
+            "model": {"name": model[0], "version": model[1]},
+            "top_features": top_features,
+        }  # fmt: skip
+        event = {
+            "specversion": SPECVERSION,
+            "id": alert_id(s.input_id, *model),
+            "source": self.source,
+            "type": EVENT_TYPE,
+            "time": now,
+            "subject": s.entity,
+            "datacontenttype": "application/json",
+            "data": data,
+        }
+        return _dumps(event)
+
+    @staticmethod
+    def score_record(s: Scored, *, threshold: float, model: tuple[str, str]) -> bytes:
+        """The score record of ``s`` as JSON bytes."""
+        doc = {
+            "id": s.input_id, "entity": s.entity,
+            "topic": s.topic, "partition": s.partition, "offset": s.offset, "index": s.index,
+            "event_time_ms": s.event_ms, "score": s.score, "threshold": threshold,
+            "anomaly": s.anomaly, "model": {"name": model[0], "version": model[1]},
+        }  # fmt: skip
+        return _dumps(doc)
+
+
+def _dumps(doc: dict[str, Any]) -> bytes:
+    # allow_nan=False: a NaN score would make invalid JSON; the scorer never
+    # returns one for finite input, and if it did we want to hear about it.
+    return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode("utf-8")

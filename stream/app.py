@@ -1,0 +1,49 @@
+"""The Faust app of ``tripwire worker``: broker, group, delivery settings, no more.
+
+Settings that matter for correctness and are not faust's defaults:
+
+- raw key/value serialisers: the worker decodes bytes itself (``stream.codecs``);
+- ``producer_acks=-1`` (all in-sync replicas) and a request size that fits a
+  dead letter of ``max_message_bytes``;
+- ``stream_wait_empty=True``: on shutdown and rebalance faust waits until every
+  event a stream took is acknowledged, then commits;
+- ``broker_commit_interval``: the uncommitted window re-scored after a crash;
+- ``topic_disable_leader``, ``web_enabled=False``, ``store="memory://"``: no
+  internal topics, web server or tables (the worker is stateless besides offsets;
+  ``/metrics`` is served by ``stream.exporter``).
+"""
+
+from __future__ import annotations
+
+import faust
+
+from stream.security import faust_credentials
+from stream.settings import WorkerSettings
+
+#: Room for headers and protocol overhead above the largest dead-letter value.
+REQUEST_HEADROOM = 64 * 1024
+
+
+def create_app(settings: WorkerSettings) -> faust.App:
+    """A faust app for ``settings`` (not started)."""
+    return faust.App(
+        settings.group_id,
+        broker=[f"kafka://{host}" for host in settings.bootstrap_servers],
+        broker_credentials=faust_credentials(settings),
+        key_serializer="raw",
+        value_serializer="raw",
+        autodiscover=False,
+        web_enabled=False,
+        store="memory://",
+        topic_disable_leader=True,
+        processing_guarantee="at_least_once",
+        stream_wait_empty=True,
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=settings.heartbeat_interval,
+        broker_rebalance_timeout=max(settings.session_timeout, 30.0),
+        broker_commit_interval=settings.commit_interval,
+        consumer_auto_offset_reset=settings.auto_offset_reset,
+        producer_acks=-1,
+        producer_max_request_size=max(1_000_000, settings.max_message_bytes + REQUEST_HEADROOM),
+        worker_redirect_stdouts=False,
+    )

@@ -1,0 +1,397 @@
+"""Decode input records into feature vectors, or say precisely why not.
+
+Three encodings share the input topic; the ``content-type`` header tells them apart.
+
+JSON (``content-type: application/json``, or no content-type and a value whose first
+non-blank byte is ``{``)::
+
+    {"id": "evt-1", "key": "card-42", "ts": 1764324000000,
+     "features": [0.1, 2.5, ...]}                  # or {"f0": 0.1, "f1": 2.5, ...}
+
+- ``id`` (string or integer, required): unique per event; alert ids derive from it.
+- ``key`` (string or integer, optional): the entity. Default: the Kafka record key,
+  else the id.
+- ``ts`` (optional): event time, epoch milliseconds (number) or an RFC 3339 string
+  with a UTC offset. Default: the Kafka record timestamp.
+- ``features``: a list of exactly ``n_features`` numbers in the model's feature
+  order, or an object mapping every model feature name to a number (missing or
+  extra names are refused).
+
+Binary (``content-type: application/x-tripwire-f32``): the value is
+``n_features`` little-endian IEEE-754 float32 values (``4 * n_features`` bytes).
+The Kafka record key is the entity key; header ``tripwire-id`` (UTF-8) the id
+(default ``<topic>-<partition>-<offset>``); header ``tripwire-ts`` (ASCII epoch ms)
+the event time (default: the record timestamp).
+
+Packed binary (``content-type: application/x-tripwire-f32-packed``): many vectors
+in one record, little-endian throughout::
+
+    offset  size       field
+    0       4          magic b"TWP1"
+    4       4          uint32 n: number of vectors (>= 1)
+    8       2          uint16 d: features per vector (= n_features)
+    10      2          uint16 flags: 1 = ids section, 2 = keys section,
+                       4 = timestamps section; other bits must be 0
+    12      8*n        int64 event times, epoch ms           (if flags & 4)
+    ...     4*n*d      float32 vectors, row after row
+    ...     4 + L      uint32 L, then L bytes: the n ids, UTF-8, joined by "\\n"
+                                                             (if flags & 1)
+    ...     4 + L      uint32 L, then the n entity keys likewise (if flags & 2)
+
+The value must end exactly there. Without an ids section the ids are
+``<topic>-<partition>-<offset>-<i>``; without keys every vector's entity is the
+record key, else its id; without timestamps, ``tripwire-ts`` or the record
+timestamp. A vector with a NaN/inf value is refused on its own (its neighbours are
+scored); any other defect refuses the whole record.
+
+Every refusal raises :class:`InvalidEvent` whose ``reason`` is one of
+:data:`stream.metrics.INVALID_REASONS`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from stream.records import Decoded, Headers, InputRecord
+from training.errors import TripwireError
+
+JSON_TYPE = "application/json"
+F32_TYPE = "application/x-tripwire-f32"
+PACKED_TYPE = "application/x-tripwire-f32-packed"
+PACKED_MAGIC = b"TWP1"
+PACKED_HEADER = struct.Struct("<4sIHH")
+FLAG_IDS, FLAG_KEYS, FLAG_TS = 1, 2, 4
+ID_HEADER = "tripwire-id"
+TS_HEADER = "tripwire-ts"
+_BLANK = b" \t\r\n"
+
+
+class InvalidEvent(TripwireError):
+    """An input record that cannot be scored.
+
+    Attributes
+    ----------
+    reason : str
+        One of ``stream.metrics.INVALID_REASONS``.
+    detail : str
+        What exactly is wrong, for the ``tripwire-detail`` DLQ header.
+    error : str
+        Class name of the underlying exception (``InvalidEvent`` if none).
+    """
+
+    def __init__(self, reason: str, detail: str, cause: BaseException | None = None) -> None:
+        self.reason = reason
+        self.detail = detail
+        self.error = type(cause).__name__ if cause is not None else "InvalidEvent"
+        super().__init__(f"{reason}: {detail}")
+
+
+def header(headers: Headers, name: str) -> bytes | None:
+    """The last value of header ``name`` (case-insensitive), or ``None``."""
+    found = None
+    for k, v in headers or ():
+        if k.lower() == name:
+            found = v
+    return found
+
+
+class Codec:
+    """Decoder of input records for one model's feature schema.
+
+    Parameters
+    ----------
+    feature_names : sequence of str
+        The model's features, in order.
+    max_message_bytes : int
+        Larger values are refused as ``oversize``.
+    """
+
+    def __init__(self, feature_names: Sequence[str], max_message_bytes: int) -> None:
+        self.feature_names = tuple(feature_names)
+        self.n_features = len(self.feature_names)
+        self.max_message_bytes = max_message_bytes
+        self._index = {name: i for i, name in enumerate(self.feature_names)}
+
+    def decode(self, record: InputRecord) -> Decoded:
+        """Decode one record; raise :class:`InvalidEvent` if it cannot be scored."""
+        value = record.value
+        if not value:
+            raise InvalidEvent("empty", "the record value is empty")
+        if len(value) > self.max_message_bytes:
+            raise InvalidEvent(
+                "oversize", f"{len(value)} bytes > max_message_bytes {self.max_message_bytes}"
+            )
+        ctype = _content_type(record.headers)
+        if ctype == F32_TYPE:
+            return self._decode_f32(record, value)
+        if ctype == PACKED_TYPE:
+            return self._decode_packed(record, value)
+        if ctype == JSON_TYPE or (ctype is None and value.lstrip(_BLANK)[:1] == b"{"):
+            return self._decode_json(record, value)
+        shown = ctype if ctype is not None else f"none, value starts {value[:8]!r}"
+        raise InvalidEvent("unknown_encoding", f"content-type {shown}")
+
+    # -- JSON ------------------------------------------------------------------
+
+    def _decode_json(self, record: InputRecord, value: bytes) -> Decoded:
+        try:
+            doc = json.loads(value)
+        except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError
+            raise InvalidEvent("malformed", f"not JSON: {e}", e) from None
+        if not isinstance(doc, dict):
+            raise InvalidEvent("schema", f"expected a JSON object, got {type(doc).__name__}")
+        event_id = _json_text(doc.get("id"), "id")
+        if event_id is None:
+            raise InvalidEvent("schema", "missing 'id'")
+        key = _json_text(doc.get("key"), "key")
+        if key is None:
+            key = _record_key(record) or event_id
+        ts = doc.get("ts")
+        event_ms = record.timestamp_ms if ts is None else _json_ts(ts)
+        if "features" not in doc:
+            raise InvalidEvent("schema", "missing 'features'")
+        x = self._json_features(doc["features"])
+        return Decoded(x[None, :], [event_id], [key], [_opt_float(event_ms)])
+
+    def _json_features(self, features: Any) -> np.ndarray:
+        if isinstance(features, dict):
+            values = self._by_name(features)
+        elif isinstance(features, list):
+            if len(features) != self.n_features:
+                raise InvalidEvent(
+                    "feature_count", f"{len(features)} features, model expects {self.n_features}"
+                )
+            values = features
+        else:
+            raise InvalidEvent(
+                "schema", f"'features' must be a list or an object, not {type(features).__name__}"
+            )
+        for i, v in enumerate(values):
+            if type(v) is not float and type(v) is not int:
+                name = self.feature_names[i]
+                raise InvalidEvent("non_numeric", f"feature {name!r} is {_type_name(v)}")
+        return _finite_row(values, self.feature_names)
+
+    def _by_name(self, features: dict[str, Any]) -> list[Any]:
+        index = self._index
+        if len(features) != self.n_features or any(k not in index for k in features):
+            missing = [n for n in self.feature_names if n not in features]
+            extra = [k for k in features if k not in index]
+            raise InvalidEvent(
+                "feature_names",
+                f"missing {_few(missing)}, unknown {_few(extra)}",
+            )
+        return [features[name] for name in self.feature_names]
+
+    # -- binary ----------------------------------------------------------------
+
+    def _decode_f32(self, record: InputRecord, value: bytes) -> Decoded:
+        if len(value) % 4:
+            raise InvalidEvent("malformed", f"{len(value)} bytes is not a whole number of float32")
+        if len(value) // 4 != self.n_features:
+            raise InvalidEvent(
+                "feature_count",
+                f"{len(value) // 4} float32 values, model expects {self.n_features}",
+            )
+        x = np.frombuffer(value, dtype="<f4")
+        if not np.isfinite(x).all():
+            raise InvalidEvent("non_finite", f"NaN or inf at feature {_first_bad(x, self)}")
+        event_id = _header_text(record.headers, ID_HEADER) or _offset_id(record)
+        key = _record_key(record) or event_id
+        return Decoded(x[None, :], [event_id], [key], [_event_ms(record)])
+
+    def _decode_packed(self, record: InputRecord, value: bytes) -> Decoded:
+        layout = _PackedLayout.parse(value, self.n_features)
+        n = layout.n
+        X = np.frombuffer(value, dtype="<f4", count=n * self.n_features, offset=layout.x_at)
+        X = X.reshape(n, self.n_features)
+        base = f"{_offset_id(record)}-"
+        ids = layout.ids if layout.ids is not None else [f"{base}{i}" for i in range(n)]
+        record_key = _record_key(record)
+        keys = layout.keys if layout.keys is not None else [record_key or i for i in ids]
+        if layout.ts is not None:
+            event_ms: list[float | None] = [_opt_float(int(t)) for t in layout.ts]
+        else:
+            event_ms = [_event_ms(record)] * n
+        ok = np.isfinite(X).all(axis=1)
+        if ok.all():
+            return Decoded(X, ids, keys, event_ms, index=list(range(n)))
+        keep = np.flatnonzero(ok).tolist()
+        rejected = [
+            (i, "non_finite", f"vector {i} ({ids[i]}): NaN or inf at feature "
+             f"{_first_bad(X[i], self)}")
+            for i in np.flatnonzero(~ok).tolist()
+        ]  # fmt: skip
+        return Decoded(
+            X[ok], [ids[i] for i in keep], [keys[i] for i in keep],
+            [event_ms[i] for i in keep], index=keep, rejected=rejected,
+        )  # fmt: skip
+
+
+class _PackedLayout:
+    """Offsets and sections of a packed record (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.x_at = 0
+        self.ts: np.ndarray | None = None
+        self.ids: list[str] | None = None
+        self.keys: list[str] | None = None
+
+    @classmethod
+    def parse(cls, value: bytes, n_features: int) -> _PackedLayout:
+        if len(value) < PACKED_HEADER.size:
+            raise InvalidEvent("malformed", f"packed record of {len(value)} bytes < header")
+        magic, n, d, flags = PACKED_HEADER.unpack_from(value)
+        if magic != PACKED_MAGIC:
+            raise InvalidEvent("malformed", f"packed magic {magic!r} != {PACKED_MAGIC!r}")
+        if flags & ~(FLAG_IDS | FLAG_KEYS | FLAG_TS) or n == 0:
+            raise InvalidEvent("schema", f"packed header: n={n}, unknown flags {flags:#x}")
+        if d != n_features:
+            raise InvalidEvent("feature_count", f"packed d={d}, model expects {n_features}")
+        self = cls()
+        self.n, at = n, PACKED_HEADER.size
+        if flags & FLAG_TS:
+            _need(value, at + 8 * n, "timestamps")
+            self.ts = np.frombuffer(value, dtype="<i8", count=n, offset=at)
+            at += 8 * n
+        self.x_at = at
+        at += 4 * n * d
+        _need(value, at, "vectors")
+        if flags & FLAG_IDS:
+            self.ids, at = _text_section(value, at, n, "ids")
+        if flags & FLAG_KEYS:
+            self.keys, at = _text_section(value, at, n, "keys")
+        if at != len(value):
+            raise InvalidEvent("malformed", f"{len(value) - at} trailing bytes after packed data")
+        return self
+
+
+def _need(value: bytes, end: int, what: str) -> None:
+    if len(value) < end:
+        raise InvalidEvent("malformed", f"packed record truncated in {what}")
+
+
+def _text_section(value: bytes, at: int, n: int, what: str) -> tuple[list[str], int]:
+    _need(value, at + 4, what)
+    (length,) = struct.unpack_from("<I", value, at)
+    at += 4
+    _need(value, at + length, what)
+    try:
+        items = value[at : at + length].decode("utf-8").split("\n")
+    except UnicodeDecodeError as e:
+        raise InvalidEvent("malformed", f"packed {what} are not UTF-8", e) from None
+    if len(items) != n or not all(items):
+        raise InvalidEvent("schema", f"packed {what}: {len(items)} entries for {n} vectors")
+    return items, at + length
+
+
+# -- helpers -----------------------------------------------------------------------
+
+
+def _content_type(headers: Headers) -> str | None:
+    raw = header(headers, "content-type")
+    if raw is None:
+        return None
+    return raw.decode("latin-1").split(";", 1)[0].strip().lower()
+
+
+def _json_text(value: Any, name: str) -> str | None:
+    """A JSON id/key: a non-empty string or an integer, ``None`` when absent."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value:
+        return value
+    if type(value) is int:
+        return str(value)
+    raise InvalidEvent("schema", f"'{name}' must be a non-empty string or an integer")
+
+
+def _json_ts(ts: Any) -> float:
+    if type(ts) in (int, float):
+        if not math.isfinite(ts) or ts < 0:
+            raise InvalidEvent("schema", f"'ts' {ts!r} is not a valid epoch-ms time")
+        return float(ts)
+    if isinstance(ts, str):
+        try:
+            dt = datetime.fromisoformat(ts)
+        except ValueError as e:
+            raise InvalidEvent("schema", f"'ts' {ts[:40]!r} is not RFC 3339", e) from None
+        if dt.tzinfo is None:
+            raise InvalidEvent("schema", f"'ts' {ts[:40]!r} has no UTC offset")
+        return dt.timestamp() * 1000.0
+    raise InvalidEvent("schema", f"'ts' must be epoch ms or RFC 3339, not {_type_name(ts)}")
+
+
+def _finite_row(values: list[Any], names: tuple[str, ...]) -> np.ndarray:
+    try:
+        with np.errstate(over="ignore"):
+            x = np.asarray(values, dtype=np.float32)
+    except OverflowError as e:  # an integer beyond float range
+        raise InvalidEvent("non_finite", f"a feature is out of float range: {e}", e) from None
+    if not np.isfinite(x).all():
+        bad = names[int(np.flatnonzero(~np.isfinite(x))[0])]
+        raise InvalidEvent("non_finite", f"feature {bad!r} is NaN/inf (or beyond float32)")
+    return x
+
+
+def _first_bad(x: np.ndarray, codec: Codec) -> str:
+    return repr(codec.feature_names[int(np.flatnonzero(~np.isfinite(x))[0])])
+
+
+def _header_text(headers: Headers, name: str) -> str | None:
+    raw = header(headers, name)
+    if raw is None:
+        return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InvalidEvent("schema", f"header {name} is not UTF-8", e) from None
+    return text or None
+
+
+def _event_ms(record: InputRecord) -> float | None:
+    raw = header(record.headers, TS_HEADER)
+    if raw is None:
+        return _opt_float(record.timestamp_ms)
+    try:
+        ts = float(raw.decode("ascii"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise InvalidEvent(
+            "schema", f"header {TS_HEADER} {raw[:30]!r} is not epoch ms", e
+        ) from None
+    if not math.isfinite(ts) or ts < 0:
+        raise InvalidEvent("schema", f"header {TS_HEADER} {raw[:30]!r} is not epoch ms")
+    return ts
+
+
+def _record_key(record: InputRecord) -> str | None:
+    """The Kafka key as text; undecodable bytes survive via ``surrogateescape``."""
+    if not record.key:
+        return None
+    return record.key.decode("utf-8", "surrogateescape")
+
+
+def _offset_id(record: InputRecord) -> str:
+    return f"{record.topic}-{record.partition}-{record.offset}"
+
+
+def _opt_float(v: float | int | None) -> float | None:
+    return None if v is None or v < 0 else float(v)
+
+
+def _type_name(v: Any) -> str:
+    return "null" if v is None else type(v).__name__
+
+
+def _few(items: list[str], limit: int = 5) -> str:
+    shown = ", ".join(repr(i)[:40] for i in items[:limit])
+    more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
+    return f"[{shown}]{more}"

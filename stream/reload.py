@@ -1,0 +1,162 @@
+"""The serving model: loaded at start, then hot-reloaded when its alias moves.
+
+``load_initial`` refuses to start on a model that cannot serve. ``ModelWatcher``
+polls the alias (one small file read); when it points at another version, that
+version is loaded and verified off the event loop (``check`` runs in a thread) and
+becomes ``current`` atomically. A micro-batch takes ``current`` once when it
+starts and keeps that scorer to its end, so a swap always falls between batches
+and every output names the version that scored it.
+
+A version is refused (the old one keeps serving; ``tripwire_model_reloads_total
+{result="failure"}`` counts it and an ERROR log says why) when it fails to load
+(missing or half-written directory, sha256 mismatch, newer manifest schema, broken
+weights — see ``training.registry.load_scorer``), when its detector is not batch
+independent, or when its feature schema (count and names) differs from the
+serving model's: the producers of the input topic cannot have changed with it.
+A refused version is tried again after ``retry_after`` seconds, in case it was
+being repaired.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from stream.metrics import Metrics
+from training.errors import ModelLoadError, RegistryError
+from training.registry import RegistryReader, load_scorer
+from training.scorer import Scorer
+
+log = logging.getLogger(__name__)
+
+Loader = Callable[[str, str], Scorer]
+
+
+def serving_problem(scorer: Scorer) -> str | None:
+    """Why ``scorer`` cannot serve a stream, or ``None``."""
+    if not type(scorer.detector).batch_independent:
+        return (
+            f"detector {type(scorer.detector).__name__} is not batch independent: "
+            "its score of an event would depend on the other events of its micro-batch"
+        )
+    return None
+
+
+def load_initial(registry: str, ref: str, loader: Loader = load_scorer) -> Scorer:
+    """Load the model to start with; ``ModelLoadError`` if it cannot serve."""
+    scorer = loader(registry, ref)
+    problem = serving_problem(scorer)
+    if problem is not None:
+        raise ModelLoadError(ref, problem)
+    return scorer
+
+
+class ModelWatcher:
+    """Follows ``name@alias`` in the registry and swaps in verified versions.
+
+    Parameters
+    ----------
+    registry : str
+        Registry directory.
+    name, alias : str
+        The model and the alias to follow.
+    scorer : Scorer
+        The model serving now.
+    metrics : Metrics
+    retry_after : float
+        Seconds before a refused version is tried again.
+    """
+
+    def __init__(
+        self,
+        registry: str,
+        name: str,
+        alias: str,
+        scorer: Scorer,
+        metrics: Metrics,
+        *,
+        retry_after: float = 60.0,
+        loader: Loader = load_scorer,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.registry = registry
+        self.name = name
+        self.alias = alias
+        self.metrics = metrics
+        self.retry_after = retry_after
+        self._loader = loader
+        self._clock = clock
+        self._current = scorer
+        self._refused: dict[str, float] = {}
+        self._alias_error: str | None = None
+        metrics.set_model(scorer.name, scorer.version, scorer.threshold)
+
+    @property
+    def current(self) -> Scorer:
+        """The scorer to use for the next micro-batch."""
+        return self._current
+
+    def check(self) -> str | None:
+        """Poll the alias once; load, verify and swap in a new version.
+
+        Blocking (reads files, may load a model): run it in a thread. Returns
+        ``"success"`` or ``"failure"`` when a version was tried, else ``None``.
+        """
+        version = self._alias_version()
+        if version is None or version == self._current.version:
+            return None
+        failed_at = self._refused.get(version)
+        if failed_at is not None and self._clock() - failed_at < self.retry_after:
+            return None
+        ref = f"{self.name}@{version}"
+        try:
+            scorer = self._loader(self.registry, ref)
+            problem = serving_problem(scorer) or self._schema_problem(scorer)
+        except ModelLoadError as e:
+            problem = e.problem
+        except Exception as e:  # a broken model must never take the worker down
+            problem = f"{type(e).__name__}: {e}"
+        if problem is not None:
+            return self._refuse(version, problem)
+        self._swap(scorer)
+        return "success"
+
+    def _alias_version(self) -> str | None:
+        try:
+            version = RegistryReader(self.registry).alias_version(self.name, self.alias)
+        except RegistryError as e:
+            if str(e) != self._alias_error:
+                log.error("cannot read alias %s@%s: %s", self.name, self.alias, e)
+                self._alias_error = str(e)
+            return None
+        self._alias_error = None
+        return version
+
+    def _schema_problem(self, scorer: Scorer) -> str | None:
+        old, new = self._current.feature_names, scorer.feature_names
+        if new == old:
+            return None
+        if len(new) != len(old):
+            return f"feature count {len(new)} != serving model's {len(old)}"
+        diff = [f"{a!r}->{b!r}" for a, b in zip(old, new, strict=True) if a != b]
+        return f"feature names differ from the serving model's: {', '.join(diff[:5])}"
+
+    def _refuse(self, version: str, problem: str) -> str:
+        self._refused[version] = self._clock()
+        self.metrics.reloads.labels(result="failure").inc()
+        log.error(
+            "model reload refused: %s@%s -> version %s: %s; still serving version %s",
+            self.name, self.alias, version, problem, self._current.version,
+        )  # fmt: skip
+        return "failure"
+
+    def _swap(self, scorer: Scorer) -> None:
+        old, self._current = self._current, scorer  # one reference swap: atomic
+        self._refused.pop(scorer.version, None)
+        self.metrics.reloads.labels(result="success").inc()
+        self.metrics.set_model(scorer.name, scorer.version, scorer.threshold)
+        log.info(
+            "model reloaded: %s@%s now serves version %s (was %s), threshold %.6g",
+            self.name, self.alias, scorer.version, old.version, scorer.threshold,
+        )  # fmt: skip

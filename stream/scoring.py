@@ -1,0 +1,246 @@
+"""One micro-batch, from input records to output records: decode, score, build.
+
+``BatchProcessor.process`` is synchronous and free of I/O: the worker runs it in a
+thread so that the event loop (heartbeats, commits, timers) stays responsive, then
+produces ``BatchResult.outputs`` and acknowledges the input. Every vector of the
+batch goes through **one** ``Scorer.score`` call; a record that cannot be decoded
+becomes a dead letter and takes nothing else with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from stream.alerts import AlertBuilder, Scored
+from stream.codecs import Codec, InvalidEvent
+from stream.cooldown import Cooldown
+from stream.dlq import dead_letter
+from stream.records import Decoded, InputRecord, OutputRecord
+from training.scorer import Scorer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Where outputs go; ``scores`` is ``None`` when the scores topic is off."""
+
+    alerts: str
+    dlq: str
+    scores: str | None = None
+
+
+@dataclass
+class BatchResult:
+    """What one micro-batch produced, and the figures for the metrics.
+
+    Attributes
+    ----------
+    consumed : int
+        Feature vectors seen (a record that cannot be decoded counts as one).
+    scores : ndarray of shape (scored,)
+        Scores of the scored vectors.
+    event_ms : ndarray of shape (scored,)
+        Their event times (epoch ms; NaN when unknown), for the latency histogram.
+    """
+
+    outputs: list[OutputRecord] = field(default_factory=list)
+    consumed: int = 0
+    scored: int = 0
+    anomalies: int = 0
+    suppressed: int = 0
+    invalid: Counter[str] = field(default_factory=Counter)
+    scores: np.ndarray = field(default_factory=lambda: np.empty(0))
+    event_ms: np.ndarray = field(default_factory=lambda: np.empty(0))
+    inference_seconds: float | None = None
+
+
+class BatchProcessor:
+    """Turns micro-batches of input records into output records.
+
+    Parameters
+    ----------
+    topics : Topics
+    builder : AlertBuilder
+    cooldown : Cooldown
+    top_k : int
+        Features named in each alert.
+    max_message_bytes : int
+        Size limit of input values (larger ones are dead-lettered, truncated).
+    clock, monotonic : callables
+        Wall clock (detection time) and monotonic clock (cooldown, timing).
+    """
+
+    def __init__(
+        self,
+        topics: Topics,
+        builder: AlertBuilder,
+        cooldown: Cooldown,
+        *,
+        top_k: int,
+        max_message_bytes: int,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.topics = topics
+        self.builder = builder
+        self.cooldown = cooldown
+        self.top_k = top_k
+        self.max_message_bytes = max_message_bytes
+        self.clock = clock
+        self.monotonic = monotonic
+        self._codec: tuple[tuple[str, ...], Codec] | None = None
+
+    def codec(self, scorer: Scorer) -> Codec:
+        """The decoder for ``scorer``'s feature schema (kept while the schema holds)."""
+        if self._codec is None or self._codec[0] != scorer.feature_names:
+            codec = Codec(scorer.feature_names, self.max_message_bytes)
+            self._codec = (scorer.feature_names, codec)
+        return self._codec[1]
+
+    def process(self, records: Sequence[InputRecord], scorer: Scorer) -> BatchResult:
+        """Decode, score and build the outputs of one micro-batch."""
+        result = BatchResult()
+        codec = self.codec(scorer)
+        good: list[tuple[InputRecord, Decoded]] = []
+        for record in records:
+            try:
+                decoded = codec.decode(record)
+            except InvalidEvent as e:
+                self._dead_letter(result, record, e.reason, e.error, e.detail, count=1)
+                continue
+            result.consumed += len(decoded) + len(decoded.rejected)
+            if decoded.rejected:
+                self._reject_vectors(result, record, decoded)
+            if len(decoded):
+                good.append((record, decoded))
+        if good:
+            self._score(result, good, scorer)
+        return result
+
+    def _dead_letter(
+        self,
+        result: BatchResult,
+        record: InputRecord,
+        reason: str,
+        error: str,
+        detail: str,
+        *,
+        count: int,
+        indices: Sequence[int] = (),
+        decoded: bool = False,
+    ) -> None:
+        """Dead-letter ``record``; ``decoded``: its vectors were already counted."""
+        result.invalid[reason] += count
+        if not decoded:
+            result.consumed += count
+        result.outputs.append(
+            dead_letter(
+                record,
+                self.topics.dlq,
+                reason=reason,
+                error=error,
+                detail=detail,
+                max_value_bytes=self.max_message_bytes,
+                indices=indices,
+            )  # fmt: skip
+        )
+
+    def _reject_vectors(self, result: BatchResult, record: InputRecord, decoded: Decoded) -> None:
+        """One dead letter for the refused vectors of a packed record."""
+        positions = [i for i, _, _ in decoded.rejected]
+        detail = "; ".join(d for _, _, d in decoded.rejected)
+        reason = decoded.rejected[0][1]
+        self._dead_letter(
+            result, record, reason, "InvalidEvent", detail,
+            count=len(positions), indices=positions, decoded=True,
+        )  # fmt: skip
+
+    def _score(
+        self, result: BatchResult, good: list[tuple[InputRecord, Decoded]], scorer: Scorer
+    ) -> None:
+        X = good[0][1].X if len(good) == 1 else np.concatenate([d.X for _, d in good])
+        started = self.monotonic()
+        scored = scorer.score(X)
+        result.inference_seconds = self.monotonic() - started
+        detected_at = self.clock()
+        scores = scored.scores
+        finite = np.isfinite(scores)
+        event_ms: list[float] = []
+        row = 0
+        for record, decoded in good:
+            for j in range(len(decoded)):
+                i = row + j
+                if not finite[i]:
+                    self._unscorable(result, record, decoded, j, float(scores[i]))
+                    continue
+                s = _scored(record, decoded, j, float(scores[i]), bool(scored.is_anomaly[i]))
+                ev = decoded.event_ms[j]
+                event_ms.append(np.nan if ev is None else ev)
+                self._emit(result, s, scorer, detected_at, X[i], _row(scored.contributions, i))
+            row += len(decoded)
+        result.scores = scores[finite]
+        result.event_ms = np.asarray(event_ms, dtype=np.float64)
+        result.scored = int(finite.sum())
+
+    def _emit(
+        self,
+        result: BatchResult,
+        s: Scored,
+        scorer: Scorer,
+        detected_at: float,
+        x: np.ndarray,
+        contrib: np.ndarray | None,
+    ) -> None:
+        model = (scorer.name, scorer.version)
+        key = s.entity.encode("utf-8", "surrogateescape")
+        if s.anomaly:
+            if self.cooldown.allow(s.entity, self.monotonic()):
+                top = scorer.top_features(x, contrib, self.top_k)
+                value = self.builder.anomaly_event(
+                    s, detected_at=detected_at, threshold=scorer.threshold, model=model,
+                    top_features=top,
+                )  # fmt: skip
+                result.outputs.append(OutputRecord(self.topics.alerts, key, value))
+                result.anomalies += 1
+            else:
+                result.suppressed += 1
+        if self.topics.scores is not None:
+            value = self.builder.score_record(s, threshold=scorer.threshold, model=model)
+            result.outputs.append(OutputRecord(self.topics.scores, key, value))
+
+    def _unscorable(
+        self, result: BatchResult, record: InputRecord, decoded: Decoded, j: int, score: float
+    ) -> None:
+        """A finite input the model gave a NaN/inf score: dead-letter it, loudly."""
+        log.warning("model returned score %r for input %s", score, decoded.ids[j])
+        indices = [] if decoded.index is None else [decoded.index[j]]
+        detail = f"the model returned a non-finite score ({score!r}) for {decoded.ids[j]}"
+        self._dead_letter(
+            result, record, "non_finite", "ScoreError", detail,
+            count=1, indices=indices, decoded=True,
+        )  # fmt: skip
+
+
+def _scored(record: InputRecord, decoded: Decoded, j: int, score: float, anomaly: bool) -> Scored:
+    return Scored(
+        input_id=decoded.ids[j],
+        entity=decoded.keys[j],
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        index=None if decoded.index is None else decoded.index[j],
+        event_ms=decoded.event_ms[j],
+        score=score,
+        anomaly=anomaly,
+    )
+
+
+def _row(contributions: np.ndarray | None, i: int) -> np.ndarray | None:
+    return None if contributions is None else contributions[i]
