@@ -1,0 +1,127 @@
+"""Anomaly event and score record JSON, dead-letter headers, cooldown memory."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+
+import pytest
+
+from stream.alerts import AlertBuilder, Scored, alert_id, rfc3339, severity
+from stream.cooldown import Cooldown
+from stream.dlq import MAX_DETAIL_CHARS, dead_letter
+from stream.records import InputRecord
+
+S = Scored("evt-1", "card-9", "features", 3, 1234, None, 1_764_324_000_000.0, 2.5, True)
+TOP = [{"name": "f1", "value": 9.0, "contribution": 4.0}]
+
+
+def test_anomaly_event_is_a_cloudevent_with_the_documented_data() -> None:
+    raw = AlertBuilder("tripwire://g/features").anomaly_event(
+        S, detected_at=1_764_324_000.5, threshold=1.25, model=("demo", "3"), top_features=TOP
+    )
+    ev = json.loads(raw)
+    assert ev["specversion"] == "1.0" and ev["type"] == "io.tripwire.anomaly"
+    assert ev["source"] == "tripwire://g/features" and ev["subject"] == "card-9"
+    assert ev["id"] == alert_id("evt-1", "demo", "3")
+    assert uuid.UUID(ev["id"]).version == 5
+    assert ev["time"] == "2025-11-28T10:00:00.500000Z"
+    data = ev["data"]
+    assert data == {
+        "input_id": "evt-1", "entity": "card-9", "topic": "features", "partition": 3,
+        "offset": 1234, "index": None, "event_time": "2025-11-28T10:00:00.000000Z",
+        "detection_time": ev["time"], "score": 2.5, "threshold": 1.25, "severity": 2.0,
+        "model": {"name": "demo", "version": "3"}, "top_features": TOP,
+    }  # fmt: skip
+    assert datetime.fromisoformat(ev["time"]).tzinfo is not None
+
+
+def test_alert_id_depends_on_input_and_model_version_only() -> None:
+    ids = {alert_id(i, "m", v) for i in ("a", "b") for v in ("1", "2")}
+    assert len(ids) == 4
+    assert alert_id("a", "m", "1") == alert_id("a", "m", "1")
+    assert alert_id("a", "m1", "1") != alert_id("a", "m", "11")  # no ambiguous joins
+
+
+def test_severity_and_time_format() -> None:
+    assert severity(3.0, 1.5) == 2.0 and severity(3.0, 0.0) is None and severity(1, -2) is None
+    assert rfc3339(0) == "1970-01-01T00:00:00.000000Z"
+
+
+def test_score_record() -> None:
+    doc = json.loads(AlertBuilder.score_record(S, threshold=1.25, model=("demo", "3")))
+    assert doc["id"] == "evt-1" and doc["entity"] == "card-9" and doc["anomaly"] is True
+    assert doc["score"] == 2.5 and doc["model"] == {"name": "demo", "version": "3"}
+    assert doc["event_time_ms"] == S.event_ms and doc["offset"] == 1234
+
+
+def test_non_finite_score_is_refused_not_written_as_invalid_json() -> None:
+    bad = Scored("e", "k", "t", 0, 0, None, None, float("nan"), False)
+    with pytest.raises(ValueError):
+        AlertBuilder.score_record(bad, threshold=1.0, model=("m", "1"))
+
+
+# -- dead letters --------------------------------------------------------------------
+
+
+def record(value: bytes = b"{bad", headers: list | None = None) -> InputRecord:
+    return InputRecord("features", 1, 77, 1_700_000_000_123, b"key", value, headers or [])
+
+
+def test_dead_letter_keeps_the_original_and_says_why() -> None:
+    orig = [("content-type", b"application/json"), ("trace", b"xyz")]
+    out = dead_letter(
+        record(headers=orig), "dlq", reason="malformed", error="JSONDecodeError",
+        detail="Expecting value", max_value_bytes=1000,
+    )  # fmt: skip
+    assert (out.topic, out.key, out.value) == ("dlq", b"key", b"{bad")
+    h = dict(out.headers or [])
+    assert h["content-type"] == b"application/json" and h["trace"] == b"xyz"
+    assert h["tripwire-reason"] == b"malformed" and h["tripwire-error"] == b"JSONDecodeError"
+    assert h["tripwire-detail"] == b"Expecting value"
+    assert h["tripwire-source-topic"] == b"features"
+    assert (h["tripwire-source-partition"], h["tripwire-source-offset"]) == (b"1", b"77")
+    assert h["tripwire-source-timestamp"] == b"1700000000123"
+    assert "tripwire-truncated" not in h and "tripwire-indices" not in h
+
+
+def test_dead_letter_truncates_oversize_and_replaces_earlier_dlq_headers() -> None:
+    replayed = [("tripwire-reason", b"schema"), ("tripwire-source-offset", b"5")]
+    out = dead_letter(
+        record(b"x" * 50, replayed), "dlq", reason="oversize", error="InvalidEvent",
+        detail="d" * 5000, max_value_bytes=10, indices=[3, 17],
+    )  # fmt: skip
+    assert out.value == b"x" * 10
+    names = [k for k, _ in out.headers or []]
+    assert names.count("tripwire-reason") == 1 and names.count("tripwire-source-offset") == 1
+    h = dict(out.headers or [])
+    assert h["tripwire-reason"] == b"oversize" and h["tripwire-truncated"] == b"50"
+    assert h["tripwire-indices"] == b"3,17"
+    assert len(h["tripwire-detail"]) == MAX_DETAIL_CHARS
+
+
+# -- cooldown --------------------------------------------------------------------
+
+
+def test_cooldown_suppresses_per_entity_for_its_window() -> None:
+    c = Cooldown(10.0)
+    assert c.allow("a", 0.0) and c.allow("b", 1.0)
+    assert not c.allow("a", 9.9) and not c.allow("b", 10.9)
+    assert c.allow("a", 10.0) and c.allow("b", 11.0)
+
+
+def test_cooldown_off_allows_everything_and_remembers_nothing() -> None:
+    c = Cooldown(0.0)
+    assert all(c.allow("a", float(t)) for t in range(5)) and len(c) == 0
+
+
+def test_cooldown_memory_is_bounded_by_time_and_by_count() -> None:
+    c = Cooldown(10.0, max_entities=100)
+    for i in range(1000):
+        c.allow(f"e{i}", i * 0.001)
+    assert len(c) == 100  # count bound: the oldest are forgotten
+    assert c.allow("e0", 1.0)  # forgotten, so it may alert again (safe direction)
+    assert not c.allow("e999", 1.0)
+    c.allow("late", 100.0)
+    assert len(c) == 1  # time bound: everything older than the window expired

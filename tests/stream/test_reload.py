@@ -1,0 +1,229 @@
+"""Model start-up and hot reload against real registry directories, faults included."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
+
+from stream.metrics import Metrics
+from stream.reload import ModelWatcher, load_initial
+from tests.fixtures.registry import Published, manifest
+from training.detectors import Detector, detector_class
+from training.errors import ModelLoadError
+from training.registry import Registry, load_scorer
+
+
+def point_alias(pub: Published, version: str, alias: str = "production") -> None:
+    """Move an alias by writing its file directly (what a faulty tool could do)."""
+    path = pub.registry.alias_path(pub.name, alias)
+    path.write_text(json.dumps({"version": version, "history": [], "updated_at": "now"}))
+
+
+def sample(metrics: Metrics, metric: str, **labels: str) -> float:
+    value = metrics.registry.get_sample_value(metric, labels)
+    return 0.0 if value is None else value
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def served(registry_factory: Callable[..., Published]) -> Published:
+    return registry_factory()
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    return Metrics(CollectorRegistry())
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def watcher(served: Published, metrics: Metrics, clock: Clock) -> ModelWatcher:
+    scorer = load_initial(str(served.root), f"{served.name}@production")
+    return ModelWatcher(
+        str(served.root), served.name, "production", scorer, metrics, retry_after=60, clock=clock
+    )
+
+
+def test_start_sets_model_metrics(
+    watcher: ModelWatcher, metrics: Metrics, served: Published
+) -> None:
+    assert sample(metrics, "tripwire_model_info", name="demo", version=served.version) == 1
+    assert sample(metrics, "tripwire_threshold") == pytest.approx(served.threshold)
+    assert watcher.check() is None  # alias unchanged: nothing to do
+
+
+def test_new_version_is_swapped_in(
+    watcher: ModelWatcher,
+    metrics: Metrics,
+    served: Published,
+    registry_factory: Callable[..., Published],
+) -> None:
+    new = registry_factory(root=served.root, seed=1, threshold=5.0)
+    assert watcher.check() == "success"
+    assert watcher.current.version == new.version != served.version
+    assert watcher.current.threshold == 5.0
+    assert sample(metrics, "tripwire_model_reloads_total", result="success") == 1
+    assert sample(metrics, "tripwire_model_info", name="demo", version=new.version) == 1
+    assert sample(metrics, "tripwire_model_info", name="demo", version=served.version) == 0
+    assert sample(metrics, "tripwire_threshold") == 5.0
+
+
+def _corrupt_weights(pub: Published) -> None:
+    vdir = pub.registry.version_dir(pub.name, pub.version)
+    weights = vdir / "weights.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+
+
+def _newer_schema(pub: Published) -> None:
+    path = pub.registry.version_dir(pub.name, pub.version) / "manifest.json"
+    doc = json.loads(path.read_text())
+    doc["schema_version"] = 99
+    path.write_text(json.dumps(doc))
+
+
+def _half_written(pub: Published) -> None:
+    (pub.registry.version_dir(pub.name, pub.version) / "weights.safetensors").unlink()
+
+
+FAULTS = {
+    "half-written": _half_written,
+    "sha256 mismatch": _corrupt_weights,
+    "newer schema": _newer_schema,
+}
+
+
+@pytest.mark.parametrize(
+    ("fault", "why"),
+    [
+        ("missing version", "no version 9"),
+        ("half-written", "weights.safetensors"),
+        ("sha256 mismatch", "sha256"),
+        ("newer schema", "newer"),
+        ("feature count", "feature count 6 != serving model's 8"),
+        ("feature names", "feature names differ"),
+    ],
+)
+def test_broken_versions_are_refused_and_the_old_one_keeps_serving(
+    fault: str,
+    why: str,
+    watcher: ModelWatcher,
+    metrics: Metrics,
+    served: Published,
+    registry_factory: Callable[..., Published],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    publish = functools.partial(registry_factory, root=served.root, promote=None)
+    if fault == "missing version":
+        point_alias(served, "9")
+    elif fault == "feature count":
+        point_alias(served, publish(n_features=6).version)
+    elif fault == "feature names":
+        point_alias(served, publish(feature_names=[f"g{i}" for i in range(8)]).version)
+    else:
+        bad = publish(seed=1)
+        FAULTS[fault](bad)
+        point_alias(served, bad.version)
+    with caplog.at_level(logging.ERROR, logger="stream.reload"):
+        assert watcher.check() == "failure"
+    assert watcher.current.version == served.version
+    assert sample(metrics, "tripwire_model_reloads_total", result="failure") == 1
+    assert sample(metrics, "tripwire_model_info", name="demo", version=served.version) == 1
+    assert why in caplog.text and "still serving version" in caplog.text
+
+
+def test_refused_version_is_retried_after_a_while(
+    watcher: ModelWatcher, metrics: Metrics, served: Published, clock: Clock,
+    registry_factory: Callable[..., Published],
+) -> None:  # fmt: skip
+    bad = registry_factory(root=served.root, seed=1, promote=None)
+    weights = bad.registry.version_dir(bad.name, bad.version) / "weights.safetensors"
+    good_bytes = weights.read_bytes()
+    _corrupt_weights(bad)
+    point_alias(served, bad.version)
+    assert watcher.check() == "failure"
+    clock.t = 30.0
+    assert watcher.check() is None  # not hammering a broken version
+    weights.write_bytes(good_bytes)  # repaired
+    clock.t = 61.0
+    assert watcher.check() == "success" and watcher.current.version == bad.version
+    assert sample(metrics, "tripwire_model_reloads_total", result="failure") == 1
+
+
+def test_unreadable_alias_keeps_serving(watcher: ModelWatcher, served: Published) -> None:
+    served.registry.alias_path(served.name, "production").write_text("{not json")
+    assert watcher.check() is None and watcher.current.version == served.version
+
+
+class _BatchDependent(Detector):
+    """A real (tiny) detector whose score of a row depends on its batch."""
+
+    kind = "test-batch-dependent"
+    batch_independent = False
+
+    def get_params(self) -> dict[str, Any]:
+        return {}
+
+    def fit(self, X: np.ndarray) -> Self:
+        return self
+
+    def score_and_explain(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        return np.abs(X - X.mean(axis=0)).sum(axis=1).astype(np.float64), None
+
+    def save(self, directory: Path) -> list[str]:
+        (directory / "none.json").write_text("{}")
+        return ["none.json"]
+
+    @classmethod
+    def load(cls, directory: Path, params: dict[str, Any], state: dict[str, Any]) -> Self:
+        return cls()
+
+
+def _lookup(kind: str) -> type[Detector]:
+    return _BatchDependent if kind == _BatchDependent.kind else detector_class(kind)
+
+
+def test_batch_dependent_detectors_are_refused_at_start_and_on_reload(
+    tmp_path: Path, watcher: ModelWatcher, served: Published
+) -> None:
+    loader = functools.partial(load_scorer, detector_class=_lookup)
+    reg = Registry(tmp_path / "reg")
+    det = _BatchDependent()
+    v = reg.publish("bd", det.save, manifest(det, [f"f{i}" for i in range(8)], 1.0))
+    reg.promote("bd", "production", v)
+    with pytest.raises(ModelLoadError, match="not batch independent"):
+        load_initial(str(reg.root), "bd", loader)
+
+    served_reg = served.registry
+    v2 = served_reg.publish(served.name, det.save, manifest(det, list(served.feature_names), 1.0))
+    point_alias(served, v2)
+    watcher._loader = loader
+    assert watcher.check() == "failure" and watcher.current.version == served.version
+
+
+def test_start_refuses_a_model_that_cannot_load(served: Published) -> None:
+    with pytest.raises(ModelLoadError, match="no alias 'staging'"):
+        load_initial(str(served.root), f"{served.name}@staging")
+    _corrupt_weights(served)
+    with pytest.raises(ModelLoadError, match="sha256"):
+        load_initial(str(served.root), served.name)

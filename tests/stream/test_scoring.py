@@ -1,0 +1,120 @@
+"""BatchProcessor with a real published model: outputs match Scorer.score exactly."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from stream.alerts import AlertBuilder, alert_id
+from stream.codecs import F32_TYPE, PACKED_TYPE
+from stream.cooldown import Cooldown
+from stream.records import InputRecord
+from stream.scoring import BatchProcessor, Topics
+from tests.fixtures.registry import Published, anomalous_rows, normal_rows
+from tests.stream.test_codecs import packed
+from training.registry import load_scorer
+from training.scorer import Scorer
+
+TOPICS = Topics("alerts", "dlq", "scores")
+
+
+@pytest.fixture
+def scorer(registry_factory: Callable[..., Published]) -> Scorer:
+    pub = registry_factory()
+    return load_scorer(pub.root, f"{pub.name}@production")
+
+
+def processor(
+    cooldown: float = 0.0, topics: Topics = TOPICS, clock: float = 1000.0
+) -> BatchProcessor:
+    return BatchProcessor(
+        topics, AlertBuilder("tripwire://g/in"), Cooldown(cooldown),
+        top_k=3, max_message_bytes=100_000, clock=lambda: clock, monotonic=lambda: clock,
+    )  # fmt: skip
+
+
+def rows() -> np.ndarray:
+    return np.vstack([normal_rows(40, seed=3), anomalous_rows(10, seed=4)])
+
+
+def json_record(i: int, x: np.ndarray) -> InputRecord:
+    doc = {"id": f"j{i}", "key": f"k{i % 3}", "ts": 1000 * i, "features": x.tolist()}
+    return InputRecord("in", 0, i, None, None, json.dumps(doc).encode())
+
+
+def f32_record(i: int, x: np.ndarray) -> InputRecord:
+    headers = [("content-type", F32_TYPE.encode()), ("tripwire-id", f"b{i}".encode())]
+    return InputRecord("in", 1, i, 5000, f"k{i % 3}".encode(), x.astype("<f4").tobytes(), headers)
+
+
+def test_outputs_match_the_scorer_on_the_same_rows(scorer: Scorer) -> None:
+    X = rows()
+    records = [json_record(i, x) if i % 2 else f32_record(i, x) for i, x in enumerate(X)]
+    result = processor().process(records, scorer)
+    expected = scorer.score(X)
+    np.testing.assert_array_equal(result.scores, expected.scores)
+    alerts = [json.loads(o.value) for o in result.outputs if o.topic == "alerts"]
+    want = [records[i] for i in np.flatnonzero(expected.is_anomaly)]
+    assert 8 <= len(want) < len(X)  # the seeded data has anomalies, not only anomalies
+    assert [a["data"]["offset"] for a in alerts] == [r.offset for r in want]
+    assert result.anomalies == len(alerts) and result.scored == len(X) == result.consumed
+    for a in alerts:
+        d = a["data"]
+        assert a["id"] == alert_id(d["input_id"], scorer.name, scorer.version)
+        assert d["model"] == {"name": scorer.name, "version": scorer.version}
+        assert d["severity"] == pytest.approx(d["score"] / scorer.threshold)
+        assert d["score"] > scorer.threshold and len(d["top_features"]) == 3
+        contributions = [f["contribution"] for f in d["top_features"]]
+        assert contributions == sorted(contributions, reverse=True)
+    scores = [json.loads(o.value) for o in result.outputs if o.topic == "scores"]
+    assert [s["score"] for s in scores] == expected.scores.tolist()
+    assert {o.key for o in result.outputs} <= {b"k0", b"k1", b"k2"}
+
+
+def test_bad_records_become_dead_letters_without_touching_neighbours(scorer: Scorer) -> None:
+    X = rows()[:6]
+    bad_packed = packed(np.vstack([X[:2], np.full((1, 8), np.nan), X[2:3]]))
+    records = [
+        json_record(0, X[0]),
+        InputRecord("in", 0, 1, None, None, b"{not json"),
+        f32_record(2, X[1]),
+        InputRecord("in", 0, 3, None, None, b""),
+        InputRecord("in", 0, 4, None, None, bad_packed, [("content-type", PACKED_TYPE.encode())]),
+        f32_record(5, X[2][:5]),
+    ]
+    result = processor().process(records, scorer)
+    dlq = [o for o in result.outputs if o.topic == "dlq"]
+    reasons = [dict(o.headers or [])["tripwire-reason"].decode() for o in dlq]
+    assert reasons == ["malformed", "empty", "non_finite", "feature_count"]
+    assert dict(dlq[2].headers or [])["tripwire-indices"] == b"2"
+    assert dlq[2].value == bad_packed  # the original bytes
+    assert result.scored == 5  # 1 JSON + 1 binary + 3 packed vectors
+    assert result.consumed == result.scored + sum(result.invalid.values()) == 9
+    expected = scorer.score(np.vstack([X[0], X[1], X[:2], X[2:3]])).scores
+    np.testing.assert_array_equal(result.scores, expected)
+
+
+def test_a_score_does_not_depend_on_the_batch(scorer: Scorer) -> None:
+    X = np.vstack([rows(), normal_rows(206, seed=9)])  # 256 rows: a full batch
+    records = [f32_record(i, x) for i, x in enumerate(X)]
+    full = processor().process(records, scorer).scores
+    for i in (0, 45, 255):
+        alone = processor().process([records[i]], scorer).scores
+        assert alone[0] == full[i]  # identical, not merely close
+
+
+def test_cooldown_suppresses_repeat_alerts_of_an_entity(scorer: Scorer) -> None:
+    A = anomalous_rows(6, seed=4)
+    records = [f32_record(i * 3, x) for i, x in enumerate(A)]  # all entity k0
+    result = processor(cooldown=60.0).process(records, scorer)
+    n_anomalous = int(scorer.score(A).is_anomaly.sum())
+    assert n_anomalous >= 2
+    assert result.anomalies == 1 and result.suppressed == n_anomalous - 1
+
+
+def test_no_scores_topic_means_no_score_records(scorer: Scorer) -> None:
+    result = processor(topics=Topics("alerts", "dlq")).process([f32_record(0, rows()[0])], scorer)
+    assert all(o.topic != "scores" for o in result.outputs) and result.scored == 1
