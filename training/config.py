@@ -115,9 +115,16 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, defaults: Any) -> 
             continue
         parser.add_argument(
             opt, dest=f.name, default=value, help=help_text,
-            type=lambda raw, _tp=hints[f.name], _n=opt: _convert(_tp, raw, _n),
+            type=_converter(hints[f.name], opt),
             metavar=f.metadata.get("metavar", f.name.upper()),
         )  # fmt: skip
+
+
+def _converter(tp: Any, opt: str) -> typing.Callable[[str], Any]:
+    def convert(raw: str) -> Any:
+        return _convert(tp, raw, opt)
+
+    return convert
 
 
 def from_args(cls: type[T], ns: argparse.Namespace) -> T:

@@ -18,6 +18,7 @@ log = logging.getLogger("tripwire")
 
 COMMAND_MODULES = (
     "training.cli",  # train, score, registry
+    "tripwire.demo",  # demo
     "tripwire.bench.cli",  # bench quality
     "stream.cli",  # worker
 )

@@ -1,0 +1,374 @@
+"""``tripwire demo``: the founding tutorial's whole flow, live, on a real broker.
+
+Start the embedded broker (unless ``--bootstrap`` names a cluster), train a detector
+on the tutorial's data (PyOD ``generate_data``, 50 features, contamination 0.2),
+publish and promote it, start ``tripwire worker`` as a child process, stream the
+test set through Kafka, read the alert topic, and print accuracy / precision /
+recall / F1 against the labels, events/s, latency and the metrics URL. Everything it
+started is stopped before it returns (``--keep-running`` waits for Ctrl-C first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from training.config import add_arguments, from_args, load_env
+from training.errors import TripwireError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """What ``tripwire demo`` runs against."""
+
+    bootstrap: str = field(
+        default="",
+        metadata={"help": "existing Kafka cluster (empty: start the embedded broker)"},
+    )
+    model: str = field(default="ae", metadata={"help": "detector: ae, vae or pyod:<Name>"})
+    registry: str = field(
+        default="", metadata={"help": "registry directory (empty: a temporary one)"}
+    )
+    input_topic: str = field(default="features", metadata={"help": "topic of feature vectors"})
+    alert_topic: str = field(default="anomalies", metadata={"help": "topic of anomaly events"})
+    dlq_topic: str = field(default="features.dlq", metadata={"help": "dead-letter topic"})
+    partitions: int = field(default=3, metadata={"help": "partitions of the input topic"})
+    rate: float = field(
+        default=2000.0, metadata={"help": "events/s offered to the worker (0: as fast as possible)"}
+    )
+    metrics_port: int = field(default=0, metadata={"help": "worker /metrics port (0: a free one)"})
+    seed: int = field(default=0, metadata={"help": "seed of the generated data and the model"})
+    timeout: float = field(
+        default=120.0, metadata={"help": "seconds to wait for the worker to score everything"}
+    )
+    keep_running: bool = field(
+        default=False, metadata={"help": "leave broker and worker running until Ctrl-C"}
+    )
+
+
+@dataclass
+class DemoResult:
+    """What the demo measured (also printed)."""
+
+    metrics: dict[str, float]
+    events_per_s: float
+    latency_ms: dict[str, float]
+    metrics_url: str
+    alerts: int
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "demo",
+        help="the tutorial's pipeline live: train, publish, stream through Kafka, evaluate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(parser, DemoSettings, load_env(DemoSettings))
+    parser.set_defaults(func=lambda args: _run_cli(from_args(DemoSettings, args)))
+
+
+def _run_cli(settings: DemoSettings) -> int:
+    result = run_demo(settings)
+    m = result.metrics
+    print(
+        "\nTripwire demo: streamed the test set through Kafka and read the alert topic\n"
+        f"  accuracy  {m['accuracy']:.4f}   precision {m['precision']:.4f}\n"
+        f"  recall    {m['recall']:.4f}   F1        {m['f1']:.4f}\n"
+        f"  alerts    {result.alerts}   events/s  {result.events_per_s:,.0f}\n"
+        f"  latency   p50 {result.latency_ms['p50']:.1f} ms   "
+        f"p99 {result.latency_ms['p99']:.1f} ms   (event time -> alert)\n"
+        f"  metrics   {result.metrics_url}"
+    )
+    return 0
+
+
+def run_demo(settings: DemoSettings) -> DemoResult:
+    """Run the whole demo; stops everything it started before returning."""
+    from training.data import demo_data
+
+    with ExitStack() as stack:
+        bootstrap = settings.bootstrap or _start_broker(stack)
+        registry = settings.registry or stack.enter_context(tempfile.TemporaryDirectory())
+        name = _train(settings, registry)
+        _, test = demo_data(settings.seed)
+        assert test.y is not None
+        asyncio.run(_create_topics(bootstrap, settings))
+        port = settings.metrics_port or _free_port()
+        worker = stack.enter_context(_worker(settings, bootstrap, registry, name, port))
+        url = f"http://127.0.0.1:{port}/metrics"
+        result = asyncio.run(_stream_and_collect(settings, bootstrap, test.X, test.y, url, worker))
+        if settings.keep_running:
+            _wait_for_interrupt(bootstrap, url)
+        return result
+    raise AssertionError("unreachable")  # pragma: no cover - ExitStack re-raises
+
+
+def _start_broker(stack: ExitStack) -> str:
+    from tripwire.embedded import EmbeddedBroker
+
+    broker = stack.enter_context(EmbeddedBroker())
+    log.info("started the embedded broker (Tansu) on %s", broker.bootstrap)
+    return broker.bootstrap
+
+
+def _train(settings: DemoSettings, registry: str) -> str:
+    from training.pipeline import train
+    from training.settings import TrainSettings
+
+    ts = replace(
+        TrainSettings(), demo=True, model=settings.model, registry=registry,
+        name="demo", promote="production", seed=settings.seed, plot="none",
+    )  # fmt: skip
+    log.info("training %s on the tutorial's data (normal rows only)", settings.model)
+    result = train(ts)
+    log.info("published %s version %s, promoted to production", "demo", result.version)
+    return "demo"
+
+
+async def _create_topics(bootstrap: str, settings: DemoSettings) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        for name, parts in (
+            (settings.input_topic, settings.partitions),
+            (settings.alert_topic, settings.partitions),
+            (settings.dlq_topic, 1),
+        ):
+            try:
+                await admin.create_topics([NewTopic(name, parts, 1)])
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        await admin.close()
+
+
+def _free_port() -> int:
+    from tripwire.embedded import free_port
+
+    return free_port()
+
+
+@contextmanager
+def _worker(
+    settings: DemoSettings, bootstrap: str, registry: str, name: str, port: int
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``tripwire worker`` as a child process, stopped with SIGTERM (then SIGKILL)."""
+    cmd = [
+        sys.executable, "-m", "tripwire", "--log-level", _worker_log_level(), "worker",
+        "--bootstrap", bootstrap, "--model", f"{name}@production", "--registry", registry,
+        "--input-topic", settings.input_topic, "--alert-topic", settings.alert_topic,
+        "--dlq-topic", settings.dlq_topic, "--group-id", f"tripwire-demo-{uuid.uuid4().hex[:8]}",
+        "--metrics-host", "127.0.0.1", "--metrics-port", str(port),
+    ]  # fmt: skip
+    log.info("starting the worker: %s", " ".join(cmd[2:]))
+    proc = subprocess.Popen(cmd, env=os.environ.copy())  # noqa: S603
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                log.warning("worker did not stop within 30 s of SIGTERM; killing it")
+                proc.kill()
+                proc.wait()
+
+
+def _worker_log_level() -> str:
+    """The worker logs warnings only, unless the demo itself is at DEBUG."""
+    return "DEBUG" if logging.getLogger().isEnabledFor(logging.DEBUG) else "WARNING"
+
+
+def _scraped(url: str, metric: str) -> float | None:
+    """The value of an unlabelled counter/gauge on the worker's /metrics, if up."""
+    try:
+        with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 - our loopback URL
+            text = resp.read().decode()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith(metric + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
+async def _stream_and_collect(
+    settings: DemoSettings,
+    bootstrap: str,
+    X: np.ndarray,
+    y: np.ndarray,
+    url: str,
+    worker: subprocess.Popen[bytes],
+) -> DemoResult:
+    run = uuid.uuid4().hex[:8]
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=2)
+    await producer.start()
+    try:
+        warm = await _warm_up(producer, settings, X[y == 0][0], url, worker, run)
+        started = time.monotonic()
+        await _produce(producer, settings, X, run)
+        await _wait_scored(url, warm + len(X), settings.timeout, worker)
+        elapsed = time.monotonic() - started
+    finally:
+        await producer.stop()
+    alerts = await _read_alerts(bootstrap, settings.alert_topic, f"{run}-")
+    predicted = np.zeros(len(y), dtype=bool)
+    for a in alerts:
+        predicted[int(a["data"]["input_id"].rsplit("-", 1)[1])] = True
+    lat = [_ms_between(a["data"]["event_time"], a["data"]["detection_time"]) for a in alerts]
+    return DemoResult(
+        metrics=classification_metrics(y.astype(bool), predicted),
+        events_per_s=len(X) / elapsed,
+        latency_ms={
+            "p50": float(np.percentile(lat, 50)) if lat else float("nan"),
+            "p99": float(np.percentile(lat, 99)) if lat else float("nan"),
+        },
+        metrics_url=url,
+        alerts=len(alerts),
+    )
+
+
+def classification_metrics(truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """Accuracy, precision, recall and F1 of boolean predictions against labels."""
+    tp = float(np.sum(truth & predicted))
+    fp = float(np.sum(~truth & predicted))
+    fn = float(np.sum(truth & ~predicted))
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    accuracy = float(np.mean(truth == predicted))
+    return {"accuracy": accuracy, "precision": precision, "recall": recall, "f1": f1}
+
+
+def _event(event_id: str, row: np.ndarray) -> bytes:
+    doc = {"id": event_id, "ts": int(time.time() * 1000), "features": row.tolist()}
+    return json.dumps(doc).encode()
+
+
+async def _warm_up(
+    producer: AIOKafkaProducer,
+    settings: DemoSettings,
+    row: np.ndarray,
+    url: str,
+    worker: subprocess.Popen[bytes],
+    run: str,
+) -> int:
+    """Send normal events until the worker scores one; return how many were sent."""
+    log.info("waiting for the worker to join the consumer group")
+    deadline = time.monotonic() + settings.timeout
+    sent = 0
+    while time.monotonic() < deadline:
+        _check_alive(worker)
+        await producer.send_and_wait(
+            settings.input_topic, _event(f"warmup-{run}-{sent}", row), key=b"warmup"
+        )
+        sent += 1
+        await asyncio.sleep(0.25)
+        if (_scraped(url, "tripwire_events_scored_total") or 0) > 0:
+            await _wait_scored(url, sent, settings.timeout, worker)
+            return sent
+    raise TripwireError(f"the worker scored nothing within {settings.timeout:.0f} s")
+
+
+async def _produce(
+    producer: AIOKafkaProducer, settings: DemoSettings, X: np.ndarray, run: str
+) -> None:
+    log.info("streaming %d events to %s", len(X), settings.input_topic)
+    t0 = time.monotonic()
+    pending = []
+    for i, row in enumerate(X):
+        if settings.rate > 0:
+            delay = t0 + i / settings.rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        key = f"entity-{i % 50}".encode()
+        value = _event(f"{run}-{i}", row)
+        pending.append(await producer.send(settings.input_topic, value, key=key))
+        if (i + 1) % max(1, len(X) // 4) == 0:
+            log.info("streamed %d/%d events", i + 1, len(X))
+    await asyncio.gather(*pending)
+
+
+async def _wait_scored(
+    url: str, target: int, timeout: float, worker: subprocess.Popen[bytes]
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _check_alive(worker)
+        if (_scraped(url, "tripwire_events_scored_total") or 0) >= target:
+            return
+        await asyncio.sleep(0.02)
+    raise TripwireError(f"the worker did not score {target} events within {timeout:.0f} s")
+
+
+def _check_alive(worker: subprocess.Popen[bytes]) -> None:
+    if worker.poll() is not None:
+        raise TripwireError(f"the worker exited with code {worker.returncode} (see its log above)")
+
+
+async def _read_alerts(bootstrap: str, topic: str, prefix: str) -> list[dict[str, Any]]:
+    """Every anomaly event on ``topic`` whose input id starts with ``prefix``."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        if not parts:
+            await consumer.topics()  # refresh metadata
+            parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in parts]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        alerts: dict[str, dict[str, Any]] = {}
+        while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                for r in records:
+                    event = json.loads(r.value or b"{}")
+                    if str(event.get("data", {}).get("input_id", "")).startswith(prefix):
+                        alerts[event["id"]] = event  # de-duplicate redeliveries by id
+        return list(alerts.values())
+    finally:
+        await consumer.stop()
+
+
+def _ms_between(start: str, end: str) -> float:
+    def parse(s: str) -> datetime:
+        return datetime.fromisoformat(s.replace("Z", "+00:00"))
+
+    return (parse(end) - parse(start)).total_seconds() * 1000.0
+
+
+def _wait_for_interrupt(bootstrap: str, url: str) -> None:
+    sys.stderr.write(
+        f"\nbroker {bootstrap} and worker ({url}) keep running; press Ctrl-C to stop.\n"
+    )
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        log.info("stopping")
