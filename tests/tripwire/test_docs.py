@@ -1,0 +1,45 @@
+"""The README documents what the code does: settings, metrics, commands."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from stream.metrics import INVALID_REASONS, Metrics
+from stream.settings import WorkerSettings
+from training.config import env_name
+from training.settings import ScoreSettings, TrainSettings
+from tripwire.demo import DemoSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize("cls", [WorkerSettings, TrainSettings, ScoreSettings, DemoSettings])
+def test_every_setting_is_documented(cls: type) -> None:
+    missing = [
+        env_name(f.name)
+        for f in dataclasses.fields(cls)
+        if f"`{env_name(f.name)}`" not in README
+    ]
+    assert not missing, f"README configuration reference lacks {missing}"
+
+
+def test_every_metric_and_dlq_reason_is_documented() -> None:
+    metrics = Metrics(CollectorRegistry())
+    names = {m.name for m in metrics.registry.collect()}
+    missing = [n for n in names if n not in README and f"{n}_total" not in README]
+    assert not missing
+    assert all(f"`{r}`" in README for r in INVALID_REASONS)
+
+
+def test_readme_commands_exist_in_the_makefile() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    for verb in re.findall(r"^make (\w[\w-]*)", README, flags=re.M):
+        assert re.search(rf"^{verb}:", makefile, flags=re.M), verb
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in ci
