@@ -51,9 +51,7 @@ class Scorer:
         """Score a batch of shape (n, n_features); higher = more anomalous."""
         X = np.asarray(X, dtype=np.float32)
         if X.ndim != 2 or X.shape[1] != self.n_features:
-            raise DetectorError(
-                f"expected an array of shape (n, {self.n_features}), got {X.shape}"
-            )
+            raise DetectorError(f"expected an array of shape (n, {self.n_features}), got {X.shape}")
         scores, contrib = self.detector.score_and_explain(X)
         scores = np.asarray(scores, dtype=np.float64)
         return ScoreResult(scores, scores > self.threshold, contrib)

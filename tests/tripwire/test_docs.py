@@ -22,9 +22,7 @@ README = (ROOT / "README.md").read_text()
 @pytest.mark.parametrize("cls", [WorkerSettings, TrainSettings, ScoreSettings, DemoSettings])
 def test_every_setting_is_documented(cls: type) -> None:
     missing = [
-        env_name(f.name)
-        for f in dataclasses.fields(cls)
-        if f"`{env_name(f.name)}`" not in README
+        env_name(f.name) for f in dataclasses.fields(cls) if f"`{env_name(f.name)}`" not in README
     ]
     assert not missing, f"README configuration reference lacks {missing}"
 
