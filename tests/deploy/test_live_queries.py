@@ -22,6 +22,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from aiokafka import AIOKafkaProducer
 from tests.deploy import app, promql
 from tripwire.embedded import EmbeddedBroker, free_port
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 N_FEATURES = 6
 N_VALID, N_ANOMALOUS = 240, 20
@@ -44,6 +45,14 @@ CONFIG = promql.REPO / "deploy" / "prometheus.yml"
 WORKER_JOB = "tripwire-worker"
 
 Query = Callable[[str], list[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Live:
+    """The running Prometheus: ``query(expr)`` -> result vector, ``api(path)`` -> data."""
+
+    query: Query
+    api: Callable[[str], Any]
 
 
 def _train(registry: Path, root: Path) -> np.random.Generator:
@@ -137,7 +146,7 @@ def _wait(what: str, check: Callable[[], bool], timeout: float, logs: list[Path]
 @pytest.fixture(scope="module")
 def live(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Query]:
+) -> Iterator[Live]:
     """Worker + Prometheus running, the stream processed; yields ``query(expr)``."""
     app.require_worker_command()
     broker: EmbeddedBroker = request.getfixturevalue("broker")
@@ -185,11 +194,15 @@ def live(
             ))  # fmt: skip
         api = f"http://127.0.0.1:{prom_port}/api/v1"
 
-        def query(expr: str) -> list[dict[str, Any]]:
-            url = f"{api}/query?" + urllib.parse.urlencode({"query": expr})
-            body = _get(url)
+        def get(path: str) -> Any:
+            body = _get(api + path)
             assert body["status"] == "success", body
-            result: list[dict[str, Any]] = body["data"]["result"]
+            return body["data"]
+
+        def query(expr: str) -> list[dict[str, Any]]:
+            result: list[dict[str, Any]] = get("/query?" + urllib.parse.urlencode({"query": expr}))[
+                "result"
+            ]
             return result
 
         def scraped_up() -> bool:
@@ -206,28 +219,36 @@ def live(
 
         _wait(f"{len(records)} events in Prometheus", consumed_all, 90, logs)
         time.sleep(3)  # a few more scrapes and rule evaluations after the last event
-        yield query
+        yield Live(query, get)
     finally:
         for proc in reversed(procs):
             _stop(proc)
 
 
 @pytest.mark.parametrize("expr", promql.all_exprs(), ids=lambda e: e.source)
-def test_query_returns_data(live: Query, expr: promql.Expr) -> None:
+def test_query_returns_data(live: Live, expr: promql.Expr) -> None:
     probe = promql.probe(expr.expr, RATE_INTERVAL)
-    assert live(probe), f"{expr.source}: no data for {probe!r}"
+    assert live.query(probe), f"{expr.source}: no data for {probe!r}"
 
 
-def test_the_stream_is_what_the_metrics_say(live: Query) -> None:
+def test_prometheus_evaluates_every_rule_without_error(live: Live) -> None:
+    """Runtime errors (e.g. many-to-many matching) that promtool cannot see statically."""
+    loaded = [r for g in live.api("/rules")["groups"] for r in g["rules"]]
+    assert {r["name"] for r in loaded} == {r.get("alert", r.get("record")) for r in promql.rules()}
+    for rule in loaded:
+        assert rule["health"] == "ok", (rule["name"], rule.get("lastError"))
+
+
+def test_the_stream_is_what_the_metrics_say(live: Live) -> None:
     """The scrape is of this worker and this stream, not of something else."""
 
     def total(expr: str) -> float:
-        (sample,) = live(expr)
+        (sample,) = live.query(expr)
         return float(sample["value"][1])
 
     assert total("sum(tripwire_events_consumed_total)") == N_VALID + N_ANOMALOUS + len(INVALID)
     assert total("sum(tripwire_events_scored_total)") == N_VALID + N_ANOMALOUS
     assert total("sum(tripwire_invalid_events_total)") == len(INVALID)
     assert total("sum(tripwire_anomalies_total)") >= 1
-    (info,) = live("tripwire_model_info")
+    (info,) = live.query("tripwire_model_info")
     assert info["metric"]["name"] == "live" and info["metric"]["version"] == "1"
