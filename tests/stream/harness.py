@@ -1,0 +1,219 @@
+"""Run ``tripwire worker`` as a real subprocess against the test broker, and talk Kafka.
+
+``WorkerProcess`` starts ``python -m tripwire worker`` with settings passed as
+``TRIPWIRE_*`` variables (as an operator would), logs to a file, and is always
+stopped by its owner (``stop`` = SIGTERM, ``kill`` = SIGKILL). The Kafka helpers
+are plain aiokafka clients run with ``asyncio.run``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+
+from stream.codecs import F32_TYPE, FLAG_IDS, PACKED_TYPE
+from tripwire.embedded import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+#: Short session timeout: Tansu delays a group join by half of it.
+SESSION_TIMEOUT = "4"
+
+Headers = list[tuple[str, bytes]]
+
+
+@dataclass(frozen=True)
+class Out:
+    """A record to produce to the input topic."""
+
+    value: bytes
+    key: bytes | None = None
+    headers: Headers | None = None
+    partition: int | None = None
+
+
+def json_event(event_id: str, x: Iterable[float], key: str | None = None, **extra: Any) -> Out:
+    doc = {"id": event_id, "features": [float(v) for v in x], **extra}
+    if key is not None:
+        doc["key"] = key
+    return Out(json.dumps(doc).encode(), key=key.encode() if key else None)
+
+
+def f32_event(event_id: str, x: np.ndarray, key: str) -> Out:
+    headers = [("content-type", F32_TYPE.encode()), ("tripwire-id", event_id.encode())]
+    return Out(np.asarray(x, "<f4").tobytes(), key=key.encode(), headers=headers)
+
+
+def packed_event(ids: Sequence[str], X: np.ndarray, key: str) -> Out:
+    blob = "\n".join(ids).encode()
+    value = struct.pack("<4sIHH", b"TWP1", len(X), X.shape[1], FLAG_IDS)
+    value += np.asarray(X, "<f4").tobytes() + struct.pack("<I", len(blob)) + blob
+    return Out(value, key=key.encode(), headers=[("content-type", PACKED_TYPE.encode())])
+
+
+def produce(bootstrap: str, topic: str, records: Sequence[Out]) -> list[tuple[int, int]]:
+    """Produce ``records`` in order; return their (partition, offset)."""
+
+    async def run() -> list[tuple[int, int]]:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, max_request_size=20_000_000)
+        await producer.start()
+        try:
+            futures = [
+                await producer.send(
+                    topic, r.value, key=r.key, headers=r.headers, partition=r.partition
+                )
+                for r in records
+            ]
+            return [(m.partition, m.offset) for m in await asyncio.gather(*futures)]
+        finally:
+            await producer.stop()
+
+    return asyncio.run(run())
+
+
+def consume(
+    bootstrap: str,
+    topic: str,
+    until: Callable[[list[ConsumerRecord]], bool] | None = None,
+    timeout: float = 60.0,
+) -> list[ConsumerRecord]:
+    """Read ``topic`` from the beginning until ``until(records)`` or ``timeout``.
+
+    Without ``until``: read up to the log end (the high watermark fetches report;
+    Tansu's ListOffsets answer is the last *batch's* base offset + 1, so
+    ``end_offsets`` cannot be used for this).
+    """
+
+    async def run() -> list[ConsumerRecord]:
+        consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+            fetch_max_bytes=50_000_000, max_partition_fetch_bytes=20_000_000,
+        )  # fmt: skip
+        await consumer.start()
+        try:
+            out: list[ConsumerRecord] = []
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                batches = await consumer.getmany(timeout_ms=200)
+                for records in batches.values():
+                    out.extend(records)
+                if until(out) if until is not None else await _at_end(consumer):
+                    break
+            return out
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(run())
+
+
+async def _at_end(consumer: AIOKafkaConsumer) -> bool:
+    tps = consumer.assignment()
+    if not tps:
+        return False
+    for tp in tps:
+        highwater = consumer.highwater(tp)
+        if highwater is None or await consumer.position(tp) < highwater:
+            return False
+    return True
+
+
+def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int | None]:
+    """The group's committed offset per partition."""
+
+    async def run() -> dict[int, int | None]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
+        await consumer.start()
+        try:
+            return {
+                p: await consumer.committed(TopicPartition(topic, p)) for p in range(partitions)
+            }
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(run())
+
+
+def log_ends(placed: Iterable[tuple[int, int]], partitions: int) -> dict[int, int]:
+    """Per partition, one past the last offset in ``placed`` (0 if none)."""
+    ends = dict.fromkeys(range(partitions), 0)
+    for p, o in placed:
+        ends[p] = max(ends[p], o + 1)
+    return ends
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str, every: float = 0.2) -> Any:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(every)
+
+
+class WorkerProcess:
+    """One ``tripwire worker`` subprocess."""
+
+    def __init__(self, log_path: Path, **settings: Any) -> None:
+        self.metrics_port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TRIPWIRE_")}
+        env.update({f"TRIPWIRE_{k.upper()}": str(v) for k, v in settings.items()})
+        env.setdefault("TRIPWIRE_SESSION_TIMEOUT", SESSION_TIMEOUT)
+        env["TRIPWIRE_METRICS_PORT"] = str(self.metrics_port)
+        env["TRIPWIRE_METRICS_HOST"] = "127.0.0.1"
+        env["PYTHONPATH"] = str(REPO)
+        self.log_path = log_path
+        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop/kill
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tripwire", "worker"],
+            env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO,
+        )  # fmt: skip
+
+    def metrics(self) -> dict[str, float]:
+        """The /metrics samples as ``{'name{labels}': value}`` (empty if not up)."""
+        try:
+            url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+            body = urllib.request.urlopen(url, timeout=2).read().decode()
+        except OSError:
+            return {}
+        pairs = (line.rsplit(" ", 1) for line in body.splitlines() if line and line[0] != "#")
+        return {k: float(v) for k, v in pairs}
+
+    def metric(self, name: str) -> float:
+        return self.metrics().get(name, 0.0)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM, wait, return the exit code (SIGKILL if it does not stop)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
