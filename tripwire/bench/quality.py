@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,6 +40,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from training.errors import ConfigError, DataError
 from tripwire.bench.datasets import (
+    REPO_ROOT,
     Dataset,
     Split,
     default_datasets_dir,
@@ -273,8 +275,29 @@ def environment(settings: QualitySettings, command: str, folder: Path) -> dict[s
             "python": platform.python_version(),
         },
         "versions": versions,
+        "code": code_revision(),
         "settings": {**asdict(settings), "datasets": str(folder)},
     }
+
+
+def code_revision() -> str | None:
+    """``<commit>`` of the checkout, ``+dirty`` if its packages have uncommitted edits.
+
+    The checkout is shared, so a run may pick up someone's work in progress; the
+    results say so. ``None`` outside a git checkout.
+    """
+    git = ["git", "-C", str(REPO_ROOT)]
+    try:
+        head = subprocess.run(  # noqa: S603 - fixed argv, no shell
+            [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(  # noqa: S603 - fixed argv, no shell
+            [*git, "status", "--porcelain", "--", "training", "stream", "tripwire"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty" if dirty else "")
 
 
 def run_quality(

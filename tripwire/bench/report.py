@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata
+from scipy.stats import betabinom, rankdata
 
 from training.errors import ConfigError
 from tripwire.bench.detectors import label
@@ -88,8 +88,28 @@ def averages(
     return out
 
 
+def ideal_in_band(n_cal: int, n_test: int, target: float, low: float, high: float) -> float:
+    """P(realised FPR in [low, high]) for a detector whose scores are exchangeable.
+
+    With continuous scores, calibration and test normal rows from one distribution,
+    and the threshold at the k-th smallest of ``n_cal`` calibration scores (the
+    ``method="higher"`` quantile Tripwire's ``fpr`` threshold takes), the chance
+    ``p`` that a test normal scores above it is Beta(n_cal - k + 1, k), so the
+    number of false positives among ``n_test`` is beta-binomial. This is the
+    in-band rate the split sizes allow even for a perfectly calibrated detector.
+    """
+    k = int(np.quantile(np.arange(n_cal), 1.0 - target, method="higher")) + 1
+    dist = betabinom(n_test, n_cal - k + 1, k)
+    lo, hi = math.ceil(low * n_test - 1e-9), math.floor(high * n_test + 1e-9)
+    return float(dist.cdf(hi) - dist.cdf(lo - 1))
+
+
 def calibration(result: QualityResult) -> dict[str, Any]:
-    """Which runs on datasets with enough test normals hit the FPR band."""
+    """Which runs on datasets with enough test normals hit the FPR band.
+
+    ``expected`` per detector is the sum of :func:`ideal_in_band` over its judged
+    runs: how many runs an exchangeable detector would get in band on average.
+    """
     target = float(result.meta["settings"]["target_fpr"])
     low, high = BAND[0] * target, BAND[1] * target
     runs = [r for r in result.runs if r.ok and r.n_test_normal >= MIN_TEST_NORMALS]
@@ -97,8 +117,9 @@ def calibration(result: QualityResult) -> dict[str, Any]:
     per_det: dict[str, dict[str, Any]] = {}
     misses: list[dict[str, Any]] = []
     for r in runs:
-        d = per_det.setdefault(r.detector, {"runs": 0, "in_band": 0})
+        d = per_det.setdefault(r.detector, {"runs": 0, "in_band": 0, "expected": 0.0})
         d["runs"] += 1
+        d["expected"] += ideal_in_band(r.n_calibration, r.n_test_normal, target, low, high)
         assert r.fpr is not None
         if low <= r.fpr <= high:
             d["in_band"] += 1
@@ -177,17 +198,20 @@ def calibration_lines(cal: dict[str, Any], detectors: list[str]) -> list[str]:
     lines = [
         f"Judged on the datasets with at least {cal['min_test_normals']} normal rows in the "
         f"test split ({', '.join(cal['datasets']) or 'none'}); a run is in band when its "
-        f"realised test FPR is in [{100 * low:.2f}%, {100 * high:.2f}%].",
+        f"realised test FPR is in [{100 * low:.2f}%, {100 * high:.2f}%]. *Ideal* is the "
+        "expected number of runs in band for a detector whose calibration and test normal "
+        "scores are exchangeable (beta-binomial, from the split sizes alone): small "
+        "calibration sets miss the band by chance.",
         "",
-        _row(["detector", "runs in band", "misses (dataset seed: FPR)"]),
-        _row(["---", "---:", "---"]),
+        _row(["detector", "runs in band", "ideal", "misses (dataset seed: FPR)"]),
+        _row(["---", "---:", "---:", "---"]),
     ]
     for det in detectors:
-        stats = cal["per_detector"].get(det, {"runs": 0, "in_band": 0})
+        stats = cal["per_detector"].get(det, {"runs": 0, "in_band": 0, "expected": 0.0})
         miss = [f"{m['dataset']} {m['seed']}: {100 * m['fpr']:.2f}%"
                 for m in cal["misses"] if m["detector"] == det]  # fmt: skip
         lines.append(_row([label(det), f"{stats['in_band']}/{stats['runs']}",
-                           "; ".join(miss) or "–"]))  # fmt: skip
+                           f"{stats['expected']:.1f}", "; ".join(miss) or "–"]))  # fmt: skip
     return lines
 
 
@@ -212,7 +236,9 @@ def markdown(result: QualityResult) -> str:
         f"Date: {meta['date']}; wall time {meta.get('wall_seconds', 0) / 60:.1f} min  ",
         f"Machine: {machine['platform']}, {machine['cpus_usable']} usable CPUs "
         f"(shared with other jobs: times are noisy), torch threads: {settings['torch_threads']}  ",
-        "Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + "  ",
+        "Versions: "
+        + ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
+        + f"; code {meta.get('code') or 'unknown'} (+dirty: uncommitted edits in the checkout)  ",
         f"Seeds {', '.join(settings['seeds'])}; threshold `fpr:{settings['target_fpr']}` on "
         "held-out normal rows; averaged = mean over datasets of the per-dataset mean over "
         "seeds; rank = mean rank among these detectors (1 = best) over datasets where all "

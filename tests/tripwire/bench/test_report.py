@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from training.errors import ConfigError
+from training.thresholds import CalibrationData, parse_threshold
 from tripwire.bench import report
 from tripwire.bench.quality import QualityResult, RunRecord
 
@@ -74,8 +76,29 @@ def test_calibration_band_and_minimum_test_normals() -> None:
     cal = report.calibration(_result(runs, ("X", "Y")))
     assert cal["datasets"] == ["a"]
     assert cal["band"] == [0.005, 0.02]
-    assert cal["per_detector"] == {"X": {"runs": 2, "in_band": 1}, "Y": {"runs": 2, "in_band": 1}}
+    for det in ("X", "Y"):
+        stats = cal["per_detector"][det]
+        assert (stats["runs"], stats["in_band"]) == (2, 1)
+        assert stats["expected"] == pytest.approx(
+            2 * report.ideal_in_band(5, 600, 0.01, 0.005, 0.02)
+        )
     assert {(m["detector"], m["seed"]) for m in cal["misses"]} == {("X", 1), ("Y", 1)}
+
+
+def test_ideal_in_band_matches_simulated_fpr_thresholds() -> None:
+    """The beta-binomial rate agrees with Tripwire's real fpr threshold on uniform scores."""
+    rng = np.random.default_rng(0)
+    n_cal, n_test, n = 230, 600, 3000
+    hits = 0
+    for _ in range(n):
+        data = CalibrationData(np.empty(0), normal_scores=rng.random(n_cal))
+        value = parse_threshold("fpr:0.01").fit(data).value
+        fpr = np.mean(rng.random(n_test) > value)
+        hits += 0.005 <= fpr <= 0.02
+    expected = report.ideal_in_band(n_cal, n_test, 0.01, 0.005, 0.02)
+    assert 0.5 < expected < 0.9  # a case where chance misses matter
+    assert hits / n == pytest.approx(expected, abs=4 * np.sqrt(expected * (1 - expected) / n))
+    assert report.ideal_in_band(20_000, 50_000, 0.01, 0.005, 0.02) > 0.999
 
 
 def test_update_doc_replaces_only_the_results_section(tmp_path: Path) -> None:
