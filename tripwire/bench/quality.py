@@ -292,7 +292,7 @@ def code_revision() -> str | None:
             [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(  # noqa: S603 - fixed argv, no shell
-            [*git, "status", "--porcelain", "--", "training", "stream", "tripwire"],
+            [*git, "status", "--porcelain", "--", "training", "tripwire"],
             capture_output=True, text=True, check=True,
         ).stdout.strip()  # fmt: skip
     except (OSError, subprocess.CalledProcessError):
