@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import faust
 
+from stream.consumer import install as install_consumer
 from stream.security import faust_credentials
 from stream.settings import WorkerSettings
 
@@ -26,7 +27,7 @@ REQUEST_HEADROOM = 64 * 1024
 
 def create_app(settings: WorkerSettings) -> faust.App:
     """A faust app for ``settings`` (not started)."""
-    return faust.App(
+    app = faust.App(
         settings.group_id,
         broker=[f"kafka://{host}" for host in settings.bootstrap_servers],
         broker_credentials=faust_credentials(settings),
@@ -47,3 +48,5 @@ def create_app(settings: WorkerSettings) -> faust.App:
         producer_max_request_size=max(1_000_000, settings.max_message_bytes + REQUEST_HEADROOM),
         worker_redirect_stdouts=False,
     )
+    install_consumer(app)  # commits before revocation / at shutdown, see stream.consumer
+    return app
