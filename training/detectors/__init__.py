@@ -1,4 +1,4 @@
-"""Detectors by kind: ``ae``, ``vae`` and ``pyod:<Name>``.
+"""Detectors by kind: ``ensemble`` (the default), ``knn``, ``ae``, ``vae`` and ``pyod:<Name>``.
 
 ``make_detector(spec, **params)`` builds an unfitted detector from its CLI name;
 ``detector_class(kind)`` finds the class that loads a saved one. Implementations
@@ -25,6 +25,8 @@ __all__ = ["Detector", "DetectorError", "KINDS", "detector_class", "make_detecto
 
 #: Built-in kinds -> (module, class). ``pyod:<Name>`` is resolved separately.
 _BUILTIN = {
+    "ensemble": ("training.detectors.ensemble", "KNNEnsemble"),
+    "knn": ("training.detectors.knn", "KNN"),
     "ae": ("training.detectors.ae", "AutoEncoder"),
     "vae": ("training.detectors.vae", "VAE"),
 }
