@@ -32,7 +32,10 @@ Why this is at-least-once (faust-streaming 0.15.3, read from its source):
   queues and waits (``stream_wait_empty``) until every tracked event is acked — the
   batch in flight and any events buffered by ``noack_take`` are processed and
   delivered first — then commits. Cleared, untracked messages were never acked and
-  are fetched again from the committed offset.
+  are fetched again from the committed offset. faust drops the acked offsets of
+  revoked partitions before that final commit, and can skip the final commit when
+  a periodic one is in flight; ``stream.consumer.CommittingConsumer`` closes both
+  gaps, so a graceful hand-over re-scores nothing.
 - A crash (SIGKILL) loses nothing: outputs not yet acknowledged belong to uncommitted
   offsets, which are consumed again; the duplicates this makes are bounded by the
   commit interval and carry the same deterministic alert ids.
