@@ -52,45 +52,29 @@ from __future__ import annotations
 
 import json
 import math
-import struct
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 
+from stream.errors import InvalidEvent
+from stream.packed import CONTENT_TYPE as PACKED_CONTENT_TYPE
+from stream.packed import FLAG_IDS, FLAG_KEYS, FLAG_TS, PackedLayout
 from stream.records import Decoded, Headers, InputRecord
-from training.errors import TripwireError
+
+# Re-exported for callers that build or inspect records.
+__all__ = [
+    "F32_TYPE", "FLAG_IDS", "FLAG_KEYS", "FLAG_TS", "JSON_TYPE", "PACKED_TYPE",
+    "Codec", "InvalidEvent", "header",
+]  # fmt: skip
 
 JSON_TYPE = "application/json"
 F32_TYPE = "application/x-tripwire-f32"
-PACKED_TYPE = "application/x-tripwire-f32-packed"
-PACKED_MAGIC = b"TWP1"
-PACKED_HEADER = struct.Struct("<4sIHH")
-FLAG_IDS, FLAG_KEYS, FLAG_TS = 1, 2, 4
+PACKED_TYPE = PACKED_CONTENT_TYPE
 ID_HEADER = "tripwire-id"
 TS_HEADER = "tripwire-ts"
 _BLANK = b" \t\r\n"
-
-
-class InvalidEvent(TripwireError):
-    """An input record that cannot be scored.
-
-    Attributes
-    ----------
-    reason : str
-        One of ``stream.metrics.INVALID_REASONS``.
-    detail : str
-        What exactly is wrong, for the ``tripwire-detail`` DLQ header.
-    error : str
-        Class name of the underlying exception (``InvalidEvent`` if none).
-    """
-
-    def __init__(self, reason: str, detail: str, cause: BaseException | None = None) -> None:
-        self.reason = reason
-        self.detail = detail
-        self.error = type(cause).__name__ if cause is not None else "InvalidEvent"
-        super().__init__(f"{reason}: {detail}")
 
 
 def header(headers: Headers, name: str) -> bytes | None:
@@ -208,7 +192,7 @@ class Codec:
         return Decoded(x[None, :], [event_id], [key], [_event_ms(record)])
 
     def _decode_packed(self, record: InputRecord, value: bytes) -> Decoded:
-        layout = _PackedLayout.parse(value, self.n_features)
+        layout = PackedLayout.parse(value, self.n_features)
         n = layout.n
         X = np.frombuffer(value, dtype="<f4", count=n * self.n_features, offset=layout.x_at)
         X = X.reshape(n, self.n_features)
@@ -233,64 +217,6 @@ class Codec:
             X[ok], [ids[i] for i in keep], [keys[i] for i in keep],
             [event_ms[i] for i in keep], index=keep, rejected=rejected,
         )  # fmt: skip
-
-
-class _PackedLayout:
-    """Offsets and sections of a packed record (see the module docstring)."""
-
-    def __init__(self) -> None:
-        self.n = 0
-        self.x_at = 0
-        self.ts: np.ndarray | None = None
-        self.ids: list[str] | None = None
-        self.keys: list[str] | None = None
-
-    @classmethod
-    def parse(cls, value: bytes, n_features: int) -> _PackedLayout:
-        if len(value) < PACKED_HEADER.size:
-            raise InvalidEvent("malformed", f"packed record of {len(value)} bytes < header")
-        magic, n, d, flags = PACKED_HEADER.unpack_from(value)
-        if magic != PACKED_MAGIC:
-            raise InvalidEvent("malformed", f"packed magic {magic!r} != {PACKED_MAGIC!r}")
-        if flags & ~(FLAG_IDS | FLAG_KEYS | FLAG_TS) or n == 0:
-            raise InvalidEvent("schema", f"packed header: n={n}, unknown flags {flags:#x}")
-        if d != n_features:
-            raise InvalidEvent("feature_count", f"packed d={d}, model expects {n_features}")
-        self = cls()
-        self.n, at = n, PACKED_HEADER.size
-        if flags & FLAG_TS:
-            _need(value, at + 8 * n, "timestamps")
-            self.ts = np.frombuffer(value, dtype="<i8", count=n, offset=at)
-            at += 8 * n
-        self.x_at = at
-        at += 4 * n * d
-        _need(value, at, "vectors")
-        if flags & FLAG_IDS:
-            self.ids, at = _text_section(value, at, n, "ids")
-        if flags & FLAG_KEYS:
-            self.keys, at = _text_section(value, at, n, "keys")
-        if at != len(value):
-            raise InvalidEvent("malformed", f"{len(value) - at} trailing bytes after packed data")
-        return self
-
-
-def _need(value: bytes, end: int, what: str) -> None:
-    if len(value) < end:
-        raise InvalidEvent("malformed", f"packed record truncated in {what}")
-
-
-def _text_section(value: bytes, at: int, n: int, what: str) -> tuple[list[str], int]:
-    _need(value, at + 4, what)
-    (length,) = struct.unpack_from("<I", value, at)
-    at += 4
-    _need(value, at + length, what)
-    try:
-        items = value[at : at + length].decode("utf-8").split("\n")
-    except UnicodeDecodeError as e:
-        raise InvalidEvent("malformed", f"packed {what} are not UTF-8", e) from None
-    if len(items) != n or not all(items):
-        raise InvalidEvent("schema", f"packed {what}: {len(items)} entries for {n} vectors")
-    return items, at + length
 
 
 # -- helpers -----------------------------------------------------------------------

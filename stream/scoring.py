@@ -165,7 +165,7 @@ class BatchProcessor:
     def _score(
         self, result: BatchResult, good: list[tuple[InputRecord, Decoded]], scorer: Scorer
     ) -> None:
-        X = good[0][1].X if len(good) == 1 else np.concatenate([d.X for _, d in good])
+        X = np.concatenate([d.X for _, d in good])  # a fresh, writable array
         started = self.monotonic()
         scored = scorer.score(X)
         result.inference_seconds = self.monotonic() - started

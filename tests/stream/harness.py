@@ -12,7 +12,6 @@ import asyncio
 import json
 import os
 import signal
-import struct
 import subprocess
 import sys
 import time
@@ -25,7 +24,8 @@ from typing import Any
 import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
-from stream.codecs import F32_TYPE, FLAG_IDS, PACKED_TYPE
+from stream.codecs import F32_TYPE, PACKED_TYPE
+from stream.packed import encode_packed
 from tripwire.embedded import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,9 +58,7 @@ def f32_event(event_id: str, x: np.ndarray, key: str) -> Out:
 
 
 def packed_event(ids: Sequence[str], X: np.ndarray, key: str) -> Out:
-    blob = "\n".join(ids).encode()
-    value = struct.pack("<4sIHH", b"TWP1", len(X), X.shape[1], FLAG_IDS)
-    value += np.asarray(X, "<f4").tobytes() + struct.pack("<I", len(blob)) + blob
+    value = encode_packed(X, ids=ids)
     return Out(value, key=key.encode(), headers=[("content-type", PACKED_TYPE.encode())])
 
 
