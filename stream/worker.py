@@ -153,7 +153,10 @@ class StreamWorker:
 
     async def _check_model(self) -> None:
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._reloading, self.watcher.check)
+        try:
+            await loop.run_in_executor(self._reloading, self.watcher.check)
+        except Exception as e:  # keep serving the current model whatever happened
+            log.error("model reload check failed: %r", e, exc_info=e)
 
     def close(self) -> None:
         """Stop the helper threads (after the app stopped)."""
