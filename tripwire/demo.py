@@ -29,7 +29,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -235,7 +235,10 @@ async def _stream_and_collect(
         elapsed = time.monotonic() - started
     finally:
         await producer.stop()
-    alerts = await _read_alerts(bootstrap, settings.alert_topic, f"{run}-")
+    expected = int(_scraped(url, "tripwire_anomalies_total") or 0)
+    prefixes = (f"{run}-", f"warmup-{run}-")
+    alerts = await _read_alerts(bootstrap, settings.alert_topic, prefixes, expected, 30.0)
+    alerts = [a for a in alerts if a["data"]["input_id"].startswith(f"{run}-")]
     predicted = np.zeros(len(y), dtype=bool)
     for a in alerts:
         predicted[int(a["data"]["input_id"].rsplit("-", 1)[1])] = True
@@ -330,30 +333,36 @@ def _check_alive(worker: subprocess.Popen[bytes]) -> None:
         raise TripwireError(f"the worker exited with code {worker.returncode} (see its log above)")
 
 
-async def _read_alerts(bootstrap: str, topic: str, prefix: str) -> list[dict[str, Any]]:
-    """Every anomaly event on ``topic`` whose input id starts with ``prefix``."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+async def _read_alerts(
+    bootstrap: str, topic: str, prefixes: tuple[str, ...], expected: int, timeout: float
+) -> list[dict[str, Any]]:
+    """The anomaly events on ``topic`` whose input id starts with one of ``prefixes``.
+
+    Reads until ``expected`` distinct events (the worker's ``tripwire_anomalies_total``)
+    were seen, or ``timeout`` passed. The count, not the partitions' end offsets, ends
+    the read: some Kafka-protocol brokers (Tansu) report the last batch's base offset
+    as the end.
+    """
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, enable_auto_commit=False,
+        auto_offset_reset="earliest", group_id=None,
+    )  # fmt: skip
     await consumer.start()
+    alerts: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + timeout
     try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        if not parts:
-            await consumer.topics()  # refresh metadata
-            parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in parts]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        alerts: dict[str, dict[str, Any]] = {}
-        while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
-            batch = await consumer.getmany(timeout_ms=500)
+        while len(alerts) < expected and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
             for records in batch.values():
                 for r in records:
                     event = json.loads(r.value or b"{}")
-                    if str(event.get("data", {}).get("input_id", "")).startswith(prefix):
+                    if str(event.get("data", {}).get("input_id", "")).startswith(prefixes):
                         alerts[event["id"]] = event  # de-duplicate redeliveries by id
-        return list(alerts.values())
     finally:
         await consumer.stop()
+    if len(alerts) < expected:
+        log.warning("read %d of %d anomaly events from %s", len(alerts), expected, topic)
+    return list(alerts.values())
 
 
 def _ms_between(start: str, end: str) -> float:
