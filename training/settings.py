@@ -50,9 +50,9 @@ class TrainSettings:
         },
     )
     model: str = field(
-        default="ae",
+        default="ensemble",
         metadata={
-            "help": "detector: ae, vae or pyod:<Name> (e.g. pyod:IForest)",
+            "help": "detector: ensemble, knn, ae, vae or pyod:<Name> (e.g. pyod:IForest)",
             "metavar": "KIND",
         },
     )

@@ -67,7 +67,7 @@ def _train(registry: Path, root: Path) -> np.random.Generator:
     torch.set_num_threads(1)
     try:
         code = main(["train", "--data", str(root / "train.npz"), "--registry", str(registry),
-                     "--name", "live", "--epochs", "5", "--promote", "production",
+                     "--name", "live", "--model", "ae", "--epochs", "5", "--promote", "production",
                      "--plot", "none"])  # fmt: skip
     finally:
         torch.set_num_threads(threads)

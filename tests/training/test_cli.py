@@ -68,7 +68,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     torch.set_num_threads(1)
     try:
         code = main(["train", "--data", str(data), "--registry", str(reg), "--name", "m",
-                     "--epochs", "8", "--promote", "production", "--plot", "none"])  # fmt: skip
+                     "--model", "ae", "--epochs", "8", "--promote", "production",
+                     "--plot", "none"])  # fmt: skip
     finally:
         torch.set_num_threads(threads)
     assert code == 0
@@ -78,19 +79,23 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 # -- train -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["ae", "vae"])
+@pytest.mark.parametrize("kind", [None, "ae", "vae"])
 def test_demo_with_default_settings_reaches_the_quality_bar(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str | None
 ) -> None:
-    """The done-when bar: accuracy and recall >= 0.99 on the demo test split."""
-    code, out, _ = run(capsys, "train", "--demo", "--model", kind, "--registry", str(tmp_path))
+    """The done-when bar: accuracy and recall >= 0.99 on the demo test split.
+
+    ``None``: no ``--model``, i.e. ``tripwire train``'s default detector.
+    """
+    model = [] if kind is None else ["--model", kind]
+    code, out, _ = run(capsys, "train", "--demo", *model, "--registry", str(tmp_path))
     assert code == 0
     manifest = json.loads((tmp_path / "demo" / "1" / "manifest.json").read_text())
     m = manifest["metrics"]
     assert m["accuracy"] >= 0.99 and m["recall"] >= 0.99, m
     assert m["n"] == 1000 and m["n_anomalies"] == 200
     assert manifest["threshold"]["method"] == "f1"
-    assert manifest["detector"]["kind"] == kind
+    assert manifest["detector"]["kind"] == (kind or "ensemble")
     assert "published demo@1" in out and "accuracy" in out and "scores.png" in out
 
 
@@ -99,7 +104,8 @@ def test_train_summary_and_promotion(
 ) -> None:
     reg, data = trained
     code, out, _ = run(capsys, "train", "--data", str(data), "--registry", str(reg),
-                       "--name", "m", "--epochs", "2", "--threshold", "pot:1e-3",
+                       "--name", "m", "--model", "ae", "--epochs", "2",
+                       "--threshold", "pot:1e-3",
                        "--plot", "none")  # fmt: skip
     assert code == 0
     assert "published m@2" in out and "threshold      pot" in out and "promoted" not in out

@@ -54,7 +54,9 @@ def labelled_npz(tmp_path: Path) -> Path:
 
 
 def settings_for(tmp_path: Path, data: Path, **kw: object) -> TrainSettings:
-    base = TrainSettings(data=str(data), registry=str(tmp_path / "reg"), epochs=15, seed=0)
+    base = TrainSettings(
+        data=str(data), registry=str(tmp_path / "reg"), model="ae", epochs=15, seed=0
+    )
     return replace(base, **kw)  # type: ignore[arg-type]
 
 

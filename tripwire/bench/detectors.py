@@ -70,7 +70,7 @@ BASELINES: dict[str, Baseline] = {
 }
 
 #: What ``tripwire bench quality`` runs without ``--detectors``.
-DEFAULT_DETECTORS: tuple[str, ...] = ("ae", "vae", *BASELINES)
+DEFAULT_DETECTORS: tuple[str, ...] = ("ensemble", "ae", "vae", *BASELINES)
 
 
 class PyodBaseline:
