@@ -10,19 +10,28 @@ Settings that matter for correctness and are not faust's defaults:
 - ``broker_commit_interval``: the uncommitted window re-scored after a crash;
 - ``topic_disable_leader``, ``web_enabled=False``, ``store="memory://"``: no
   internal topics, web server or tables (the worker is stateless besides offsets;
-  ``/metrics`` is served by ``stream.exporter``).
+  ``/metrics`` is served by ``stream.exporter``);
+- the consumer is :class:`stream.fastpath.BatchConsumer` (records go to the worker in
+  micro-batches, not through faust's per-event agent path);
+  ``stream_buffer_maxsize`` is the number of fetched records it buffers, and the
+  fetch long-poll is bounded by ``max_wait`` (at least ``MIN_FETCH_WAIT``): an
+  event never waits in the broker longer than it may wait for its micro-batch.
 """
 
 from __future__ import annotations
 
 import faust
 
-from stream.consumer import install as install_consumer
+from stream.fastpath import install as install_fast_path
 from stream.security import faust_credentials
 from stream.settings import WorkerSettings
 
 #: Room for headers and protocol overhead above the largest dead-letter value.
 REQUEST_HEADROOM = 64 * 1024
+#: Shortest fetch long-poll, seconds (an idle worker sends at most 1/this fetches/s).
+MIN_FETCH_WAIT = 0.005
+#: Fewest fetched records buffered for the worker (more with large micro-batches).
+MIN_BUFFERED = 4096
 
 
 def create_app(settings: WorkerSettings) -> faust.App:
@@ -39,6 +48,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
         topic_disable_leader=True,
         processing_guarantee="at_least_once",
         stream_wait_empty=True,
+        stream_buffer_maxsize=max(MIN_BUFFERED, 8 * settings.max_batch),
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=settings.heartbeat_interval,
         broker_rebalance_timeout=max(settings.session_timeout, 30.0),
@@ -48,5 +58,6 @@ def create_app(settings: WorkerSettings) -> faust.App:
         producer_max_request_size=max(1_000_000, settings.max_message_bytes + REQUEST_HEADROOM),
         worker_redirect_stdouts=False,
     )
-    install_consumer(app)  # commits before revocation / at shutdown, see stream.consumer
+    # batches past faust's per-event path; commits before revocation (stream.consumer)
+    install_fast_path(app, fetch_max_wait=max(settings.max_wait, MIN_FETCH_WAIT))
     return app

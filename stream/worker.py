@@ -1,70 +1,65 @@
-"""The worker: a faust agent that scores micro-batches with at-least-once delivery.
+"""The worker: micro-batches of a Kafka topic scored with at-least-once delivery.
 
-Data path, per micro-batch::
+Data path, per micro-batch (``StreamWorker._run``, a faust app task)::
 
-    noack_take(max_batch, within=max_wait)          faust: events, not yet acked
+    BatchConsumer.next_batch(max_batch, max_wait)   fetched records, now tracked
       -> BatchProcessor.process (in a thread)        decode, ONE Scorer.score, build outputs
       -> Delivery.deliver                            produce all, await all broker acks
-      -> stream.ack(event) for every event           only now may faust commit them
+      -> BatchConsumer.ack_batch(batch)              only now may faust commit them
       -> metrics
+
+Records reach the worker through :mod:`stream.fastpath`, not through a faust agent:
+faust's per-event path (conductor, channel, stream, ``wait_first`` per message)
+cost ~160 µs per event and stalled for seconds under load. faust still runs the
+group membership, rebalances, the commit timer and the producer.
 
 Why this is at-least-once (faust-streaming 0.15.3, read from its source):
 
-- A stream *tracks* each message it yields (``Consumer._unacked_messages``) and the
-  consumer commits, every ``broker_commit_interval``, only the offsets that were
-  *acked*, and of those only the run of consecutive offsets after the last commit
-  (``Consumer._new_offset``). An offset never acked is never committed, nor is
-  anything after it.
-- ``Stream.take`` acks the batch in a ``finally`` around its ``yield``: when the
-  agent asks for the next batch, but also when the generator is closed while the
-  agent is still producing (``Stream.on_stop`` closes it on shutdown) — that would
-  commit offsets whose outputs were never acknowledged. So the agent uses
-  ``Stream.noack_take``, which never acks, and acks each event itself after
-  ``Delivery.deliver`` returned, i.e. after the broker acknowledged every alert,
-  score and dead letter of the batch (``acks=all``).
-- Batches are processed one after the other and each batch's events are acked in
-  consumption order, so per partition the acked offsets always form a prefix: the
-  committed offset can never jump over an event whose outputs are in flight.
-  (faust's gap check in ``_new_offset`` is off by one and skipped before the first
-  commit; in-order acking is what keeps it from mattering.)
-- A packed record is one Kafka message: it is acked after all its vectors' outputs.
-- Shutdown (SIGTERM) and rebalances: faust stops fetching, clears the agents'
-  queues and waits (``stream_wait_empty``) until every tracked event is acked — the
-  batch in flight and any events buffered by ``noack_take`` are processed and
-  delivered first — then commits. Cleared, untracked messages were never acked and
-  are fetched again from the committed offset. faust drops the acked offsets of
-  revoked partitions before that final commit, and can skip the final commit when
-  a periodic one is in flight; ``stream.consumer.CommittingConsumer`` closes both
-  gaps, so a graceful hand-over re-scores nothing.
+- The consumer commits, every ``broker_commit_interval``, per partition the offset
+  one past the last record of the last *acked* batch (``BatchConsumer._new_offset``).
+  A batch is acked only after ``Delivery.deliver`` returned, i.e. after the broker
+  acknowledged every alert, score and dead letter of the batch (``acks=all``).
+- Batches are taken in fetch order and handled one after the other, so per
+  partition every offset below the committed one was delivered: the committed
+  offset can never jump over an event whose outputs are in flight.
+- A packed record is one Kafka message: it is acked with its batch, after all its
+  vectors' outputs.
+- Shutdown (SIGTERM) and rebalances: faust stops the flow (the fast path drops the
+  records it buffered but did not hand out; they are read again from the committed
+  offsets), waits (``stream_wait_empty``) until the batch in flight is acked, then
+  commits. faust drops the acked offsets of revoked partitions before that final
+  commit, and can skip the final commit when a periodic one is in flight;
+  ``stream.consumer.CommittingConsumer`` closes both gaps, so a graceful hand-over
+  re-scores nothing.
 - A crash (SIGKILL) loses nothing: outputs not yet acknowledged belong to uncommitted
   offsets, which are consumed again; the duplicates this makes are bounded by the
   commit interval and carry the same deterministic alert ids.
 - An unexpected error while handling a batch (a bug, a model that raises) crashes
-  the worker with a non-zero exit instead of letting faust restart the agent past
-  unacked events; the orchestrator restarts it from the committed offsets.
+  the worker with a non-zero exit instead of going on past unacked events; the
+  orchestrator restarts it from the committed offsets.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, cast
+from typing import Any
 
-import faust
-from faust.types import EventT, StreamT
+from aiokafka import ConsumerRecord
 
 from stream.alerts import AlertBuilder
 from stream.app import create_app
 from stream.cooldown import Cooldown
 from stream.delivery import Delivery
 from stream.exporter import record_batch
+from stream.fastpath import Batch, batch_consumer
 from stream.lag import LagTracker
 from stream.metrics import Metrics
 from stream.records import InputRecord, OutputRecord
 from stream.reload import ModelWatcher
-from stream.scoring import BatchProcessor, Topics
+from stream.scoring import BatchProcessor, BatchResult, Topics
 from stream.settings import WorkerSettings
 from training.scorer import Scorer
 
@@ -74,7 +69,7 @@ LAG_INTERVAL = 2.0
 
 
 class StreamWorker:
-    """The faust app of one worker process with its agent, timers and helpers.
+    """The faust app of one worker process with its batch loop, timers and helpers.
 
     Parameters
     ----------
@@ -88,7 +83,9 @@ class StreamWorker:
         self.settings = settings
         self.metrics = metrics
         self.app = create_app(settings)
+        self.consumer = batch_consumer(self.app)
         self.topic = self.app.topic(settings.input_topic, key_type=bytes, value_type=bytes)
+        self.app.topics.add(self.topic)  # subscribe; records arrive via self.consumer
         self.watcher = ModelWatcher(
             settings.registry, settings.model_name, settings.model_alias, scorer, metrics
         )
@@ -103,36 +100,37 @@ class StreamWorker:
         self.lag = LagTracker(metrics, settings.input_topic)
         self._scoring = ThreadPoolExecutor(1, thread_name_prefix="tripwire-score")
         self._reloading = ThreadPoolExecutor(1, thread_name_prefix="tripwire-reload")
-        self.app.agent(self.topic, name=f"{settings.group_id}.score")(self._consume)
+        self.app.task(self._run)
         self.app.timer(LAG_INTERVAL, name=f"{settings.group_id}.lag")(self._update_lag)
         if settings.reload_interval > 0:
             self.app.timer(settings.reload_interval, name=f"{settings.group_id}.reload")(
                 self._check_model
             )
 
-    async def _consume(self, stream: StreamT) -> None:
-        settings = self.settings
-        take = cast(faust.Stream, stream).noack_take  # not declared on StreamT
-        async for events in take(settings.max_batch, within=settings.max_wait):
+    async def _run(self) -> None:
+        max_batch, max_wait = self.settings.max_batch, self.settings.max_wait
+        while True:
+            batch = await self.consumer.next_batch(max_batch, max_wait)
             try:
-                await self.handle(events)
+                await self.handle(batch)
             except BaseException as e:
                 await self._fail(e)
                 raise
-            for event in events:
-                await stream.ack(event)
+            self.consumer.ack_batch(batch)
 
-    async def handle(self, events: Sequence[EventT]) -> None:
+    async def handle(self, batch: Batch) -> None:
         """Score one micro-batch and deliver its outputs (acking is the caller's)."""
-        records = [input_record(event.message) for event in events]
         scorer = self.watcher.current  # one model for the whole batch
         loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(self._scoring, self.processor.process, records, scorer)
+        result = await loop.run_in_executor(self._scoring, self._process, batch.records, scorer)
         await self.delivery.deliver(result.outputs)
         record_batch(self.metrics, result, scorer.threshold)
-        for record in records:
-            self.lag.processed(record.partition, record.offset)
+        for tp, offset in batch.last_offsets.items():
+            self.lag.processed(tp.partition, offset)
         await self._update_lag()
+
+    def _process(self, records: Sequence[ConsumerRecord], scorer: Scorer) -> BatchResult:
+        return self.processor.process([input_record(r) for r in records], scorer)
 
     async def _send(self, record: OutputRecord) -> Any:
         return await self.app.producer.send(
@@ -164,18 +162,15 @@ class StreamWorker:
         self._reloading.shutdown(wait=True, cancel_futures=True)
 
 
-def input_record(message: faust.types.Message) -> InputRecord:
-    """The ``InputRecord`` of a faust message (timestamps to epoch ms)."""
-    ts = message.timestamp
-    headers = message.headers or ()
-    if isinstance(headers, Mapping):
-        headers = list(headers.items())
+def input_record(record: ConsumerRecord) -> InputRecord:
+    """The ``InputRecord`` of a fetched aiokafka record."""
+    ts = record.timestamp
     return InputRecord(
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        timestamp_ms=round(ts * 1000) if ts and ts > 0 else None,
-        key=message.key,
-        value=message.value,
-        headers=headers,
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        timestamp_ms=ts if ts is not None and ts > 0 else None,
+        key=record.key,
+        value=record.value,
+        headers=record.headers or (),
     )

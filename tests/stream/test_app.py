@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from stream.app import create_app
 from stream.consumer import CommittingConsumer
+from stream.fastpath import BatchConsumer
 from stream.settings import WorkerSettings
 
 
@@ -20,4 +21,4 @@ def test_app_settings_and_consumer() -> None:
     assert conf.broker_heartbeat_interval == 2.0
     assert conf.producer_max_request_size > 5_000_000
     assert conf.topic_disable_leader and not conf.web_enabled
-    assert type(app.consumer) is CommittingConsumer
+    assert type(app.consumer) is BatchConsumer and isinstance(app.consumer, CommittingConsumer)

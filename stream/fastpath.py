@@ -1,0 +1,334 @@
+"""The worker's fast path: whole fetches into micro-batches, past faust's per-event path.
+
+Why (faust-streaming 0.15.3 / mode-streaming 0.7.1, read from their source and
+measured in docs/performance.md): the stock path from the fetcher to an agent costs
+~160 µs of event-loop time *per message*, and it stalls:
+
+1. ``Consumer._drain_messages`` calls ``Service.wait_first(callback(message),
+   suspend_flow.wait())`` for every message: four tasks created, ``asyncio.wait``,
+   three cancelled (~84 µs).
+2. The conductor, channel queue, ``Event`` per message, sensors and stream
+   iteration cost another ~75 µs, although the worker wants raw bytes in batches.
+3. When a stream buffer passes ``stream_buffer_maxsize / 1.25``,
+   ``Consumer.on_buffer_full`` takes the partition out of the active set; aiokafka's
+   ``fetched_records`` then sleeps on its waiter for the full 1.0 s timeout faust
+   passes (re-adding the partition wakes nothing): one-second stalls at full load.
+4. faust hard-codes ``fetch_max_wait_ms=1500``. Brokers that hold a fetch for the
+   whole wait even when records arrive (Tansu does) delay events by up to 1.5 s.
+
+What runs instead, inside faust's own services (group membership, rebalances,
+recovery, the commit timer and the producer are faust's, unchanged):
+
+- ``BatchConsumer._drain_messages`` (run by faust's ``Fetcher`` service) moves every
+  fetched record list into a bounded :class:`RecordFeed`, with faust's read-offset
+  filter. Flow control: it fetches only while the feed has room, so a busy worker
+  simply stops fetching (aiokafka keeps at most its prefetch buffer) and resumes
+  at once when the worker catches up: no partition is ever taken out of the fetch,
+  hence no stall. While faust's flow is stopped (rebalance, shutdown) nothing is
+  fed, and records fetched across such a stop are dropped and re-read from the
+  committed offsets (``perform_seek``), as faust's own ``getmany`` does.
+- The worker takes micro-batches with :meth:`BatchConsumer.next_batch` (``max_batch``
+  records, or fewer once the oldest has waited ``max_wait``). A batch is *tracked*
+  from then on: it sits in ``Consumer._unacked_messages``, which is what faust's
+  ``wait_empty`` waits for on shutdown and revocation before its final commit.
+- After the batch's outputs are acknowledged by the broker, the worker calls
+  :meth:`BatchConsumer.ack_batch`: the committable offset of each of its partitions
+  becomes one past the batch's last offset there. Batches are handled one at a
+  time in fetch order, so every offset below it was delivered (gaps in the log —
+  compaction, transaction markers — need no bookkeeping). faust's commit timer,
+  ``_should_commit`` check and the commit fixes of :mod:`stream.consumer` do the rest.
+- ``stop_flow`` (the start of every rebalance and of shutdown) empties the feed:
+  untracked records are fetched again after the seek to the committed offsets.
+- The fetch long-poll is bounded by ``BatchConsumer.fetch_max_wait`` (set by
+  :func:`install`) instead of 1.5 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Iterator, Mapping
+from typing import Any, cast
+
+import faust
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+from faust.types import TP
+from faust.types.transports import TPorTopicSet
+from mode import Service, ServiceT
+from mode.utils.futures import notify
+
+from stream.consumer import CommittingConsumer
+
+log = logging.getLogger(__name__)
+
+#: Seconds one fetch call may wait for records (then the loop checks for a stop).
+FETCH_TIMEOUT = 1.0
+
+
+class Batch:
+    """One micro-batch of fetched records, tracked by the consumer until acked.
+
+    Attributes
+    ----------
+    records : list of aiokafka ConsumerRecord
+        In fetch order (per partition: offset order).
+    last_offsets : dict TP -> int
+        The last offset of each partition in the batch.
+    generation : int
+        The consumer-group generation the records were fetched in.
+    """
+
+    __slots__ = ("records", "last_offsets", "generation", "acked", "__weakref__")
+
+    #: faust's ``wait_empty`` logs ``message.refcount`` of what it waits for.
+    refcount = 1
+
+    def __init__(
+        self, records: list[ConsumerRecord], last_offsets: dict[TP, int], generation: int
+    ) -> None:
+        self.records = records
+        self.last_offsets = last_offsets
+        self.generation = generation
+        self.acked = False
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __repr__(self) -> str:
+        return f"<Batch of {len(self.records)} records, last offsets {self.last_offsets}>"
+
+
+class RecordFeed:
+    """Bounded FIFO of fetched records between the fetch loop and the worker.
+
+    ``put`` never blocks (records already fetched are always accepted); the fetch
+    loop calls ``wait_for_space`` before fetching more, so the feed holds at most
+    ``capacity`` plus one fetch. It holds records of one consumer generation only:
+    a put from a newer generation drops the older records first.
+    """
+
+    def __init__(self, capacity: int, clock: Any = time.monotonic) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self.capacity = capacity
+        self._clock = clock
+        # [tp, records, next index to take, time fed]
+        self._chunks: deque[list[Any]] = deque()
+        self._generation = 0
+        self._size = 0
+        self._filled = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+
+    def __len__(self) -> int:
+        return self._size
+
+    def put(self, tp: TP, records: list[ConsumerRecord], generation: int) -> None:
+        """Append the fetched ``records`` of ``tp`` (offset order)."""
+        if not records:
+            return
+        if self._chunks and generation != self._generation:
+            self.clear()
+        self._generation = generation
+        self._chunks.append([tp, records, 0, self._clock()])
+        self._size += len(records)
+        self._filled.set()
+        if self._size >= self.capacity:
+            self._room.clear()
+
+    def clear(self) -> int:
+        """Drop everything buffered; return how many records were dropped."""
+        dropped = self._size
+        self._chunks.clear()
+        self._size = 0
+        self._filled.clear()
+        self._room.set()
+        return dropped
+
+    async def wait_for_space(self) -> None:
+        """Return once the feed holds fewer than ``capacity`` records."""
+        while self._size >= self.capacity:
+            self._room.clear()
+            await self._room.wait()
+
+    async def take(self, max_batch: int, max_wait: float) -> Batch:
+        """The next ``max_batch`` records, or fewer once the oldest waited ``max_wait``."""
+        while True:
+            while not self._size:
+                self._filled.clear()
+                await self._filled.wait()
+            deadline = self._chunks[0][3] + max_wait
+            while self._size and self._size < max_batch:
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    break
+                self._filled.clear()
+                try:
+                    await asyncio.wait_for(self._filled.wait(), remaining)
+                except TimeoutError:
+                    break
+            if self._size:  # else cleared while we waited: start over
+                return self._pop(max_batch)
+
+    def _pop(self, max_batch: int) -> Batch:
+        records: list[ConsumerRecord] = []
+        last: dict[TP, int] = {}
+        chunks = self._chunks
+        while chunks and len(records) < max_batch:
+            chunk = chunks[0]
+            tp, chunk_records, start = chunk[0], chunk[1], chunk[2]
+            end = min(len(chunk_records), start + max_batch - len(records))
+            records.extend(chunk_records[start:end])
+            last[tp] = chunk_records[end - 1].offset
+            if end == len(chunk_records):
+                chunks.popleft()
+            else:
+                chunk[2] = end
+        self._size -= len(records)
+        if not self._size:
+            self._filled.clear()
+        if self._size < self.capacity:
+            self._room.set()
+        return Batch(records, last, self._generation)
+
+
+class BatchConsumer(CommittingConsumer):
+    """faust's aiokafka consumer feeding micro-batches (see the module docstring)."""
+
+    #: Upper bound of the fetch long-poll, seconds (set before the consumer starts).
+    fetch_max_wait: float = 0.5
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.feed = RecordFeed(self.app.conf.stream_buffer_maxsize)
+        # One past the last offset of the last delivered batch, per partition.
+        self._delivered: dict[TP, int] = {}
+
+    def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    # -- fetching -------------------------------------------------------------------
+
+    async def _drain_messages(self, fetcher: ServiceT) -> None:
+        consumer_stopped = cast(Service, self)._stopped.is_set
+        fetcher_stopped = cast(Service, fetcher)._stopped.is_set
+        try:
+            while not (consumer_stopped() or fetcher_stopped()):
+                await self.feed.wait_for_space()
+                generation = self.app.consumer_generation_id
+                records, _ = await self._wait_next_records(FETCH_TIMEOUT)
+                if self.should_stop:
+                    return
+                if not self.flow_active or generation != self.app.consumer_generation_id:
+                    # fetched across a rebalance/stop: read it again from the commits
+                    await self._seek_back()
+                elif records:
+                    self._feed(records, generation)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                log.info("broker stopped the consumer, shutting down")
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                return
+            raise
+
+    async def _seek_back(self) -> None:
+        try:
+            await self.perform_seek()
+        except Exception as e:  # as faust's getmany: the next rebalance seeks again
+            log.warning("seek to committed offsets after a flow stop failed: %r", e)
+
+    def _feed(self, records: Mapping[TP, list[ConsumerRecord]], generation: int) -> None:
+        active = self._active_partitions
+        read_offset = self._read_offset
+        for tp, fetched in records.items():
+            if not fetched or (active is not None and tp not in active):
+                continue
+            last_read = read_offset[tp]
+            if last_read is not None and fetched[0].offset < last_read:
+                # as faust's drain loop: never hand out a record before the read offset
+                fetched = [r for r in fetched if r.offset >= last_read]
+                if not fetched:
+                    continue
+            read_offset[tp] = fetched[-1].offset
+            self.feed.put(tp, fetched, generation)
+
+    def stop_flow(self) -> None:
+        super().stop_flow()
+        dropped = self.feed.clear()
+        if dropped:
+            log.debug("flow stopped: dropped %d untracked records (read again later)", dropped)
+
+    # -- batches and acks -------------------------------------------------------------
+
+    async def next_batch(self, max_batch: int, max_wait: float) -> Batch:
+        """Wait for the next micro-batch; it is tracked until :meth:`ack_batch`."""
+        while True:
+            batch = await self.feed.take(max_batch, max_wait)
+            if self.flow_active and batch.generation == self.app.consumer_generation_id:
+                break
+            # fed before a rebalance: untracked, so it is read again after the seek
+        self._unacked_messages.add(batch)  # type: ignore[arg-type]  # wait_empty needs .acked
+        now = time.monotonic()
+        inbound = self.app.monitor.stream_inbound_time  # read by faust's livelock check
+        for tp in batch.last_offsets:
+            inbound[tp] = now
+        return batch
+
+    def ack_batch(self, batch: Batch) -> None:
+        """Every output of ``batch`` was acknowledged: its offsets may be committed."""
+        if batch.acked:
+            return
+        batch.acked = True
+        delivered = self._delivered
+        for tp, last in batch.last_offsets.items():
+            delivered[tp] = last + 1
+        self._unacked_messages.discard(batch)  # type: ignore[arg-type]
+        notify(self._waiting_for_ack)
+
+    def _filter_tps_with_pending_acks(self, topics: TPorTopicSet | None = None) -> Iterator[TP]:
+        return (
+            tp
+            for tp in list(self._delivered)
+            if topics is None or tp in topics or tp.topic in topics
+        )
+
+    def _new_offset(self, tp: TP) -> int | None:
+        return self._delivered.get(tp)
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        await super().on_partitions_revoked(revoked)  # commits, waits, commits again
+        for tp in revoked:
+            self._delivered.pop(tp, None)
+
+
+class _ConsumerThread(AIOKafkaConsumerThread):
+    """faust's aiokafka consumer thread with a bounded fetch long-poll."""
+
+    def _create_worker_consumer(self, transport: Any) -> AIOKafkaConsumer:
+        consumer = super()._create_worker_consumer(transport)
+        wait = cast(BatchConsumer, self.consumer).fetch_max_wait
+        # faust passes fetch_max_wait_ms=1500; the Fetcher is built from this at start
+        consumer._fetch_max_wait_ms = max(1, round(wait * 1000))
+        return consumer
+
+
+def install(app: faust.App, *, fetch_max_wait: float) -> BatchConsumer:
+    """Give ``app`` a :class:`BatchConsumer` (before it is started) and return it."""
+    app.transport.Consumer = BatchConsumer  # type: ignore[misc]  # per-app override
+    consumer = batch_consumer(app)
+    consumer.fetch_max_wait = fetch_max_wait
+    return consumer
+
+
+def batch_consumer(app: faust.App) -> BatchConsumer:
+    """``app.consumer``, checked to be the fast path's consumer."""
+    consumer = app.consumer
+    if not isinstance(consumer, BatchConsumer):
+        raise TypeError(f"{app} does not use the fast path: its consumer is {consumer!r}")
+    return consumer
