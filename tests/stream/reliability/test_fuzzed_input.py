@@ -1,0 +1,186 @@
+"""Scenario 3: 10,000+ malformed records interleaved with 10,000 valid events.
+
+Random bytes, truncated and deeply nested JSON, wrong feature counts and names,
+NaN/inf/huge numbers, strings, 10 MB values, empty values and tombstones, wrong
+text encodings and headers (``fuzz.KINDS``). The worker never exits, every valid
+event is scored, every bad record is in the dead-letter topic with an allowed reason
+and its original bytes. A hypothesis test feeds arbitrary batches to the worker's
+batch processor for the same promise without a broker.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from stream.alerts import AlertBuilder
+from stream.codecs import F32_TYPE, JSON_TYPE, PACKED_TYPE
+from stream.cooldown import Cooldown
+from stream.metrics import INVALID_REASONS
+from stream.packed import encode_packed
+from stream.records import InputRecord
+from stream.scoring import BatchProcessor, Topics
+from tests.fixtures.registry import N_FEATURES, anomalous_rows, normal_rows, publish_model
+from tests.stream.harness import Out, WorkerProcess, f32_event, json_event, packed_event
+from tests.stream.reliability.fuzz import TEN_MB, malformed_records, ten_megabytes
+from tests.stream.reliability.ledger import Ledger
+from tests.stream.test_worker_reload_scaleout import topics_for, worker_settings
+from training.registry import load_scorer
+from training.scorer import Scorer
+from tripwire.embedded import EmbeddedBroker
+
+PARTITIONS = 3
+N_VALID, N_MALFORMED, N_HUGE = 10_000, 10_200, 3
+MAX_MESSAGE_BYTES = 1_000_000  # the worker's default
+
+
+def valid_records(n: int) -> list[tuple[Out, dict[str, np.ndarray], set[str]]]:
+    """``n`` valid events as JSON (list and named), f32 and packed records.
+
+    Every fifth packed record carries one NaN vector: its neighbours are scored and
+    the record is also dead-lettered (``non_finite``).
+    """
+    X = np.vstack([normal_rows(n - 100, seed=51), anomalous_rows(100, seed=52)])
+    X = X[np.random.default_rng(53).permutation(n)]
+    out: list[tuple[Out, dict[str, np.ndarray], set[str]]] = []
+    i = 0
+    while i < n:
+        eid, key, form = f"v{i}", f"k{i % 13}", (i // 7) % 4
+        if form == 3 and i + 5 <= n:
+            ids, block = [f"v{j}" for j in range(i, i + 5)], X[i : i + 5].copy()
+            rows, reasons = dict(zip(ids, block, strict=True)), set()
+            if (i // 7) % 5 == 0:
+                block[2, 1] = np.nan
+                rows.pop(ids[2])
+                reasons = {"non_finite"}
+            out.append((packed_event(ids, block, key), rows, reasons))
+            i += 5
+            continue
+        if form == 1:
+            named = {f"f{j}": float(v) for j, v in enumerate(X[i])}
+            record = Out(json.dumps({"id": eid, "features": named}).encode(), key=key.encode())
+        else:
+            record = (json_event if form == 0 else f32_event)(eid, X[i], key)
+        out.append((record, {eid: X[i]}, set()))
+        i += 1
+    return out
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_fuzzed_input_never_stops_the_worker_and_every_record_is_accounted_for(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    rng = random.Random(6)
+    pub = publish_model(tmp_path / "registry")
+    topics = topics_for(broker, "fuzz", PARTITIONS)
+    settings = {**worker_settings(broker, pub, topics), "max_message_bytes": MAX_MESSAGE_BYTES}
+    ledger = Ledger(broker.bootstrap, topics, settings["group_id"], PARTITIONS)
+    bad = malformed_records(rng, N_MALFORMED)
+    bad += [(*ten_megabytes(rng), "ten_megabytes") for _ in range(N_HUGE)]
+    items = [(o, rows, reasons, "valid") for o, rows, reasons in valid_records(N_VALID)]
+    items += [(o, {}, reasons, kind) for o, reasons, kind in bad]
+    rng.shuffle(items)
+    for o, rows, reasons, _ in items:
+        ledger.plan(o, rows, reasons)
+    worker = WorkerProcess(tmp_path / "worker.log", **settings)
+    try:
+        placed = ledger.send()
+        fig, out = ledger.tally("fuzzed input", timeout=180)
+        alive = worker.proc.poll() is None
+        m = worker.metrics()
+    finally:
+        code = worker.stop()
+    assert alive and code == 0, worker.log()[-3000:]
+    for line in worker.log().splitlines():
+        assert " ERROR " not in line and " CRITICAL " not in line and "Traceback" not in line, line
+    # Dead letters keep the original bytes (an oversize value cut to the limit).
+    for (o, _, reasons, kind), where in zip(items, placed, strict=True):
+        for headers, value in out.dead.get(where, []) if reasons else []:
+            original = o.value or b""
+            if headers["tripwire-reason"] == "oversize":
+                assert headers["tripwire-truncated"] == str(len(original))
+                original = original[:MAX_MESSAGE_BYTES]
+            assert value == original, (kind, where)
+    # The metrics agree with the topics.
+    reasons_seen = Counter(h["tripwire-reason"] for ls in out.dead.values() for h, _ in ls)
+    for reason in INVALID_REASONS:
+        got = m[f'tripwire_invalid_events_total{{reason="{reason}"}}']
+        assert got == reasons_seen[reason], reason
+    assert m["tripwire_events_scored_total"] == fig.scored == len(ledger.rows)
+    assert m["tripwire_events_consumed_total"] == fig.scored + sum(reasons_seen.values())
+    fig.extra.update(
+        malformed_records=len(bad), largest_value_bytes=max(len(o.value or b"") for o, *_ in bad),
+        by_reason=dict(sorted(reasons_seen.items())),
+    )  # fmt: skip
+    fig.check()
+    assert len(bad) >= 10_000 and fig.dead_lettered == len(ledger.bad)
+    assert fig.extra["largest_value_bytes"] > TEN_MB
+
+
+# -- the batch processor under arbitrary input (no broker) -------------------------
+
+
+@pytest.fixture(scope="module")
+def scorer(tmp_path_factory: pytest.TempPathFactory) -> Scorer:
+    pub = publish_model(tmp_path_factory.mktemp("fuzz-registry"))
+    return load_scorer(pub.root, "demo@production")
+
+
+floats = st.floats(width=32) | st.integers(-(10**40), 10**40) | st.sampled_from([1e39, -1e300])
+ctypes = st.sampled_from([JSON_TYPE, F32_TYPE, PACKED_TYPE, "APPLICATION/JSON; x=1", "text/csv"])
+header_values = ctypes.map(str.encode) | st.binary(max_size=12) | st.sampled_from([b"12", b"-1"])
+headers = st.lists(
+    st.tuples(st.sampled_from(["content-type", "Content-Type", "tripwire-id", "tripwire-ts"]),
+              header_values),
+    max_size=3,
+)  # fmt: skip
+json_docs = st.fixed_dictionaries(
+    {"features": st.lists(floats | st.text(max_size=2) | st.none(), min_size=6, max_size=10)},
+    optional={"id": st.text(max_size=4) | st.integers(), "key": st.text(max_size=3),
+              "ts": st.integers(-5, 2**62) | st.text(max_size=25)},
+).map(lambda d: json.dumps(d).encode())  # fmt: skip
+f32_values = st.lists(st.floats(width=32), min_size=6, max_size=10).map(
+    lambda v: np.asarray(v, "<f4").tobytes()
+)
+packed_values = st.integers(1, 4).flatmap(
+    lambda n: st.lists(st.floats(width=32), min_size=n * N_FEATURES, max_size=n * N_FEATURES).map(
+        lambda v: encode_packed(np.asarray(v, np.float32).reshape(n, N_FEATURES))
+    )
+)
+values = st.none() | st.binary(max_size=300) | json_docs | f32_values | packed_values
+records = st.lists(st.tuples(values, headers, st.none() | st.binary(max_size=8)), max_size=25)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batch=records)
+def test_every_record_of_any_batch_is_scored_or_dead_lettered(scorer: Scorer, batch: list) -> None:
+    topics = Topics("alerts", "dlq", "scores")
+    processor = BatchProcessor(
+        topics, AlertBuilder("tripwire://t/in"), Cooldown(0, 10), top_k=3, max_message_bytes=4096
+    )
+    inputs = [
+        InputRecord("in", 0, offset, 1_700_000_000_000, key, value, hs)
+        for offset, (value, hs, key) in enumerate(batch)
+    ]
+    result = processor.process(inputs, scorer)  # never raises
+    scored: Counter[int] = Counter()
+    dead: Counter[int] = Counter()
+    for o in result.outputs:
+        if o.topic == "scores":
+            scored[json.loads(o.value)["offset"]] += 1
+        elif o.topic == "dlq":
+            h = {k: v.decode("utf-8", "replace") for k, v in o.headers}
+            assert h["tripwire-reason"] in INVALID_REASONS and h["tripwire-detail"]
+            dead[int(h["tripwire-source-offset"])] += 1
+    for record in inputs:
+        assert scored[record.offset] or dead[record.offset] == 1, record
+    assert sum(scored.values()) == result.scored
+    assert result.consumed == result.scored + sum(result.invalid.values())
