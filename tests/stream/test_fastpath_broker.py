@@ -1,0 +1,223 @@
+"""The fast path on the real broker: in use, no stalls, commits only after acks.
+
+Each test runs a faust app in-process with :class:`stream.fastpath.BatchConsumer`
+(as ``tripwire worker`` does) and plays the worker's part itself: take a batch,
+maybe ack it, commit, stop. Committed offsets are read back from the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import faust
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from prometheus_client import CollectorRegistry
+
+from stream.app import MIN_FETCH_WAIT
+from stream.fastpath import BatchConsumer, install
+from stream.metrics import Metrics
+from stream.settings import WorkerSettings
+from stream.worker import StreamWorker
+from tests.fixtures.kafka import create_topics
+from tests.fixtures.registry import N_FEATURES, Published, normal_rows
+from tests.stream.harness import f32_event
+from training.registry import load_scorer
+from tripwire.embedded import EmbeddedBroker
+
+pytestmark = pytest.mark.integration
+
+SESSION_TIMEOUT = 4.0  # Tansu delays a join by half of it
+
+
+async def produce(
+    bootstrap: str, topic: str, n: int, partitions: list[int], size: int = 8, rate: float = 0
+) -> None:
+    """``n`` records of ``size`` bytes round-robin over ``partitions`` (at ``rate``/s)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    started = time.monotonic()
+    try:
+        futures = []
+        for i in range(n):
+            if rate and i % 50 == 0:
+                await asyncio.sleep(max(0.0, started + i / rate - time.monotonic()))
+            value = b"%d" % i + b"." * size
+            futures.append(
+                await producer.send(topic, value, partition=partitions[i % len(partitions)])
+            )
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def committed(bootstrap: str, group: str, topic: str, partitions: int) -> list[int | None]:
+    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
+    await reader.start()
+    try:
+        return [await reader.committed(TopicPartition(topic, p)) for p in range(partitions)]
+    finally:
+        await reader.stop()
+
+
+@asynccontextmanager
+async def fast_app(
+    bootstrap: str, topic: str, *, buffered: int = 4096, fetch_max_wait: float = 0.01
+) -> AsyncIterator[tuple[faust.App, BatchConsumer]]:
+    """A started faust app consuming ``topic`` through the fast path (no periodic commit)."""
+    app = faust.App(
+        f"g-{topic}", broker=f"kafka://{bootstrap}", web_enabled=False, autodiscover=False,
+        store="memory://", topic_disable_leader=True, stream_wait_empty=True,
+        key_serializer="raw", value_serializer="raw", broker_commit_interval=600.0,
+        broker_session_timeout=SESSION_TIMEOUT, broker_heartbeat_interval=1.0,
+        stream_buffer_maxsize=buffered,
+    )  # fmt: skip
+    consumer = install(app, fetch_max_wait=fetch_max_wait)
+    app.topics.add(app.topic(topic, key_type=bytes, value_type=bytes))
+    await app.start()
+    try:
+        yield app, consumer
+    finally:
+        await app.stop()
+
+
+@pytest.fixture
+def topic(topic_factory: Callable[..., str]) -> str:
+    return topic_factory("fast", partitions=1)
+
+
+@pytest.fixture
+def topic3(topic_factory: Callable[..., str]) -> str:
+    return topic_factory("fast3", partitions=3)
+
+
+async def test_commits_cover_acked_batches_only(broker: EmbeddedBroker, topic: str) -> None:
+    bs = broker.bootstrap
+    await produce(bs, topic, 100, [0])
+    tp = TopicPartition(topic, 0)
+    async with fast_app(bs, topic) as (app, consumer):
+        first = await consumer.next_batch(30, max_wait=2.0)
+        consumer.ack_batch(first)
+        second = await consumer.next_batch(30, max_wait=2.0)
+        assert [r.offset for r in first.records + second.records] == list(range(60))
+        await consumer.commit()
+        assert await committed(bs, app.conf.id, topic, 1) == [30]  # not the unacked batch
+        consumer.ack_batch(second)
+        await consumer.commit()
+        assert await committed(bs, app.conf.id, topic, 1) == [60]
+        assert second.last_offsets == {tp: 59}
+    # the 40 records fetched but never taken were not committed at shutdown
+    assert await committed(bs, app.conf.id, topic, 1) == [60]
+
+
+async def test_shutdown_waits_for_the_batch_in_flight_then_commits_it(
+    broker: EmbeddedBroker, topic: str
+) -> None:
+    bs = broker.bootstrap
+    await produce(bs, topic, 50, [0])
+    async with fast_app(bs, topic) as (app, consumer):
+        batch = await consumer.next_batch(20, max_wait=2.0)
+        stopping = asyncio.create_task(app.stop())
+        await asyncio.sleep(0.5)
+        assert not stopping.done()  # stream_wait_empty: waiting for our batch
+        assert len(consumer.feed) == 0  # untracked records dropped, read again later
+        consumer.ack_batch(batch)
+        await asyncio.wait_for(stopping, 30)
+    assert await committed(bs, app.conf.id, topic, 1) == [20]
+
+
+async def test_a_full_feed_never_stalls_the_fetch(broker: EmbeddedBroker, topic3: str) -> None:
+    """Stock faust stops fetching a full partition and sleeps ~1 s per refill.
+
+    Records keep arriving on partitions 0 and 1 faster than the worker takes them,
+    so the feed stays full and both need fetch after fetch; partition 2 stays
+    empty, so a long-poll on it is in flight whenever they do.
+    """
+    bs, topic = broker.bootstrap, topic3
+    n = 6000
+    gaps: list[float] = []
+    seen = 0
+    async with fast_app(bs, topic, buffered=64, fetch_max_wait=MIN_FETCH_WAIT * 2) as (
+        _,
+        consumer,
+    ):
+        producing = asyncio.create_task(produce(bs, topic, n, [0, 1], size=2000, rate=3000.0))
+        last = None
+        deadline = time.monotonic() + 60
+        while seen < n and time.monotonic() < deadline:
+            batch = await consumer.next_batch(32, max_wait=0.01)
+            now = time.monotonic()
+            if last is not None and not producing.done():
+                gaps.append(now - last)
+            last = now
+            await asyncio.sleep(0.01)  # ~2,500 records/s: slower than the producer
+            consumer.ack_batch(batch)
+            seen += len(batch)
+    await producing
+    assert seen == n and len(gaps) > 20
+    assert max(gaps) < 0.5, f"stalled {max(gaps):.2f}s between batches"
+
+
+async def test_an_idle_worker_sees_a_new_record_within_the_fetch_wait(
+    broker: EmbeddedBroker, topic: str
+) -> None:
+    """faust's 1.5 s long-poll, held in full by the broker, would delay it ~1 s."""
+    bs = broker.bootstrap
+    async with fast_app(bs, topic, fetch_max_wait=0.02) as (_, consumer):
+        aiokafka_consumer = consumer._thread._ensure_consumer()
+        assert aiokafka_consumer._fetcher._fetch_max_wait_ms == 20
+        delays = []
+        for _ in range(3):
+            await asyncio.sleep(0.4)  # idle: a long-poll is in flight
+            sent = time.monotonic()
+            await produce(bs, topic, 1, [0])
+            consumer.ack_batch(await asyncio.wait_for(consumer.next_batch(10, 0.0), 10))
+            delays.append(time.monotonic() - sent)
+    assert max(delays) < 0.3, delays
+
+
+async def test_the_worker_scores_through_the_fast_path(
+    broker: EmbeddedBroker,
+    registry_factory: Callable[..., Published],
+    topic3: str,
+) -> None:
+    pub = registry_factory()
+    topic = topic3
+    tag = uuid.uuid4().hex[:8]
+    await create_topics(broker.bootstrap, [f"alerts-{tag}", f"dlq-{tag}"])
+    settings = WorkerSettings(
+        bootstrap=broker.bootstrap, model_ref="demo", registry=str(pub.root),
+        input_topic=topic, alert_topic=f"alerts-{tag}", dlq_topic=f"dlq-{tag}",
+        group_id=f"g-{tag}", session_timeout=SESSION_TIMEOUT, reload_interval=0,
+    )  # fmt: skip
+    metrics = Metrics(CollectorRegistry())
+    worker = StreamWorker(settings, load_scorer(pub.root, "demo"), metrics)
+    n = 500
+    X = normal_rows(n, N_FEATURES, seed=5)
+    records = [f32_event(f"e{i}", X[i], f"k{i % 5}") for i in range(n)]
+    try:
+        await worker.app.start()
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+        await producer.start()
+        try:
+            for r in records:
+                await producer.send(topic, r.value, key=r.key, headers=r.headers)
+            await producer.flush()
+        finally:
+            await producer.stop()
+        sample = metrics.registry.get_sample_value
+        deadline = time.monotonic() + 60
+        while (sample("tripwire_events_scored_total") or 0) < n and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert sample("tripwire_events_scored_total") == n
+        assert not worker.app.agents  # no faust agent, stream or per-event Event
+        assert worker.app.monitor.events_total == 0
+        batches = sample("tripwire_batch_size_count") or 0
+        assert 1 <= batches < n / 4 and sample("tripwire_batch_size_sum") == n
+    finally:
+        await worker.app.stop()
+        worker.close()
