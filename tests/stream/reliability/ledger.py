@@ -50,11 +50,13 @@ class Figures:
     problems: list[str] = field(default_factory=list)
 
     def line(self) -> str:
-        extra = "".join(f", {k} {v}" for k, v in self.extra.items())
+        extra = ", ".join(f"{k} {v}" for k, v in self.extra.items())
+        if not self.events_in:  # a scenario without events (the registry's)
+            return f"[{self.scenario}] {extra}"
         return (
             f"[{self.scenario}] events in {self.events_in}, scored {self.scored}, "
             f"dead-lettered {self.dead_lettered}, duplicated {self.duplicated}, "
-            f"lost {self.lost}{extra}"
+            f"lost {self.lost}{', ' if extra else ''}{extra}"
         )
 
     def emit(self) -> None:

@@ -81,8 +81,11 @@ def test_worker_keeps_serving_through_every_registry_fault(
                 m = worker.metrics()
                 assert m[FAILURES] == n and m[serving] == 1 and m[SUCCESSES] == 0, fault
                 refused = f"-> version {version}: "
-                line = wait_for(lambda r=refused: next(
-                    (x for x in worker.log().splitlines() if r in x), None), 5, "the log line")
+                line = wait_for(
+                    lambda r=refused: next((x for x in worker.log().splitlines() if r in x), None),
+                    5,
+                    "the log line",
+                )
                 assert why in line and "still serving version 1" in line, line
             good = publish_model(v1.root, seed=2)  # promoted: the watcher is not stuck
             wait_for(lambda: worker.metric(SUCCESSES) == 1, 20, "reload of a good version")
@@ -116,7 +119,7 @@ def test_worker_refuses_to_start_on_a_broken_model(tmp_path: Path) -> None:
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )  # fmt: skip
     try:
-        results = {fault: proc.communicate(timeout=120)[1].decode() for fault, proc in procs.items()}
+        results = {f: proc.communicate(timeout=120)[1].decode() for f, proc in procs.items()}
     finally:
         for proc in procs.values():
             proc.kill()
