@@ -218,13 +218,17 @@ class BatchConsumer(CommittingConsumer):
         try:
             while not (consumer_stopped() or fetcher_stopped()):
                 await self.feed.wait_for_space()
+                if not self.flow_active:
+                    # a rebalance sets the new generation before it resumes the flow:
+                    # read the generation after, or a whole fetch of it is dropped
+                    await self.wait(self.can_resume_flow)  # type: ignore[arg-type]
                 generation = self.app.consumer_generation_id
                 records, _ = await self._wait_next_records(FETCH_TIMEOUT)
                 if self.should_stop:
                     return
                 if not self.flow_active or generation != self.app.consumer_generation_id:
-                    # fetched across a rebalance/stop: read it again from the commits
-                    await self._seek_back()
+                    # fetched across a rebalance/stop: read it again
+                    await self._seek_back(records or {})
                 elif records:
                     self._feed(records, generation)
         except self.consumer_stopped_errors:
@@ -237,9 +241,15 @@ class BatchConsumer(CommittingConsumer):
                 return
             raise
 
-    async def _seek_back(self) -> None:
+    async def _seek_back(self, dropped: Mapping[TP, list[ConsumerRecord]]) -> None:
+        """Un-fetch ``dropped``: back to the committed offsets, or, where nothing is
+        committed (seek_to_committed leaves those alone), to the first dropped record."""
         try:
             await self.perform_seek()
+            assigned = self.assignment()
+            for tp, fetched in dropped.items():
+                if fetched and tp in assigned and self._committed_offset.get(tp) is None:
+                    await self.seek(tp, fetched[0].offset)
         except Exception as e:  # as faust's getmany: the next rebalance seeks again
             log.warning("seek to committed offsets after a flow stop failed: %r", e)
 
