@@ -30,6 +30,9 @@ from typing import Any
 import numpy as np
 
 from stream.alerts import alert_id
+from stream.codecs import Codec, InvalidEvent
+from stream.records import InputRecord
+from tests.fixtures.registry import N_FEATURES
 from tests.stream.harness import Out, committed, consume, produce, wait_for
 
 FIGURES_ENV = "TRIPWIRE_RELIABILITY_FIGURES"
@@ -186,7 +189,24 @@ class Ledger:
         _tally_scores(fig, self.rows, out)
         _tally_dead_letters(fig, self.bad, out)
         _tally_alerts(fig, out)
+        if fig.lost:
+            fig.problems.insert(0, f"lost events by partition: {self.locate(out)}")
         return fig, out
+
+    def locate(self, out: Outputs) -> dict[int, str]:
+        """Where the valid events without a score record sit in the input (diagnostics)."""
+        codec = Codec([f"f{i}" for i in range(N_FEATURES)], 1 << 30)
+        lost: dict[int, list[int]] = defaultdict(list)
+        for r in consume(self.bootstrap, self.topics["features"]):
+            record = InputRecord(r.topic, r.partition, r.offset, r.timestamp, r.key, r.value,
+                                 list(r.headers))  # fmt: skip
+            try:
+                ids = codec.decode(record).ids
+            except InvalidEvent:
+                continue
+            if any(i in self.rows and i not in out.scores for i in ids):
+                lost[r.partition].append(r.offset)
+        return {p: f"{len(o)} records in offsets {min(o)}..{max(o)}" for p, o in lost.items()}
 
 
 def _tally_scores(fig: Figures, rows: Mapping[str, np.ndarray], out: Outputs) -> None:
