@@ -172,21 +172,25 @@ class BatchProcessor:
         detected_at = self.clock()
         scores = scored.scores
         finite = np.isfinite(scores)
-        event_ms: list[float] = []
-        row = 0
-        for record, decoded in good:
-            for j in range(len(decoded)):
-                i = row + j
+        # None (unknown event time) becomes NaN
+        event_ms = np.array([e for _, d in good for e in d.event_ms], dtype=np.float64)
+        # Per-vector work only where there is an output: an alert, a score record, a
+        # dead letter. At 1% anomalies and no scores topic that is 1 vector in 100.
+        wanted = np.ones_like(finite) if self.topics.scores else scored.is_anomaly | ~finite
+        rows = np.flatnonzero(wanted)
+        if rows.size:
+            starts = np.cumsum([0] + [len(d) for _, d in good])
+            owners = np.searchsorted(starts, rows, side="right") - 1
+            for i, k in zip(rows.tolist(), owners.tolist(), strict=True):
+                record, decoded = good[k]
+                j = i - int(starts[k])
                 if not finite[i]:
                     self._unscorable(result, record, decoded, j, float(scores[i]))
                     continue
                 s = _scored(record, decoded, j, float(scores[i]), bool(scored.is_anomaly[i]))
-                ev = decoded.event_ms[j]
-                event_ms.append(np.nan if ev is None else ev)
                 self._emit(result, s, scorer, detected_at, X[i], _row(scored.contributions, i))
-            row += len(decoded)
         result.scores = scores[finite]
-        result.event_ms = np.asarray(event_ms, dtype=np.float64)
+        result.event_ms = event_ms[finite]
         result.scored = int(finite.sum())
 
     def _emit(
