@@ -65,6 +65,7 @@ def record_batch(metrics: Metrics, result: BatchResult, threshold: float) -> Non
             observe_many(metrics.score_ratio, result.scores / threshold)
     if result.inference_seconds is not None:
         metrics.inference_seconds.observe(result.inference_seconds)
+        metrics.inference_cpu_seconds.inc(result.inference_cpu_seconds)
     metrics.anomalies.inc(result.anomalies)
     metrics.suppressed.inc(result.suppressed)
     now = time.time()

@@ -106,6 +106,11 @@ class Metrics:
             buckets=INFERENCE_BUCKETS,
             registry=registry,
         )
+        self.inference_cpu_seconds = Counter(
+            "tripwire_inference_cpu_seconds_total",
+            "CPU time of the scoring thread in batched model calls.",
+            registry=registry,
+        )
         self.latency_seconds = Histogram(
             "tripwire_end_to_end_latency_seconds",
             "Event timestamp to output produced (alert or score record).",

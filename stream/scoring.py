@@ -59,6 +59,7 @@ class BatchResult:
     scores: np.ndarray = field(default_factory=lambda: np.empty(0))
     event_ms: np.ndarray = field(default_factory=lambda: np.empty(0))
     inference_seconds: float | None = None
+    inference_cpu_seconds: float = 0.0
 
 
 class BatchProcessor:
@@ -73,8 +74,9 @@ class BatchProcessor:
         Features named in each alert.
     max_message_bytes : int
         Size limit of input values (larger ones are dead-lettered, truncated).
-    clock, monotonic : callables
-        Wall clock (detection time) and monotonic clock (cooldown, timing).
+    clock, monotonic, thread_clock : callables
+        Wall clock (detection time), monotonic clock (cooldown, timing) and the
+        calling thread's CPU clock (inference CPU time).
     """
 
     def __init__(
@@ -87,6 +89,7 @@ class BatchProcessor:
         max_message_bytes: int,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.perf_counter,
+        thread_clock: Callable[[], float] = time.thread_time,
     ) -> None:
         self.topics = topics
         self.builder = builder
@@ -95,6 +98,7 @@ class BatchProcessor:
         self.max_message_bytes = max_message_bytes
         self.clock = clock
         self.monotonic = monotonic
+        self.thread_clock = thread_clock
         self._codec: tuple[tuple[str, ...], Codec] | None = None
 
     def codec(self, scorer: Scorer) -> Codec:
@@ -109,10 +113,9 @@ class BatchProcessor:
         result = BatchResult()
         codec = self.codec(scorer)
         good: list[tuple[InputRecord, Decoded]] = []
-        for record in records:
-            try:
-                decoded = codec.decode(record)
-            except InvalidEvent as e:
+        for record, decoded in zip(records, codec.decode_batch(records), strict=True):
+            if isinstance(decoded, InvalidEvent):
+                e = decoded
                 self._dead_letter(result, record, e.reason, e.error, e.detail, count=1)
                 continue
             result.consumed += len(decoded) + len(decoded.rejected)
@@ -166,9 +169,10 @@ class BatchProcessor:
         self, result: BatchResult, good: list[tuple[InputRecord, Decoded]], scorer: Scorer
     ) -> None:
         X = np.concatenate([d.X for _, d in good])  # a fresh, writable array
-        started = self.monotonic()
+        started, cpu = self.monotonic(), self.thread_clock()
         scored = scorer.score(X)
         result.inference_seconds = self.monotonic() - started
+        result.inference_cpu_seconds = self.thread_clock() - cpu
         detected_at = self.clock()
         scores = scored.scores
         finite = np.isfinite(scores)

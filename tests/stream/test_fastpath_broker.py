@@ -218,6 +218,7 @@ async def test_the_worker_scores_through_the_fast_path(
         assert worker.app.monitor.events_total == 0
         batches = sample("tripwire_batch_size_count") or 0
         assert 1 <= batches < n / 4 and sample("tripwire_batch_size_sum") == n
+        assert 0 < (sample("tripwire_inference_cpu_seconds_total") or 0) < 60
     finally:
         await worker.app.stop()
         worker.close()
