@@ -13,6 +13,7 @@ from typing import Any
 
 BENCH_MODULES: tuple[str, ...] = (
     "tripwire.bench.quality_cli",  # quality
+    "tripwire.bench.stream_cli",  # stream
 )
 
 

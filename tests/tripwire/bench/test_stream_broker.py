@@ -1,0 +1,75 @@
+"""The stream benchmark on the real broker: ceiling A, the latency probe, a whole tiny run."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stream.codecs import Codec
+from tripwire.bench import stream_report
+from tripwire.bench.stream import StreamBenchSettings, run_stream
+from tripwire.bench.stream_ceilings import raw_aiokafka
+from tripwire.bench.stream_data import Rows, produce_all, records_for
+from tripwire.bench.stream_probe import run_probe
+from tripwire.bench.stream_worker import offer
+from tripwire.embedded import EmbeddedBroker
+
+pytestmark = pytest.mark.integration
+
+D = 50
+CODEC = Codec([f"f{i}" for i in range(D)], 1_000_000)
+
+
+def rows() -> Rows:
+    rng = np.random.default_rng(0)
+    normal = rng.normal(5.0, 1.0, size=(40, D)).astype(np.float32)
+    return Rows(normal, rng.uniform(-5, 5, size=(10, D)).astype(np.float32), normal)
+
+
+@pytest.mark.parametrize(("encoding", "vectors"), [("binary", 300), ("packed", 1000)])
+def test_ceiling_a_reads_and_decodes_every_record(
+    broker: EmbeddedBroker, topic_factory: Callable[..., str], encoding: str, vectors: int
+) -> None:
+    topic = topic_factory("raw", partitions=3)
+    records = records_for(encoding, rows(), vectors, 0.1, packed=100)
+    asyncio.run(produce_all(broker.bootstrap, topic, records))
+    rate = asyncio.run(raw_aiokafka(broker.bootstrap, topic, len(records), CODEC, timeout=60))
+    assert rate.records == len(records) and rate.vectors == vectors
+    assert rate.records_per_s > 0 and rate.cpu_seconds >= 0
+
+
+def test_the_probe_times_every_offered_record(
+    broker: EmbeddedBroker, topic_factory: Callable[..., str], tmp_path: Path
+) -> None:
+    topic = topic_factory("probe", partitions=2)
+    sent: list[int] = []
+
+    def send() -> None:
+        offered = asyncio.run(offer(broker.bootstrap, topic, rows(), 200, 0.5, 0.1, "p-"))
+        sent.append(offered.sent)
+
+    latencies = run_probe(broker.bootstrap, topic, 100, tmp_path, send, fetch_max_wait_ms=10)
+    assert sent == [100] and len(latencies) == 100
+    assert 0 <= min(latencies) and max(latencies) < 10_000
+
+
+@pytest.mark.slow
+def test_a_tiny_run_measures_everything(broker: EmbeddedBroker, tmp_path: Path) -> None:
+    settings = StreamBenchSettings(
+        bootstrap=broker.bootstrap, out=str(tmp_path / "out"), events=40_000,
+        packed_events=100_000, packed_size=50, bare_events=500, naive_events=50,
+        rates=("500", "50%"), rate_seconds=1.0, profile=False,
+    )  # fmt: skip
+    result = run_stream(settings, command="test")
+    assert set(result.ceiling_a) == set(result.worker) == {"json", "binary", "packed"}
+    assert result.worker["binary"]["vectors"] > 0 and result.ceiling_b["events"] == 499
+    assert result.naive["events_per_s"] > 0 and result.ceiling_c["vectors_per_s"] > 0
+    assert [round(x["offered"]) for x in result.latency][0] == 500
+    assert all(x["alerts"] > 0 and x["p99"] is not None for x in result.latency)
+    assert result.memory["peak_rss"] >= result.memory["rss_end"] > 0
+    md, js = stream_report.write(result, tmp_path / "out")
+    assert "Tripwire worker" in md.read_text() and js.exists()

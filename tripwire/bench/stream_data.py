@@ -1,0 +1,183 @@
+"""The stream benchmark's models, events and topics.
+
+Events are the founding tutorial's 50-feature rows (``training.data.demo_data``):
+normal rows of the test split, with a fixed fraction of its anomalies mixed in at
+evenly spaced positions, in three encodings (see docs/formats.md):
+
+- ``json``: ``{"id": "e17", "features": [...]}`` (5 decimals), key ``k<i % 1000>``;
+- ``binary``: 200 bytes of float32, ``content-type`` and ``tripwire-id`` headers;
+- ``packed``: ``packed_size`` vectors per record with an ids section.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import pickle
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from stream.codecs import F32_TYPE, ID_HEADER, PACKED_TYPE
+from stream.packed import encode_packed
+
+log = logging.getLogger(__name__)
+
+ENCODINGS = ("json", "binary", "packed")
+N_FEATURES = 50
+MODEL_NAME = "bench"
+Headers = list[tuple[str, bytes]]
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Normal and anomalous feature rows to draw events from (float32, 50 columns)."""
+
+    normal: np.ndarray
+    anomalous: np.ndarray
+    train_normal: np.ndarray
+
+
+def demo_rows(seed: int) -> Rows:
+    from training.data import demo_data
+
+    train, test = demo_data(seed)
+    assert train.y is not None and test.y is not None
+    return Rows(test.X[test.y == 0], test.X[test.y == 1], train.X[train.y == 0])
+
+
+def is_anomaly(i: int, fraction: float) -> bool:
+    """Whether event ``i`` is anomalous: evenly spaced, ``fraction`` of all events."""
+    return int((i + 1) * fraction) > int(i * fraction)
+
+
+def vectors(rows: Rows, start: int, n: int, fraction: float) -> np.ndarray:
+    """Feature vectors of events ``start .. start + n - 1`` (float32, (n, 50))."""
+    out = np.empty((n, rows.normal.shape[1]), dtype=np.float32)
+    for j, i in enumerate(range(start, start + n)):
+        if is_anomaly(i, fraction):
+            out[j] = rows.anomalous[int(i * fraction) % len(rows.anomalous)]
+        else:
+            out[j] = rows.normal[i % len(rows.normal)]
+    return out
+
+
+@dataclass(frozen=True)
+class Record:
+    """One input record to produce."""
+
+    value: bytes
+    key: bytes
+    headers: Headers | None
+
+
+def encode(encoding: str, X: np.ndarray, first: int, prefix: str = "e") -> list[Record]:
+    """The records of vectors ``X`` numbered from ``first`` in ``encoding``."""
+    if encoding == "binary":
+        ctype = (("content-type", F32_TYPE.encode()),)
+        X = np.ascontiguousarray(X, dtype="<f4")
+        return [
+            Record(x.tobytes(), b"k%d" % ((first + j) % 1000),
+                   [*ctype, (ID_HEADER, f"{prefix}{first + j}".encode())])
+            for j, x in enumerate(X)
+        ]  # fmt: skip
+    if encoding == "json":
+        rounded = np.round(X.astype(np.float64), 5).tolist()
+        return [
+            Record(
+                json.dumps({"id": f"{prefix}{first + j}", "features": row}).encode(),
+                b"k%d" % ((first + j) % 1000),
+                None,
+            )  # fmt: skip
+            for j, row in enumerate(rounded)
+        ]
+    raise ValueError(f"unknown encoding {encoding!r}")
+
+
+def packed_records(X: np.ndarray, first: int, size: int) -> list[Record]:
+    """Packed records of ``size`` vectors (the last may be shorter)."""
+    headers: Headers = [("content-type", PACKED_TYPE.encode())]
+    out = []
+    for start in range(0, len(X), size):
+        chunk = X[start : start + size]
+        ids = [f"e{first + start + j}" for j in range(len(chunk))]
+        out.append(Record(encode_packed(chunk, ids=ids), b"p%d" % (start // size), headers))
+    return out
+
+
+def records_for(
+    encoding: str, rows: Rows, n_vectors: int, fraction: float, packed: int
+) -> list[Record]:
+    """Every record of a throughput run: ``n_vectors`` vectors in ``encoding``."""
+    X = vectors(rows, 0, n_vectors, fraction)
+    if encoding == "packed":
+        return packed_records(X, 0, packed)
+    return encode(encoding, X, 0)
+
+
+async def create_topics(bootstrap: str, names: Sequence[str], partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(n, partitions, 1) for n in names])
+    finally:
+        await admin.close()
+
+
+def new_producer(bootstrap: str, linger_ms: int = 5) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=linger_ms, max_batch_size=512 * 1024,
+        max_request_size=8 * 1024 * 1024,
+    )  # fmt: skip
+
+
+async def produce_all(bootstrap: str, topic: str, records: Sequence[Record]) -> float:
+    """Produce ``records`` as fast as the broker takes them; return records/s."""
+    producer = new_producer(bootstrap)
+    await producer.start()
+    started = time.perf_counter()
+    try:
+        pending = []
+        for r in records:
+            pending.append(await producer.send(topic, r.value, key=r.key, headers=r.headers))
+            if len(pending) >= 20_000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return len(records) / (time.perf_counter() - started)
+
+
+# -- models ------------------------------------------------------------------------
+
+
+def train_tripwire_model(registry: Path, seed: int) -> str:
+    """Train and promote Tripwire's AE on the tutorial's data; return ``name@alias``."""
+    from training.pipeline import train
+    from training.settings import TrainSettings
+
+    ts = replace(
+        TrainSettings(), demo=True, model="ae", registry=str(registry), name=MODEL_NAME,
+        promote="production", seed=seed, plot="none",
+    )  # fmt: skip
+    result = train(ts)
+    log.info("trained %s version %s", MODEL_NAME, result.version)
+    return f"{MODEL_NAME}@production"
+
+
+def train_pyod_model(rows: Rows, path: Path, seed: int, n_rows: int = 2000) -> Any:
+    """PyOD's AutoEncoder fitted on normal rows (a few epochs: speed, not quality)."""
+    from pyod.models.auto_encoder import AutoEncoder
+
+    clf = AutoEncoder(epoch_num=3, batch_size=256, verbose=0, random_state=seed)
+    clf.fit(rows.train_normal[:n_rows])
+    path.write_bytes(pickle.dumps(clf))
+    return clf

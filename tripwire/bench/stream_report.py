@@ -1,0 +1,260 @@
+"""The stream benchmark's markdown tables, target checks and files."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from training.errors import ConfigError
+from tripwire.bench.stream import StreamResult
+from tripwire.bench.stream_profile import GROUPS
+
+SCORING_GROUP = GROUPS[0][0]
+
+DOC_BEGIN = "<!-- BEGIN tripwire bench stream results -->"
+DOC_END = "<!-- END tripwire bench stream results -->"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One target of issue 5: ``measured`` must be >= (or <=) ``bound``."""
+
+    name: str
+    measured: float | None
+    bound: float
+    at_most: bool = False
+    unit: str = "x"
+
+    @property
+    def holds(self) -> bool | None:
+        if self.measured is None:
+            return None
+        return self.measured <= self.bound if self.at_most else self.measured >= self.bound
+
+    @property
+    def margin(self) -> float | None:
+        """measured / bound (above 1 is good for a floor, below 1 for a ceiling)."""
+        if self.measured is None or not self.bound:
+            return None
+        return self.measured / self.bound
+
+    def row(self) -> str:
+        verdict = {True: "yes", False: "**no**", None: "n/a"}[self.holds]
+        op = "≤" if self.at_most else "≥"
+        return f"| {self.name} | {_fmt(self.measured, self.unit)} | {op} {_fmt(self.bound, self.unit)} | {verdict} |"  # noqa: E501
+
+
+def _fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "n/a"
+    if unit == "%":
+        return f"{100 * value:.1f}%"
+    if unit == "ms":
+        return f"{value:.1f} ms"
+    return f"{value:.1f}×"
+
+
+def targets(r: StreamResult) -> list[Target]:
+    """The issue's targets, evaluated on one run."""
+    a, w = r.ceiling_a, r.worker
+    bare = r.ceiling_b.get("events_per_s")
+    naive = r.naive.get("events_per_s")
+
+    def ratio(num: float | None, den: float | None) -> float | None:
+        return num / den if num is not None and den else None
+
+    binary = w.get("binary", {}).get("vectors_per_s")
+    js = w.get("json", {}).get("vectors_per_s")
+    packed = w.get("packed", {}).get("vectors_per_s")
+    raw_records = a.get("binary", {}).get("records_per_s")
+    scoring = None
+    if "binary" in w and w["binary"]["cpu_seconds"]:
+        scoring = w["binary"]["inference_cpu_seconds"] / w["binary"]["cpu_seconds"]
+    p99_5k = next((x["p99"] for x in r.latency if round(x["offered"]) == 5000), None)
+    growth = r.memory.get("growth")
+    return [
+        Target("binary vs bare stock faust (B)", ratio(binary, bare), 5.0),
+        Target("binary vs raw aiokafka records/s (A)", ratio(binary, raw_records), 0.10, unit="%"),
+        Target("JSON vs bare stock faust (B)", ratio(js, bare), 2.5),
+        Target(
+            "JSON vs raw aiokafka binary records/s (A)", ratio(js, raw_records), 0.05, unit="%"
+        ),  # fmt: skip
+        Target(
+            "packed vs raw aiokafka vectors/s, same decoding (A)",
+            ratio(packed, a.get("packed", {}).get("vectors_per_s")),
+            0.50,
+            unit="%",
+        ),  # fmt: skip
+        Target("binary vs naive PyOD faust agent", ratio(binary, naive), 20.0),
+        Target(
+            "inference share of the worker's CPU at max rate, binary",
+            scoring,
+            0.25,
+            at_most=True,
+            unit="%",
+        ),  # fmt: skip
+        Target("p99 event time → alert at 5k events/s", p99_5k, 50.0, at_most=True, unit="ms"),
+        Target("RSS growth after warm-up", growth, 0.10, at_most=True, unit="%"),
+    ]
+
+
+def markdown(r: StreamResult) -> str:
+    """The results section: throughput, latency, memory, targets, how it was run."""
+    m = r.meta
+    machine = m["machine"]
+    load = [f"{x:.1f}" for x in (*m["load_average_start"][:1], *m.get("load_average_end", [])[:1])]
+    lines = [
+        f"Run {m['date']} on {machine['cpu']} ({machine['cpus_usable']} usable CPUs, "
+        f"{machine['platform']}; load average {' -> '.join(load)} from start to end), broker: "
+        f"{m['broker']}, code {m['code']}, "
+        f"faust-streaming {m['versions'].get('faust-streaming')}, "
+        f"aiokafka {m['versions'].get('aiokafka')}, torch {m['versions'].get('torch')}.",
+        "",
+        f"Command: `{m['command']}`",
+        "",
+        "### Throughput",
+        "",
+        *_throughput_table(r),
+        "",
+        "### Latency (event time → alert produced, binary events, "
+        f"{100 * m['settings']['anomaly_fraction']:g}% anomalous)",
+        "",
+        "| offered events/s | achieved | alerts | p50 | p95 | p99 | max | worker CPU "
+        "| broker alone p50 / p99 |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for x in r.latency:
+        floor = x.get("broker", {})
+        lines.append(
+            f"| {x['offered']:,.0f} | {x['achieved']:,.0f} | {x['alerts']} | "
+            + " | ".join(_ms(x[k]) for k in ("p50", "p95", "p99", "max"))
+            + f" | {x['cpu_percent']:.0f}% | {_ms(floor.get('p50'))} / {_ms(floor.get('p99'))} |"
+        )
+    lines += [
+        "",
+        "*Broker alone*: a plain aiokafka reader (no group, same fetch long-poll as the worker) "
+        "of the same offered stream: producer → broker → consumer with no processing, the "
+        "floor the worker's latency sits on.",
+    ]
+    mem = r.memory
+    if mem:
+        lines += [
+            "",
+            f"Worker memory: peak RSS {mem['peak_rss'] / 2**20:.0f} MiB; RSS "
+            f"{mem['rss_after_warmup'] / 2**20:.0f} MiB after warm-up (the binary backlog), "
+            f"{mem['rss_end'] / 2**20:.0f} MiB after the latency runs "
+            f"({100 * mem['growth']:+.1f}%).",
+        ]
+    lines += ["", "### Targets (issue 5)", "", "| target | measured | bound | holds |",
+              "|---|---:|---:|:-:|", *(t.row() for t in targets(r))]  # fmt: skip
+    lines += _profiles(r)
+    return "\n".join(lines) + "\n"
+
+
+def _profiles(r: StreamResult) -> list[str]:
+    """Where the worker's CPU went (py-spy), per profiled run."""
+    if not r.profiles:
+        return []
+    encs = list(r.profiles)
+    lines = ["", "### Where the worker's CPU goes (py-spy, on-CPU samples at max rate)", "",
+             "| | " + " | ".join(encs) + " |", "|---|" + "---:|" * len(encs)]  # fmt: skip
+    names = [g for g, _ in GROUPS] + ["event loop, faust, threads, other"]
+    for name in names:
+        shares = [r.profiles[e]["groups"].get(name) for e in encs]
+        if any(shares):
+            lines.append(f"| {name} | " + " | ".join(_share(x) for x in shares) + " |")
+    lines.append("| samples | " + " | ".join(str(r.profiles[e]["samples"]) for e in encs) + " |")
+    for enc in encs:
+        lines += ["", f"Top functions by own time, {enc}: "
+                  + "; ".join(f"{f} {100 * x:.1f}%" for f, x in r.profiles[enc]["top"][:8])
+                  + "."]  # fmt: skip
+    return lines
+
+
+def _share(x: float | None) -> str:
+    return "—" if not x else f"{100 * x:.1f}%"
+
+
+def _throughput_table(r: StreamResult) -> list[str]:
+    bare = r.ceiling_b.get("events_per_s")
+    naive = r.naive.get("events_per_s")
+    rows = [
+        "| what | encoding | records/s | vectors/s | CPU | ÷ ceiling A | ÷ ceiling B | ÷ naive |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for enc, a in r.ceiling_a.items():
+        rows.append(f"| A: raw aiokafka, decode only | {enc} | {a['records_per_s']:,.0f} | "
+                    f"{a['vectors_per_s']:,.0f} | {a['cpu_percent']:.0f}% | | | |")  # fmt: skip
+    if bare:
+        rows.append(f"| B: bare stock faust agent | binary | {bare:,.0f} | {bare:,.0f} | "
+                    f"{r.ceiling_b['cpu_percent']:.0f}% | | | |")  # fmt: skip
+    c = r.ceiling_c
+    if c:
+        rows.append(f"| C: inference alone, batch {c['batch']} | — | | {c['vectors_per_s']:,.0f} "
+                    f"| {c['cpu_percent']:.0f}% | | | |")  # fmt: skip
+    if naive:
+        rows.append(f"| naive: faust + PyOD per event | binary | {naive:,.0f} | {naive:,.0f} | "
+                    f"{r.naive['cpu_percent']:.0f}% | | | |")  # fmt: skip
+    for enc in ("binary", "json", "packed"):
+        w = r.worker.get(enc)
+        if not w:
+            continue
+        a = r.ceiling_a.get(enc, {})
+        key = "vectors_per_s" if enc == "packed" else "records_per_s"
+        rows.append(
+            f"| **Tripwire worker** (mean batch {w['mean_batch']:.0f}) | {enc} | "
+            f"{w['records_per_s']:,.0f} | {w['vectors_per_s']:,.0f} | {w['cpu_percent']:.0f}% | "
+            f"{_pct(w['vectors_per_s'] if enc == 'packed' else w['records_per_s'], a.get(key))} | "
+            f"{_x(w['vectors_per_s'], bare)} | {_x(w['vectors_per_s'], naive)} |"
+        )
+    return rows
+
+
+def _pct(num: float, den: float | None) -> str:
+    return f"{100 * num / den:.1f}%" if den else "n/a"
+
+
+def _x(num: float, den: float | None) -> str:
+    return f"{num / den:.1f}×" if den else "n/a"
+
+
+def _ms(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.0f} ms"
+
+
+def write(r: StreamResult, out_dir: Path) -> tuple[Path, Path]:
+    """Write ``stream.md`` and ``stream.json`` (raw numbers + targets) into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md, js = out_dir / "stream.md", out_dir / "stream.json"
+    md.write_text("# Stream benchmark\n\n" + markdown(r), encoding="utf-8")
+    payload: dict[str, Any] = {
+        **r.to_dict(),
+        "targets": [
+            {
+                "name": t.name,
+                "measured": t.measured,
+                "bound": t.bound,
+                "at_most": t.at_most,
+                "holds": t.holds,
+            }
+            for t in targets(r)
+        ],  # fmt: skip
+    }
+    js.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
+    return md, js
+
+
+def update_doc(path: Path, section: str) -> None:
+    """Replace the text between the bench-stream markers in ``path`` with ``section``."""
+    block = f"{DOC_BEGIN}\n{section}{DOC_END}\n"
+    if not path.exists():
+        path.write_text(f"# Performance\n\n{block}", encoding="utf-8")
+        return
+    text = path.read_text(encoding="utf-8")
+    start, end = text.find(DOC_BEGIN), text.find(DOC_END)
+    if start < 0 or end < start:
+        raise ConfigError(f"{path}: no '{DOC_BEGIN}' ... '{DOC_END}' section to replace")
+    tail = text[end + len(DOC_END) :].removeprefix("\n")
+    path.write_text(text[:start] + block + tail, encoding="utf-8")
