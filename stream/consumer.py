@@ -17,12 +17,12 @@ the next owner of a partition re-score up to one commit interval of events:
 final commit of ``wait_empty`` wait for an in-flight commit before committing
 itself. Both only commit offsets faust already considers committable, so
 at-least-once is unchanged; duplicates after a graceful rebalance or SIGTERM drop
-to none in ``tests/stream/test_worker_reload_scaleout.py``.
+to none in ``tests/stream/test_worker_reload_scaleout.py``. The worker uses it through
+its fast-path subclass, :class:`stream.fastpath.BatchConsumer`.
 """
 
 from __future__ import annotations
 
-import faust
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from faust.types import TP
 
@@ -45,8 +45,3 @@ class CommittingConsumer(AIOKafkaConsumer):
     async def commit_and_end_transactions(self) -> None:
         await _wait_for_inflight_commit(self)
         await super().commit_and_end_transactions()
-
-
-def install(app: faust.App) -> None:
-    """Make ``app`` create a ``CommittingConsumer`` (call before it is started)."""
-    app.transport.Consumer = CommittingConsumer  # type: ignore[misc]  # per-app override

@@ -24,16 +24,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import platform
-import subprocess
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +49,7 @@ from tripwire.bench.stream_data import (
     vectors,
 )
 from tripwire.bench.stream_faust import PeerResult, run_peer
+from tripwire.bench.stream_meta import meta
 from tripwire.bench.stream_probe import run_probe
 from tripwire.bench.stream_worker import (
     Offered,
@@ -69,7 +65,6 @@ from tripwire.bench.stream_worker import (
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 #: Tansu delays a group join by half the session timeout.
 SESSION_TIMEOUT = 4.0
 #: The worker's default micro-batch wait (its fetch long-poll too, see stream.app).
@@ -177,7 +172,7 @@ def run_stream(settings: StreamBenchSettings, command: str = "") -> StreamResult
     """Run the whole benchmark (module docstring); stop everything it started."""
     out = Path(settings.out)
     (out / "logs").mkdir(parents=True, exist_ok=True)
-    result = StreamResult(meta=meta(settings, command))
+    result = StreamResult(meta=meta(asdict(settings), command))
     with ExitStack() as stack:
         bootstrap = settings.bootstrap or _start_broker(stack, out / "logs" / "tansu.log")
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tw-bench-")))
@@ -379,55 +374,3 @@ def _rate(r: Rate) -> dict[str, float]:
 def _peer(r: PeerResult) -> dict[str, float]:
     return {"events": r.events, "seconds": r.seconds, "events_per_s": r.events_per_s,
             "cpu_percent": r.cpu_percent}  # fmt: skip
-
-
-def meta(settings: StreamBenchSettings, command: str) -> dict[str, Any]:
-    versions: dict[str, str | None] = {}
-    for pkg in ("faust-streaming", "aiokafka", "torch", "numpy", "pyod", "tripwire"):
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = None
-    return {
-        "command": command,
-        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "machine": {
-            "platform": platform.platform(),
-            "cpu": _cpu_model(),
-            "cpus_usable": len(os.sched_getaffinity(0)),
-            "python": platform.python_version(),
-        },
-        "broker": "embedded Tansu" if not settings.bootstrap else settings.bootstrap,
-        "versions": versions,
-        "code": code_revision(),
-        "settings": asdict(settings),
-        "started": time.time(),
-        "load_average_start": os.getloadavg(),
-    }
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def code_revision() -> str | None:
-    """``<commit>``, ``+dirty`` if the packages the benchmark runs have uncommitted edits."""
-    git = ["git", "-C", str(REPO_ROOT)]
-    try:
-        head = subprocess.run(  # noqa: S603 - fixed argv, no shell
-            [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(  # noqa: S603 - fixed argv, no shell
-            [*git, "status", "--porcelain", "--", "stream", "training", "tripwire"],
-            capture_output=True, text=True, check=True,
-        ).stdout.strip()  # fmt: skip
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return head + ("+dirty" if dirty else "")
