@@ -105,6 +105,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, defaults: Any) -> 
         shown = "****" if tp is Secret and value else value
         if isinstance(shown, tuple):
             shown = ",".join(shown)
+        shown = str(shown).replace("%", "%%")  # argparse %-formats help strings
         help_text = f"{help_text} [env {env_name(f.name)}; default: {shown}]"
         opt = "--" + f.name.replace("_", "-")
         if tp is bool:
