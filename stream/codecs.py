@@ -112,7 +112,7 @@ class Codec:
             raise InvalidEvent(
                 "oversize", f"{len(value)} bytes > max_message_bytes {self.max_message_bytes}"
             )
-        ctype = _content_type(record.headers)
+        ctype = _media_type(header(record.headers, "content-type"))
         if ctype == F32_TYPE:
             return self._decode_f32(record, value)
         if ctype == PACKED_TYPE:
@@ -132,15 +132,18 @@ class Codec:
         out: list[Decoded | InvalidEvent | None] = []
         f32: list[int] = []
         values: list[bytes] = []
+        found: list[dict[str, bytes]] = []
         size = 4 * self.n_features
         for record in records:
             value = record.value
+            headers = _binary_headers(record.headers)
             if (
                 value and len(value) == size and size <= self.max_message_bytes
-                and _content_type(record.headers) == F32_TYPE
+                and _media_type(headers.get("content-type")) == F32_TYPE
             ):  # fmt: skip
                 f32.append(len(out))
                 values.append(value)
+                found.append(headers)
                 out.append(None)
             else:
                 out.append(self._decode_or_error(record))
@@ -151,7 +154,7 @@ class Codec:
                     out[i] = self._decode_or_error(records[i])
                     continue
                 try:
-                    out[i] = self._f32_decoded(records[i], X[row : row + 1])
+                    out[i] = self._f32_decoded(records[i], X[row : row + 1], found[row])
                 except InvalidEvent as e:
                     out[i] = e
         return cast(list[Decoded | InvalidEvent], out)
@@ -227,13 +230,15 @@ class Codec:
         x = np.frombuffer(value, dtype="<f4")
         if not np.isfinite(x).all():
             raise InvalidEvent("non_finite", f"NaN or inf at feature {_first_bad(x, self)}")
-        return self._f32_decoded(record, x[None, :])
+        return self._f32_decoded(record, x[None, :], _binary_headers(record.headers))
 
-    def _f32_decoded(self, record: InputRecord, x: np.ndarray) -> Decoded:
+    def _f32_decoded(
+        self, record: InputRecord, x: np.ndarray, headers: dict[str, bytes]
+    ) -> Decoded:
         """The ``Decoded`` of a binary record whose vector ``x`` (1, d) is valid."""
-        event_id = _header_text(record.headers, ID_HEADER) or _offset_id(record)
+        event_id = _header_text(headers.get(ID_HEADER), ID_HEADER) or _offset_id(record)
         key = _record_key(record) or event_id
-        return Decoded(x, [event_id], [key], [_event_ms(record)])
+        return Decoded(x, [event_id], [key], [_event_ms(record, headers.get(TS_HEADER))])
 
     def _decode_packed(self, record: InputRecord, value: bytes) -> Decoded:
         layout = PackedLayout.parse(value, self.n_features)
@@ -247,7 +252,7 @@ class Codec:
         if layout.ts is not None:
             event_ms: list[float | None] = [_opt_float(int(t)) for t in layout.ts]
         else:
-            event_ms = [_event_ms(record)] * n
+            event_ms = [_event_ms(record, header(record.headers, TS_HEADER))] * n
         ok = np.isfinite(X).all(axis=1)
         if ok.all():
             return Decoded(X, ids, keys, event_ms, index=list(range(n)))
@@ -266,11 +271,24 @@ class Codec:
 # -- helpers -----------------------------------------------------------------------
 
 
-def _content_type(headers: Headers) -> str | None:
-    raw = header(headers, "content-type")
+def _media_type(raw: bytes | None) -> str | None:
+    """The media type of a ``content-type`` header value, lower case."""
     if raw is None:
         return None
     return raw.decode("latin-1").split(";", 1)[0].strip().lower()
+
+
+_BINARY_HEADERS = ("content-type", ID_HEADER, TS_HEADER)
+
+
+def _binary_headers(headers: Headers) -> dict[str, bytes]:
+    """The last value of each header the binary encodings read, in one pass."""
+    found: dict[str, bytes] = {}
+    for k, v in headers or ():
+        name = k if k in _BINARY_HEADERS else k.lower()
+        if name in _BINARY_HEADERS:
+            found[name] = v
+    return found
 
 
 def _json_text(value: Any, name: str) -> str | None:
@@ -316,8 +334,7 @@ def _first_bad(x: np.ndarray, codec: Codec) -> str:
     return repr(codec.feature_names[int(np.flatnonzero(~np.isfinite(x))[0])])
 
 
-def _header_text(headers: Headers, name: str) -> str | None:
-    raw = header(headers, name)
+def _header_text(raw: bytes | None, name: str) -> str | None:
     if raw is None:
         return None
     try:
@@ -327,8 +344,8 @@ def _header_text(headers: Headers, name: str) -> str | None:
     return text or None
 
 
-def _event_ms(record: InputRecord) -> float | None:
-    raw = header(record.headers, TS_HEADER)
+def _event_ms(record: InputRecord, raw: bytes | None) -> float | None:
+    """Event time from a ``tripwire-ts`` header value, else the record timestamp."""
     if raw is None:
         return _opt_float(record.timestamp_ms)
     try:

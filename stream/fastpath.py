@@ -106,8 +106,11 @@ class RecordFeed:
 
     ``put`` never blocks (records already fetched are always accepted); the fetch
     loop calls ``wait_for_space`` before fetching more, so the feed holds at most
-    ``capacity`` plus one fetch. It holds records of one consumer generation only:
-    a put from a newer generation drops the older records first.
+    ``capacity`` plus one fetch. Once full, it has room again only when the worker
+    has taken it down to half: one fetch hands over many batches' worth of records
+    (each fetch call is a round trip to faust's consumer thread). It holds records
+    of one consumer generation only: a put from a newer generation drops the older
+    records first.
     """
 
     def __init__(self, capacity: int, clock: Any = time.monotonic) -> None:
@@ -119,6 +122,8 @@ class RecordFeed:
         self._chunks: deque[list[Any]] = deque()
         self._generation = 0
         self._size = 0
+        self.resume_at = capacity // 2
+        self._full = False
         self._filled = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
@@ -137,6 +142,7 @@ class RecordFeed:
         self._size += len(records)
         self._filled.set()
         if self._size >= self.capacity:
+            self._full = True
             self._room.clear()
 
     def clear(self) -> int:
@@ -144,14 +150,14 @@ class RecordFeed:
         dropped = self._size
         self._chunks.clear()
         self._size = 0
+        self._full = False
         self._filled.clear()
         self._room.set()
         return dropped
 
     async def wait_for_space(self) -> None:
-        """Return once the feed holds fewer than ``capacity`` records."""
-        while self._size >= self.capacity:
-            self._room.clear()
+        """Return unless the feed filled up and was not taken down to half since."""
+        while self._full:
             await self._room.wait()
 
     async def take(self, max_batch: int, max_wait: float) -> Batch:
@@ -190,7 +196,8 @@ class RecordFeed:
         self._size -= len(records)
         if not self._size:
             self._filled.clear()
-        if self._size < self.capacity:
+        if self._full and self._size <= self.resume_at:
+            self._full = False
             self._room.set()
         return Batch(records, last, self._generation)
 

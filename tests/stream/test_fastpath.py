@@ -79,18 +79,20 @@ async def test_take_waits_for_records_and_a_clear_never_hands_out_dropped_ones()
     assert [r.offset for r in batch.records] == [50]
 
 
-async def test_wait_for_space_blocks_the_fetcher_until_the_worker_takes() -> None:
+async def test_a_full_feed_blocks_the_fetcher_until_taken_down_to_half() -> None:
     feed = RecordFeed(capacity=4)
-    feed.put(P0, recs(0, 6), generation=1)  # fetched records are always accepted
+    feed.put(P0, recs(0, 3), generation=1)
+    await asyncio.wait_for(feed.wait_for_space(), 1.0)  # not full yet
+    feed.put(P0, recs(3, 3), generation=1)  # fetched records are always accepted
     waiter = asyncio.create_task(feed.wait_for_space())
     await asyncio.sleep(0.02)
     assert not waiter.done()
-    await feed.take(max_batch=2, max_wait=0.0)
+    await feed.take(max_batch=3, max_wait=0.0)
     await asyncio.sleep(0.01)
-    assert not waiter.done()  # 4 left: still full
+    assert not waiter.done()  # 3 left: below capacity, above half
     await feed.take(max_batch=1, max_wait=0.0)
-    await asyncio.wait_for(waiter, 1.0)
-    assert len(feed) == 3
+    await asyncio.wait_for(waiter, 1.0)  # 2 left: half
+    assert len(feed) == 2
 
 
 async def test_clear_frees_the_fetcher() -> None:

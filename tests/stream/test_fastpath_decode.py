@@ -42,6 +42,13 @@ def records(draw: st.DrawFn) -> InputRecord:
             headers.append((ID_HEADER, draw(st.sampled_from([b"id-1", b"", b"\xff\xfe"]))))
         if draw(st.booleans()):
             headers.append((TS_HEADER, draw(st.sampled_from([b"1700000000000", b"-5", b"soon"]))))
+        # other headers, other cases, repeats (the last one counts), in any order
+        extra = st.tuples(
+            st.sampled_from(["Tripwire-Id", "TRIPWIRE-TS", "x-trace", ID_HEADER, "content-type"]),
+            st.sampled_from([b"a", b"42", F32_TYPE.encode(), b"\xff"]),
+        )
+        headers += draw(st.lists(extra, max_size=2))
+        headers = draw(st.permutations(headers))
     elif kind == "json":
         x = draw(st.lists(good_floats, min_size=D, max_size=D))
         value = json.dumps({"id": "j", "features": x}).encode()
