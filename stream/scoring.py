@@ -1,10 +1,11 @@
 """One micro-batch, from input records to output records: decode, score, build.
 
-``BatchProcessor.process`` is synchronous and free of I/O: the worker runs it in a
-thread so that the event loop (heartbeats, commits, timers) stays responsive, then
-produces ``BatchResult.outputs`` and acknowledges the input. Every vector of the
-batch goes through **one** ``Scorer.score`` call; a record that cannot be decoded
-becomes a dead letter and takes nothing else with it.
+``BatchProcessor.process`` is synchronous and free of I/O: the worker runs it on the
+event loop while batches are quick, in a thread once they are slow (see
+``stream.worker.StreamWorker.score``), then produces ``BatchResult.outputs`` and
+acknowledges the input. Every vector of the batch goes through **one**
+``Scorer.score`` call; a record that cannot be decoded becomes a dead letter and
+takes nothing else with it.
 """
 
 from __future__ import annotations

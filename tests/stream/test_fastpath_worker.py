@@ -1,0 +1,74 @@
+"""Where the worker processes a batch: on the event loop while quick, in a thread once slow."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+import pytest
+from aiokafka.structs import ConsumerRecord
+from faust.types import TP
+from prometheus_client import CollectorRegistry
+
+from stream import worker as worker_module
+from stream.fastpath import Batch
+from stream.metrics import Metrics
+from stream.records import InputRecord
+from stream.scoring import BatchResult
+from stream.settings import WorkerSettings
+from stream.worker import StreamWorker
+from tests.fixtures.registry import N_FEATURES, Published, normal_rows
+from tests.stream.harness import f32_event
+from training.registry import load_scorer
+from training.scorer import Scorer
+
+
+def batch(n: int) -> Batch:
+    X = normal_rows(n, N_FEATURES, seed=1)
+    records = []
+    for i in range(n):
+        out = f32_event(f"e{i}", X[i], "k")
+        headers = tuple(out.headers or ())
+        records.append(
+            ConsumerRecord("in", 0, i, 1_700_000_000, 0, out.key, out.value, None, 1, 200, headers)
+        )
+    return Batch(records, {TP("in", 0): n - 1}, generation=1)
+
+
+@pytest.fixture
+def worker(registry_factory: Callable[..., Published]) -> Iterator[StreamWorker]:
+    pub = registry_factory()
+    settings = WorkerSettings(bootstrap="127.0.0.1:9", model_ref="demo", registry=str(pub.root))
+    w = StreamWorker(settings, load_scorer(pub.root, "demo"), Metrics(CollectorRegistry()))
+    yield w
+    w.close()
+
+
+async def test_quick_batches_run_on_the_loop_slow_ones_in_the_scoring_thread(
+    worker: StreamWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(worker_module, "INLINE_SECONDS", 0.05)
+    threads: list[str] = []
+    delay = [0.0]
+    process = worker.processor.process
+
+    def traced(records: Sequence[InputRecord], scorer: Scorer) -> BatchResult:
+        threads.append(threading.current_thread().name)
+        time.sleep(delay[0])
+        return process(records, scorer)
+
+    monkeypatch.setattr(worker.processor, "process", traced)
+    loop_thread = threading.current_thread().name
+    _, result = await worker.score(batch(5))
+    assert result.scored == 5 and threads == [loop_thread]
+    delay[0] = 0.08  # slower than INLINE_SECONDS: the next batch goes to the thread
+    await worker.score(batch(5))
+    await worker.score(batch(5))
+    delay[0] = 0.0
+    await worker.score(batch(5))  # still there: the previous one was slow
+    await worker.score(batch(5))  # quick again: back on the loop
+    assert threads[1] == loop_thread and threads[4] == loop_thread
+    assert threads[2].startswith("tripwire-score") and threads[3].startswith("tripwire-score")
+    assert np.isfinite(result.scores).all()
