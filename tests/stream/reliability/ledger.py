@@ -32,8 +32,10 @@ import numpy as np
 from stream.alerts import alert_id
 from stream.codecs import Codec, InvalidEvent
 from stream.records import InputRecord
-from tests.fixtures.registry import N_FEATURES
+from tests.fixtures.registry import N_FEATURES, Published
 from tests.stream.harness import Out, committed, consume, produce, wait_for
+from tests.stream.test_worker_reload_scaleout import topics_for, worker_settings
+from tripwire.embedded import EmbeddedBroker
 
 FIGURES_ENV = "TRIPWIRE_RELIABILITY_FIGURES"
 Where = tuple[int, int]  # (partition, offset) of an input record
@@ -207,6 +209,15 @@ class Ledger:
             if any(i in self.rows and i not in out.scores for i in ids):
                 lost[r.partition].append(r.offset)
         return {p: f"{len(o)} records in offsets {min(o)}..{max(o)}" for p, o in lost.items()}
+
+
+def new_run(
+    broker: EmbeddedBroker, pub: Published, tag: str, partitions: int, **overrides: Any
+) -> tuple[dict[str, Any], Ledger]:
+    """Fresh topics for a worker group serving ``pub``: worker settings and a ledger."""
+    topics = topics_for(broker, tag, partitions)
+    settings = {**worker_settings(broker, pub, topics), **overrides}
+    return settings, Ledger(broker.bootstrap, topics, settings["group_id"], partitions)
 
 
 def _tally_scores(fig: Figures, rows: Mapping[str, np.ndarray], out: Outputs) -> None:

@@ -17,9 +17,8 @@ import pytest
 
 from tests.fixtures.registry import publish_model
 from tests.stream.harness import WorkerProcess, wait_for
-from tests.stream.reliability.ledger import Ledger
+from tests.stream.reliability.ledger import new_run
 from tests.stream.reliability.traffic import RateProducer
-from tests.stream.test_worker_reload_scaleout import topics_for, worker_settings
 from tripwire.embedded import EmbeddedBroker
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -58,12 +57,10 @@ def freeze(broker: EmbeddedBroker, worker: WorkerProcess, seconds: float) -> dic
 def test_worker_rides_out_a_frozen_broker(tmp_path: Path) -> None:
     pub = publish_model(tmp_path / "registry")
     with EmbeddedBroker(log_path=tmp_path / "tansu.log") as broker:
-        topics = topics_for(broker, "stall", PARTITIONS)
-        settings = worker_settings(broker, pub, topics)
-        ledger = Ledger(broker.bootstrap, topics, settings["group_id"], PARTITIONS)
+        settings, ledger = new_run(broker, pub, "stall", PARTITIONS)
         worker = WorkerProcess(tmp_path / "worker.log", **settings)
         try:
-            with RateProducer(broker.bootstrap, topics["features"], RATE) as producer:
+            with RateProducer(broker.bootstrap, settings["input_topic"], RATE) as producer:
                 wait_for(lambda: worker.metric(SCORED) > 2 * RATE, 60, "streaming")
                 stall = freeze(broker, worker, STALL)
                 resumed = time.monotonic()

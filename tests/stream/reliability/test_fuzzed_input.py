@@ -30,8 +30,7 @@ from stream.scoring import BatchProcessor, Topics
 from tests.fixtures.registry import N_FEATURES, anomalous_rows, normal_rows, publish_model
 from tests.stream.harness import Out, WorkerProcess, f32_event, json_event, packed_event
 from tests.stream.reliability.fuzz import TEN_MB, malformed_records, ten_megabytes
-from tests.stream.reliability.ledger import Ledger
-from tests.stream.test_worker_reload_scaleout import topics_for, worker_settings
+from tests.stream.reliability.ledger import new_run
 from training.registry import load_scorer
 from training.scorer import Scorer
 from tripwire.embedded import EmbeddedBroker
@@ -80,9 +79,7 @@ def test_fuzzed_input_never_stops_the_worker_and_every_record_is_accounted_for(
 ) -> None:
     rng = random.Random(6)
     pub = publish_model(tmp_path / "registry")
-    topics = topics_for(broker, "fuzz", PARTITIONS)
-    settings = {**worker_settings(broker, pub, topics), "max_message_bytes": MAX_MESSAGE_BYTES}
-    ledger = Ledger(broker.bootstrap, topics, settings["group_id"], PARTITIONS)
+    settings, ledger = new_run(broker, pub, "fuzz", PARTITIONS, max_message_bytes=MAX_MESSAGE_BYTES)
     bad = malformed_records(rng, N_MALFORMED)
     bad += [(*ten_megabytes(rng), "ten_megabytes") for _ in range(N_HUGE)]
     items = [(o, rows, reasons, "valid") for o, rows, reasons in valid_records(N_VALID)]

@@ -15,9 +15,8 @@ import pytest
 
 from tests.fixtures.registry import publish_model
 from tests.stream.harness import SESSION_TIMEOUT, WorkerProcess, wait_for
-from tests.stream.reliability.ledger import Ledger, check_redeliveries
+from tests.stream.reliability.ledger import check_redeliveries, new_run
 from tests.stream.reliability.traffic import RateProducer
-from tests.stream.test_worker_reload_scaleout import topics_for, worker_settings
 from tripwire.embedded import EmbeddedBroker
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -44,13 +43,11 @@ def test_survivor_takes_over_the_killed_workers_partitions(
     broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
     pub = publish_model(tmp_path / "registry")
-    topics = topics_for(broker, "member-killed", PARTITIONS)
-    settings = worker_settings(broker, pub, topics)
-    ledger = Ledger(broker.bootstrap, topics, settings["group_id"], PARTITIONS)
+    settings, ledger = new_run(broker, pub, "member-killed", PARTITIONS)
     a = WorkerProcess(tmp_path / "a.log", **settings)
     b = WorkerProcess(tmp_path / "b.log", **settings)
     try:
-        with RateProducer(broker.bootstrap, topics["features"], RATE) as producer:
+        with RateProducer(broker.bootstrap, settings["input_topic"], RATE) as producer:
             _, victim = wait_for(lambda: split(a, b), 60, "the partitions split between a and b")
             before_kill = a.metric("tripwire_events_consumed_total")
             b.kill()

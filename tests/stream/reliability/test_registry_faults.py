@@ -21,10 +21,9 @@ import pytest
 
 from tests.fixtures.registry import Published, publish_model
 from tests.stream.harness import REPO, WorkerProcess, wait_for
-from tests.stream.reliability.ledger import Ledger
+from tests.stream.reliability.ledger import new_run
 from tests.stream.reliability.traffic import RateProducer
 from tests.stream.test_reload import FAULTS, point_alias
-from tests.stream.test_worker_reload_scaleout import topics_for, worker_settings
 from tripwire.embedded import EmbeddedBroker, free_port
 
 PARTITIONS = 2
@@ -64,13 +63,11 @@ def test_worker_keeps_serving_through_every_registry_fault(
     faults = broken_versions(v1)
     other_schema = publish_model(v1.root, n_features=6, promote=None)
     faults["another feature schema"] = (other_schema.version, "feature count 6 != serving")
-    topics = topics_for(broker, "registry-faults", PARTITIONS)
-    settings = {**worker_settings(broker, v1, topics), "reload_interval": 0.3}
-    ledger = Ledger(broker.bootstrap, topics, settings["group_id"], PARTITIONS)
+    settings, ledger = new_run(broker, v1, "registry-faults", PARTITIONS, reload_interval=0.3)
     serving = f'tripwire_model_info{{name="demo",version="{v1.version}"}}'
     worker = WorkerProcess(tmp_path / "worker.log", **settings)
     try:
-        with RateProducer(broker.bootstrap, topics["features"], 300) as producer:
+        with RateProducer(broker.bootstrap, settings["input_topic"], 300) as producer:
             wait_for(lambda: worker.metric("tripwire_events_scored_total"), 60, "streaming")
             for n, (fault, (version, why)) in enumerate(faults.items(), start=1):
                 scored = worker.metric("tripwire_events_scored_total")

@@ -17,9 +17,11 @@ committed) plus a per-id check of the alerts.
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,10 +30,9 @@ import pytest
 
 from stream.alerts import alert_id
 from tests.fixtures.registry import Published, normal_rows, publish_model
-from tests.stream.harness import WorkerProcess, f32_event, wait_for
-from tests.stream.reliability.ledger import Figures, Ledger
+from tests.stream.harness import WorkerProcess, consume, f32_event, wait_for
+from tests.stream.reliability.ledger import Figures, Ledger, new_run
 from tests.stream.reliability.traffic import POOL, RateProducer
-from tests.stream.test_worker_reload_scaleout import topics_for, worker_settings
 from training.registry import load_scorer
 from tripwire.embedded import EmbeddedBroker
 
@@ -47,11 +48,37 @@ LONG_SECONDS = float(os.environ.get("TRIPWIRE_SOAK_SECONDS", "600"))
 
 @dataclass
 class Samples:
-    """Worker RSS (bytes) and total consumer lag, every ``SAMPLE_EVERY`` seconds."""
+    """What the soak saw every ``SAMPLE_EVERY`` seconds.
+
+    Worker RSS (bytes), total consumer lag, events produced and scored, and the
+    CPU seconds and RSS of the worker and the broker (to tell a slow worker from a
+    starved one).
+    """
 
     t: list[float] = field(default_factory=list)
     rss: list[int] = field(default_factory=list)
     lag: list[float] = field(default_factory=list)
+    produced: list[int] = field(default_factory=list)
+    scored: list[float] = field(default_factory=list)
+    cpu: list[tuple[float, float]] = field(default_factory=list)  # worker, broker
+    broker_rss: list[int] = field(default_factory=list)
+
+    def timeline(self, rows: int = 12) -> str:
+        """A table of about ``rows`` evenly spaced samples (rates over each interval)."""
+        lines = [
+            "   t s  produced/s  scored/s      lag  worker cpu%  broker cpu%  rss MB  broker MB"
+        ]
+        step = max(1, len(self.t) // rows)
+        for i in range(step, len(self.t), step):
+            dt = self.t[i] - self.t[i - step]
+            rate = [(s[i] - s[i - step]) / dt for s in (self.produced, self.scored)]
+            cpu = [100 * (self.cpu[i][k] - self.cpu[i - step][k]) / dt for k in (0, 1)]
+            lines.append(
+                f"{self.t[i]:6.0f} {rate[0]:11.0f} {rate[1]:9.0f} {self.lag[i]:8.0f} "
+                f"{cpu[0]:12.0f} {cpu[1]:12.0f} {self.rss[i] / 2**20:7.0f} "
+                f"{self.broker_rss[i] / 2**20:10.0f}"
+            )
+        return "\n".join(lines)
 
 
 def rss_bytes(pid: int) -> int:
@@ -62,8 +89,11 @@ def rss_bytes(pid: int) -> int:
     raise AssertionError(f"no VmRSS for {pid}")
 
 
-def total_lag(worker: WorkerProcess) -> float:
-    return sum(v for k, v in worker.metrics().items() if k.startswith("tripwire_consumer_lag{"))
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid``."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def measure_max_rate(worker: WorkerProcess, ledger: Ledger) -> float:
@@ -81,14 +111,23 @@ def measure_max_rate(worker: WorkerProcess, ledger: Ledger) -> float:
     return (len(X) - before) / (time.monotonic() - start)
 
 
-def stream(worker: WorkerProcess, producer: RateProducer, seconds: float) -> Samples:
+def stream(
+    worker: WorkerProcess, broker: EmbeddedBroker, producer: RateProducer, seconds: float
+) -> Samples:
+    assert broker.process is not None
+    pids = (worker.proc.pid, broker.process.pid)
     samples = Samples()
     start = time.monotonic()
     while (elapsed := time.monotonic() - start) < seconds:
         assert worker.proc.poll() is None, "the worker exited"
+        m = worker.metrics()
         samples.t.append(elapsed)
-        samples.rss.append(rss_bytes(worker.proc.pid))
-        samples.lag.append(total_lag(worker))
+        samples.rss.append(rss_bytes(pids[0]))
+        samples.lag.append(sum(v for k, v in m.items() if k.startswith("tripwire_consumer_lag{")))
+        samples.produced.append(producer.acked)
+        samples.scored.append(m["tripwire_events_scored_total"])
+        samples.cpu.append((cpu_seconds(pids[0]), cpu_seconds(pids[1])))
+        samples.broker_rss.append(rss_bytes(pids[1]))
         time.sleep(SAMPLE_EVERY)
     return samples
 
@@ -107,31 +146,30 @@ def expected_alerts(pub: Published, ledger: Ledger, producer: RateProducer) -> s
 def run_soak(tmp_path: Path, seconds: float) -> None:
     pub = publish_model(tmp_path / "registry")
     with EmbeddedBroker(log_path=tmp_path / "tansu.log") as broker:
-        topics = topics_for(broker, "soak", PARTITIONS)
-        settings = {**worker_settings(broker, pub, topics), "scores_topic": ""}
-        ledger = Ledger(broker.bootstrap, topics, settings["group_id"], PARTITIONS)
+        settings, ledger = new_run(broker, pub, "soak", PARTITIONS, scores_topic="")
         worker = WorkerProcess(tmp_path / "worker.log", **settings)
         try:
             max_rate = measure_max_rate(worker, ledger)
             rate = max_rate / 2
-            with RateProducer(broker.bootstrap, topics["features"], rate) as producer:
-                samples = stream(worker, producer, seconds)
+            with RateProducer(broker.bootstrap, settings["input_topic"], rate) as producer:
+                samples = stream(worker, broker, producer, seconds)
+            print(f"\nsoak at {rate:.0f} events/s (max {max_rate:.0f}):\n{samples.timeline()}")
             ledger.record({}, producer.placed())
             ledger.wait_committed(timeout=120)
             m = worker.metrics()
-            alerts = ledger.read().alerts
-            assert broker.process is not None
-            broker_rss = rss_bytes(broker.process.pid)
+            records = consume(broker.bootstrap, settings["alert_topic"])
+            alerts = Counter(json.loads(r.value)["id"] for r in records)
         finally:
             code = worker.stop()
     assert code == 0
     fig = tally(ledger, producer, m, samples, seconds)
     fig.extra.update(
-        max_rate=round(max_rate), rate=round(rate), broker_rss_mb=round(broker_rss / 2**20)
-    )
+        max_rate=round(max_rate), rate=round(rate),
+        broker_rss_mb=round(samples.broker_rss[-1] / 2**20),
+    )  # fmt: skip
     want = expected_alerts(pub, ledger, producer)
     fig.lost += len(want - alerts.keys())
-    fig.extra["alerts"] = len(alerts)
+    fig.extra.update(alerts=len(alerts), alerts_duplicated=alerts.total() - len(alerts))
     fig.problems += [f"unexpected alert {a}" for a in sorted(set(alerts) - want)[:10]]
     fig.problems += [f"line {line!r}" for line in error_lines(worker)[:10]]
     fig.check()

@@ -16,9 +16,8 @@ import pytest
 from stream.alerts import alert_id
 from tests.fixtures.registry import anomalous_rows, normal_rows, publish_model
 from tests.stream.harness import WorkerProcess, f32_event, json_event, packed_event, wait_for
-from tests.stream.reliability.ledger import Ledger, check_redeliveries
+from tests.stream.reliability.ledger import Ledger, check_redeliveries, new_run
 from tests.stream.test_worker_e2e import MAX_MESSAGE_BYTES, bad_inputs
-from tests.stream.test_worker_reload_scaleout import topics_for, worker_settings
 from training.registry import load_scorer
 from tripwire.embedded import EmbeddedBroker
 
@@ -61,9 +60,9 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(
     broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
     pub = publish_model(tmp_path / "registry")
-    topics = topics_for(broker, "killed", PARTITIONS)
-    settings = {**worker_settings(broker, pub, topics), "max_message_bytes": MAX_MESSAGE_BYTES}
-    ledger = Ledger(broker.bootstrap, topics, settings["group_id"], PARTITIONS)
+    settings, ledger = new_run(
+        broker, pub, "killed", PARTITIONS, max_message_bytes=MAX_MESSAGE_BYTES
+    )
     plan_input(ledger)
     windows: list[dict[int, int]] = []  # committed offsets when each worker died
     for n, scored in enumerate(KILL_AFTER):
