@@ -83,6 +83,7 @@ def test_worker_rides_out_a_frozen_broker(tmp_path: Path) -> None:
     assert stall["scored_during"] - stall["scored_before"] <= 2 * RATE, stall
     fig.extra.update(
         stalled_seconds=STALL, last_processed_age_max=round(stall["max_age"], 1),
+        scored_while_frozen=stall["scored_during"] - stall["scored_before"],
         recovery_seconds=round(recovery, 1), lag_after_resume=peak_lag,
         produce_errors=m["tripwire_produce_errors_total"],
     )  # fmt: skip
