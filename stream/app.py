@@ -10,7 +10,8 @@ Settings that matter for correctness and are not faust's defaults:
 - ``broker_commit_interval``: the uncommitted window re-scored after a crash;
 - ``topic_disable_leader``, ``web_enabled=False``, ``store="memory://"``: no
   internal topics, web server or tables (the worker is stateless besides offsets;
-  ``/metrics`` is served by ``stream.exporter``);
+  ``/metrics`` is served by ``stream.exporter``); faust still creates its
+  ``datadir``, so it goes under the system temp directory, not the working one;
 - the consumer is :class:`stream.fastpath.BatchConsumer` (records go to the worker in
   micro-batches, not through faust's per-event agent path);
   ``stream_buffer_maxsize`` is the number of fetched records it buffers, and the
@@ -19,6 +20,9 @@ Settings that matter for correctness and are not faust's defaults:
 """
 
 from __future__ import annotations
+
+import tempfile
+from pathlib import Path
 
 import faust
 
@@ -45,6 +49,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
         autodiscover=False,
         web_enabled=False,
         store="memory://",
+        datadir=Path(tempfile.gettempdir()) / "tripwire-faust",  # empty: memory store
         topic_disable_leader=True,
         processing_guarantee="at_least_once",
         stream_wait_empty=True,
