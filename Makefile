@@ -50,5 +50,8 @@ bench-stream: install
 bench-quality: install
 	$(BIN)/tripwire bench quality
 
+soak: install ## the 10-minute soak of the worker (not part of make test)
+	TRIPWIRE_SOAK=1 $(BIN)/pytest tests/stream/reliability/test_soak.py -m soak -s $(PYTEST_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
