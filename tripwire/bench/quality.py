@@ -25,13 +25,11 @@ from __future__ import annotations
 import logging
 import os
 import platform
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +37,8 @@ import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from training.errors import ConfigError, DataError
+from tripwire.bench import common
 from tripwire.bench.datasets import (
-    REPO_ROOT,
     Dataset,
     Split,
     default_datasets_dir,
@@ -259,12 +257,7 @@ def torch_threads(n: int) -> Iterator[None]:
 
 def environment(settings: QualitySettings, command: str, folder: Path) -> dict[str, Any]:
     """Run metadata: command, date, machine, versions and the protocol's parameters."""
-    versions: dict[str, str | None] = {}
-    for pkg in ("numpy", "torch", "pyod", "scikit-learn", "tripwire"):
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = None
+    versions = common.package_versions(("numpy", "torch", "pyod", "scikit-learn", "tripwire"))
     return {
         "command": command,
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -281,23 +274,8 @@ def environment(settings: QualitySettings, command: str, folder: Path) -> dict[s
 
 
 def code_revision() -> str | None:
-    """``<commit>`` of the checkout, ``+dirty`` if its packages have uncommitted edits.
-
-    The checkout is shared, so a run may pick up someone's work in progress; the
-    results say so. ``None`` outside a git checkout.
-    """
-    git = ["git", "-C", str(REPO_ROOT)]
-    try:
-        head = subprocess.run(  # noqa: S603 - fixed argv, no shell
-            [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(  # noqa: S603 - fixed argv, no shell
-            [*git, "status", "--porcelain", "--", "training", "tripwire"],
-            capture_output=True, text=True, check=True,
-        ).stdout.strip()  # fmt: skip
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return head + ("+dirty" if dirty else "")
+    """``<commit>``, ``+dirty`` if the packages this benchmark runs have uncommitted edits."""
+    return common.code_revision(("training", "tripwire"))
 
 
 def run_quality(

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import betabinom, rankdata
 
-from training.errors import ConfigError
+from tripwire.bench.common import replace_section
 from tripwire.bench.detectors import label
 from tripwire.bench.quality import QualityResult, RunRecord
 
@@ -273,20 +273,5 @@ def write(result: QualityResult, out_dir: Path) -> tuple[Path, Path]:
 
 
 def update_doc(path: Path, section: str) -> None:
-    """Replace the text between ``DOC_BEGIN`` and ``DOC_END`` in ``path`` with ``section``.
-
-    Raises
-    ------
-    ConfigError
-        The file exists but lacks the markers (it is not overwritten).
-    """
-    block = f"{DOC_BEGIN}\n{section}{DOC_END}\n"
-    if not path.exists():
-        path.write_text(f"# Detection quality\n\n{block}", encoding="utf-8")
-        return
-    text = path.read_text(encoding="utf-8")
-    start, end = text.find(DOC_BEGIN), text.find(DOC_END)
-    if start < 0 or end < start:
-        raise ConfigError(f"{path}: no '{DOC_BEGIN}' ... '{DOC_END}' section to replace")
-    tail = text[end + len(DOC_END) :].removeprefix("\n")
-    path.write_text(text[:start] + block + tail, encoding="utf-8")
+    """Replace the bench-quality section of ``path`` with ``section`` (ConfigError if absent)."""
+    replace_section(path, section, DOC_BEGIN, DOC_END, "Detection quality")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from training.errors import ConfigError
+from tripwire.bench.common import replace_section
 from tripwire.bench.stream import StreamResult
 from tripwire.bench.stream_profile import GROUPS
 
@@ -247,14 +247,5 @@ def write(r: StreamResult, out_dir: Path) -> tuple[Path, Path]:
 
 
 def update_doc(path: Path, section: str) -> None:
-    """Replace the text between the bench-stream markers in ``path`` with ``section``."""
-    block = f"{DOC_BEGIN}\n{section}{DOC_END}\n"
-    if not path.exists():
-        path.write_text(f"# Performance\n\n{block}", encoding="utf-8")
-        return
-    text = path.read_text(encoding="utf-8")
-    start, end = text.find(DOC_BEGIN), text.find(DOC_END)
-    if start < 0 or end < start:
-        raise ConfigError(f"{path}: no '{DOC_BEGIN}' ... '{DOC_END}' section to replace")
-    tail = text[end + len(DOC_END) :].removeprefix("\n")
-    path.write_text(text[:start] + block + tail, encoding="utf-8")
+    """Replace the bench-stream section of ``path`` with ``section`` (ConfigError if absent)."""
+    replace_section(path, section, DOC_BEGIN, DOC_END, "Performance")
