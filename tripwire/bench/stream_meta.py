@@ -11,7 +11,6 @@ from typing import Any
 from tripwire.bench import common
 
 
-
 def meta(settings: dict[str, Any], command: str) -> dict[str, Any]:
     """Date, machine, versions, code revision and settings of a run."""
     versions = common.package_versions(
