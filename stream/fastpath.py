@@ -20,27 +20,29 @@ What runs instead, inside faust's own services (group membership, rebalances,
 recovery, the commit timer and the producer are faust's, unchanged):
 
 - ``BatchConsumer._drain_messages`` (run by faust's ``Fetcher`` service) moves every
-  fetched record list into a bounded :class:`RecordFeed`, with faust's read-offset
-  filter. Flow control: it fetches only while the feed has room, so a busy worker
-  simply stops fetching (aiokafka keeps at most its prefetch buffer) and resumes
-  at once when the worker catches up: no partition is ever taken out of the fetch,
-  hence no stall. While faust's flow is stopped (rebalance, shutdown) nothing is
-  fed, and records fetched across such a stop are dropped and re-read from the
-  committed offsets (``perform_seek``), as faust's own ``getmany`` does.
+  fetched record list into a bounded :class:`stream.feed.RecordFeed`, with faust's
+  read-offset filter. Flow control: it fetches only while the feed has room, so a
+  busy worker simply stops fetching (aiokafka keeps at most its prefetch buffer)
+  and resumes once the worker has taken the feed down to half: no partition is ever
+  taken out of the fetch, hence no stall. While faust's flow is stopped (rebalance,
+  shutdown) nothing is fed, and records fetched across such a stop are dropped and
+  un-fetched: back to the committed offsets (``perform_seek``, as faust's own
+  ``getmany`` does), or to the first dropped record where nothing is committed.
 - The worker takes micro-batches with :meth:`BatchConsumer.next_batch` (``max_batch``
   records, or fewer once the oldest has waited ``max_wait``). A batch is *tracked*
   from then on: it sits in ``Consumer._unacked_messages``, which is what faust's
   ``wait_empty`` waits for on shutdown and revocation before its final commit.
 - After the batch's outputs are acknowledged by the broker, the worker calls
   :meth:`BatchConsumer.ack_batch`: the committable offset of each of its partitions
-  becomes one past the batch's last offset there. Batches are handled one at a
-  time in fetch order, so every offset below it was delivered (gaps in the log —
+  becomes one past the batch's last offset there. Batches are taken and acked in
+  fetch order, so every offset below it was delivered (gaps in the log —
   compaction, transaction markers — need no bookkeeping). faust's commit timer,
   ``_should_commit`` check and the commit fixes of :mod:`stream.consumer` do the rest.
 - ``stop_flow`` (the start of every rebalance and of shutdown) empties the feed:
   untracked records are fetched again after the seek to the committed offsets.
 - The fetch long-poll is bounded by ``BatchConsumer.fetch_max_wait`` (set by
-  :func:`install`) instead of 1.5 s.
+  :func:`install`) instead of 1.5 s; it grows to ``BEHIND_FETCH_WAIT`` only while
+  fetches come back empty although the log is ahead (a broker that needs longer).
 """
 
 from __future__ import annotations
@@ -48,7 +50,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import Iterator, Mapping
 from typing import Any, cast
 
@@ -61,145 +62,19 @@ from mode import Service, ServiceT
 from mode.utils.futures import notify
 
 from stream.consumer import CommittingConsumer
+from stream.feed import Batch, RecordFeed
+
+__all__ = ["Batch", "BatchConsumer", "RecordFeed", "batch_consumer", "install"]
 
 log = logging.getLogger(__name__)
 
 #: Seconds one fetch call may wait for records (then the loop checks for a stop).
-FETCH_TIMEOUT = 1.0
-
-
-class Batch:
-    """One micro-batch of fetched records, tracked by the consumer until acked.
-
-    Attributes
-    ----------
-    records : list of aiokafka ConsumerRecord
-        In fetch order (per partition: offset order).
-    last_offsets : dict TP -> int
-        The last offset of each partition in the batch.
-    generation : int
-        The consumer-group generation the records were fetched in.
-    """
-
-    __slots__ = ("records", "last_offsets", "generation", "acked", "__weakref__")
-
-    #: faust's ``wait_empty`` logs ``message.refcount`` of what it waits for.
-    refcount = 1
-
-    def __init__(
-        self, records: list[ConsumerRecord], last_offsets: dict[TP, int], generation: int
-    ) -> None:
-        self.records = records
-        self.last_offsets = last_offsets
-        self.generation = generation
-        self.acked = False
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __repr__(self) -> str:
-        return f"<Batch of {len(self.records)} records, last offsets {self.last_offsets}>"
-
-
-class RecordFeed:
-    """Bounded FIFO of fetched records between the fetch loop and the worker.
-
-    ``put`` never blocks (records already fetched are always accepted); the fetch
-    loop calls ``wait_for_space`` before fetching more, so the feed holds at most
-    ``capacity`` plus one fetch. Once full, it has room again only when the worker
-    has taken it down to half: one fetch hands over many batches' worth of records
-    (each fetch call is a round trip to faust's consumer thread). It holds records
-    of one consumer generation only: a put from a newer generation drops the older
-    records first.
-    """
-
-    def __init__(self, capacity: int, clock: Any = time.monotonic) -> None:
-        if capacity < 1:
-            raise ValueError(f"capacity must be >= 1, got {capacity}")
-        self.capacity = capacity
-        self._clock = clock
-        # [tp, records, next index to take, time fed]
-        self._chunks: deque[list[Any]] = deque()
-        self._generation = 0
-        self._size = 0
-        self.resume_at = capacity // 2
-        self._full = False
-        self._filled = asyncio.Event()
-        self._room = asyncio.Event()
-        self._room.set()
-
-    def __len__(self) -> int:
-        return self._size
-
-    def put(self, tp: TP, records: list[ConsumerRecord], generation: int) -> None:
-        """Append the fetched ``records`` of ``tp`` (offset order)."""
-        if not records:
-            return
-        if self._chunks and generation != self._generation:
-            self.clear()
-        self._generation = generation
-        self._chunks.append([tp, records, 0, self._clock()])
-        self._size += len(records)
-        self._filled.set()
-        if self._size >= self.capacity:
-            self._full = True
-            self._room.clear()
-
-    def clear(self) -> int:
-        """Drop everything buffered; return how many records were dropped."""
-        dropped = self._size
-        self._chunks.clear()
-        self._size = 0
-        self._full = False
-        self._filled.clear()
-        self._room.set()
-        return dropped
-
-    async def wait_for_space(self) -> None:
-        """Return unless the feed filled up and was not taken down to half since."""
-        while self._full:
-            await self._room.wait()
-
-    async def take(self, max_batch: int, max_wait: float) -> Batch:
-        """The next ``max_batch`` records, or fewer once the oldest waited ``max_wait``."""
-        while True:
-            while not self._size:
-                self._filled.clear()
-                await self._filled.wait()
-            deadline = self._chunks[0][3] + max_wait
-            while self._size and self._size < max_batch:
-                remaining = deadline - self._clock()
-                if remaining <= 0:
-                    break
-                self._filled.clear()
-                try:
-                    await asyncio.wait_for(self._filled.wait(), remaining)
-                except TimeoutError:
-                    break
-            if self._size:  # else cleared while we waited: start over
-                return self._pop(max_batch)
-
-    def _pop(self, max_batch: int) -> Batch:
-        records: list[ConsumerRecord] = []
-        last: dict[TP, int] = {}
-        chunks = self._chunks
-        while chunks and len(records) < max_batch:
-            chunk = chunks[0]
-            tp, chunk_records, start = chunk[0], chunk[1], chunk[2]
-            end = min(len(chunk_records), start + max_batch - len(records))
-            records.extend(chunk_records[start:end])
-            last[tp] = chunk_records[end - 1].offset
-            if end == len(chunk_records):
-                chunks.popleft()
-            else:
-                chunk[2] = end
-        self._size -= len(records)
-        if not self._size:
-            self._filled.clear()
-        if self._full and self._size <= self.resume_at:
-            self._full = False
-            self._room.set()
-        return Batch(records, last, self._generation)
+FETCH_TIMEOUT = 0.25
+#: Fetch long-poll while the log is ahead but fetches come back empty (see
+#: ``BatchConsumer._adapt_fetch_wait``); aiokafka's default.
+BEHIND_FETCH_WAIT = 0.5
+#: Fetch calls in a row that must come back empty while behind before it applies.
+EMPTY_WHILE_BEHIND = 3
 
 
 class BatchConsumer(CommittingConsumer):
@@ -207,12 +82,14 @@ class BatchConsumer(CommittingConsumer):
 
     #: Upper bound of the fetch long-poll, seconds (set before the consumer starts).
     fetch_max_wait: float = 0.5
+    _thread: _ConsumerThread
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.feed = RecordFeed(self.app.conf.stream_buffer_maxsize)
         # One past the last offset of the last delivered batch, per partition.
         self._delivered: dict[TP, int] = {}
+        self._empty_while_behind = 0
 
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -237,7 +114,10 @@ class BatchConsumer(CommittingConsumer):
                     # fetched across a rebalance/stop: read it again
                     await self._seek_back(records or {})
                 elif records:
+                    self._empty_while_behind = 0
                     self._feed(records, generation)
+                else:
+                    self._adapt_fetch_wait()
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
                 log.info("broker stopped the consumer, shutting down")
@@ -259,6 +139,29 @@ class BatchConsumer(CommittingConsumer):
                     await self.seek(tp, fetched[0].offset)
         except Exception as e:  # as faust's getmany: the next rebalance seeks again
             log.warning("seek to committed offsets after a flow stop failed: %r", e)
+
+    def _adapt_fetch_wait(self) -> None:
+        """After a fetch call that got nothing: long-poll longer while the log is ahead.
+
+        Some brokers answer a short-wait fetch with no records although the high
+        watermark is far ahead, and keep doing so (Tansu 0.6 with memory storage,
+        once a partition holds ~1 M records: docs/reliability.md); a longer wait gets
+        the records. Back to ``fetch_max_wait`` once every partition is caught up.
+        One empty call while behind proves nothing (records may have landed just
+        after it gave up): it takes ``EMPTY_WHILE_BEHIND`` in a row.
+        """
+        if self._thread.behind():
+            self._empty_while_behind += 1
+            if self._empty_while_behind < EMPTY_WHILE_BEHIND:
+                return
+            wait = BEHIND_FETCH_WAIT
+        else:
+            self._empty_while_behind = 0
+            wait = self.fetch_max_wait
+        if self._thread.set_fetch_wait(wait):
+            log.info("fetch long-poll now %.0f ms (the log is %s)", 1000 * wait,
+                     "ahead, fetches come back empty" if wait > self.fetch_max_wait
+                     else "read up to its end")  # fmt: skip
 
     def _feed(self, records: Mapping[TP, list[ConsumerRecord]], generation: int) -> None:
         active = self._active_partitions
@@ -325,7 +228,12 @@ class BatchConsumer(CommittingConsumer):
 
 
 class _ConsumerThread(AIOKafkaConsumerThread):
-    """faust's aiokafka consumer thread with a bounded fetch long-poll."""
+    """faust's aiokafka consumer thread with a bounded, adjustable fetch long-poll.
+
+    ``behind`` and ``set_fetch_wait`` are called from the worker's loop; like faust's
+    own ``verify_event_path`` they read (and set) plain attributes of the consumer
+    that its thread reads when it builds the next fetch request.
+    """
 
     def _create_worker_consumer(self, transport: Any) -> AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
@@ -333,6 +241,28 @@ class _ConsumerThread(AIOKafkaConsumerThread):
         # faust passes fetch_max_wait_ms=1500; the Fetcher is built from this at start
         consumer._fetch_max_wait_ms = max(1, round(wait * 1000))
         return consumer
+
+    def behind(self) -> bool:
+        """True if the fetch position of an assigned partition is below its log end."""
+        try:
+            assignment = self._ensure_consumer()._fetcher._subscriptions.subscription.assignment
+            states = [assignment.state_value(tp) for tp in assignment.tps]
+        except Exception:  # not started, or no assignment (yet)
+            return False
+        return any(
+            s is not None and s.has_valid_position and s.highwater is not None
+            and s.position < s.highwater
+            for s in states
+        )  # fmt: skip
+
+    def set_fetch_wait(self, seconds: float) -> bool:
+        """Use a ``seconds`` long-poll from the next fetch on; False if already so."""
+        fetcher = getattr(self._consumer, "_fetcher", None)
+        ms = max(1, round(seconds * 1000))
+        if fetcher is None or fetcher._fetch_max_wait_ms == ms:
+            return False
+        fetcher._fetch_max_wait_ms = ms
+        return True
 
 
 def install(app: faust.App, *, fetch_max_wait: float) -> BatchConsumer:

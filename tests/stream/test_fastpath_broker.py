@@ -177,7 +177,33 @@ async def test_an_idle_worker_sees_a_new_record_within_the_fetch_wait(
             await produce(bs, topic, 1, [0])
             consumer.ack_batch(await asyncio.wait_for(consumer.next_batch(10, 0.0), 10))
             delays.append(time.monotonic() - sent)
+        # idle fetches that come back empty are no reason to wait longer
+        assert aiokafka_consumer._fetcher._fetch_max_wait_ms == 20
     assert max(delays) < 0.3, delays
+
+
+async def test_the_consumer_knows_when_the_log_is_ahead_of_its_fetch_position(
+    broker: EmbeddedBroker, topic: str
+) -> None:
+    """What the long-poll back-off (BatchConsumer._adapt_fetch_wait) relies on."""
+    bs = broker.bootstrap
+    await produce(bs, topic, 100, [0])
+    async with fast_app(bs, topic, buffered=10) as (_, consumer):
+        first = await consumer.next_batch(10, max_wait=2.0)  # the feed is full: no more
+        caught_up_at_first = not consumer._thread.behind()
+        await produce(bs, topic, 100, [0])  # reaches aiokafka (or the log), not the feed
+        deadline = time.monotonic() + 5
+        while not consumer._thread.behind() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        ahead_while_full = consumer._thread.behind()
+        seen = len(first)
+        consumer.ack_batch(first)
+        while seen < 200:
+            batch = await asyncio.wait_for(consumer.next_batch(100, max_wait=0.0), 10)
+            seen += len(batch)
+            consumer.ack_batch(batch)
+        caught_up = not consumer._thread.behind()
+    assert caught_up_at_first and ahead_while_full and caught_up
 
 
 async def test_the_worker_scores_through_the_fast_path(

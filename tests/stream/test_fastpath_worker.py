@@ -1,4 +1,8 @@
-"""Where the worker processes a batch: on the event loop while quick, in a thread once slow."""
+"""Decisions of the worker and its consumer that need no broker.
+
+Where a batch is processed (on the event loop while quick, in a thread once slow) and
+when the fetch long-poll backs off.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from aiokafka.structs import ConsumerRecord
 from faust.types import TP
 from prometheus_client import CollectorRegistry
 
+from stream import fastpath
 from stream import worker as worker_module
 from stream.fastpath import Batch
 from stream.metrics import Metrics
@@ -72,3 +77,39 @@ async def test_quick_batches_run_on_the_loop_slow_ones_in_the_scoring_thread(
     assert threads[1] == loop_thread and threads[4] == loop_thread
     assert threads[2].startswith("tripwire-score") and threads[3].startswith("tripwire-score")
     assert np.isfinite(result.scores).all()
+
+
+class FakeThread:
+    """Stands in for the consumer thread: whether the log is ahead, the wait set."""
+
+    def __init__(self) -> None:
+        self.ahead = False
+        self.wait_ms = 10
+
+    def behind(self) -> bool:
+        return self.ahead
+
+    def set_fetch_wait(self, seconds: float) -> bool:
+        changed = self.wait_ms != round(seconds * 1000)
+        self.wait_ms = round(seconds * 1000)
+        return changed
+
+
+def test_the_long_poll_backs_off_only_after_empty_fetches_while_behind(
+    worker: StreamWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    consumer = worker.consumer
+    thread = FakeThread()
+    monkeypatch.setattr(consumer, "_thread", thread)
+    consumer.fetch_max_wait = 0.01
+    consumer._adapt_fetch_wait()  # empty and caught up: stays short
+    assert thread.wait_ms == 10
+    thread.ahead = True
+    for _ in range(fastpath.EMPTY_WHILE_BEHIND - 1):
+        consumer._adapt_fetch_wait()  # records may have landed just after: not yet
+    assert thread.wait_ms == 10
+    consumer._adapt_fetch_wait()
+    assert thread.wait_ms == round(1000 * fastpath.BEHIND_FETCH_WAIT)
+    thread.ahead = False
+    consumer._adapt_fetch_wait()  # caught up: short again
+    assert thread.wait_ms == 10
