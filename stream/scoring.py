@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -23,7 +24,7 @@ from stream.codecs import Codec, InvalidEvent
 from stream.cooldown import Cooldown
 from stream.dlq import dead_letter
 from stream.records import Decoded, InputRecord, OutputRecord
-from training.scorer import Scorer
+from training.scorer import Scorer, ScoreResult
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +187,7 @@ class BatchProcessor:
         if rows.size:
             starts = np.cumsum([0] + [len(d) for _, d in good])
             owners = np.searchsorted(starts, rows, side="right") - 1
+            tops = self._top_features(scorer, X, scored, finite)
             for i, k in zip(rows.tolist(), owners.tolist(), strict=True):
                 record, decoded = good[k]
                 j = i - int(starts[k])
@@ -193,7 +195,7 @@ class BatchProcessor:
                     self._unscorable(result, record, decoded, j, float(scores[i]))
                     continue
                 s = _scored(record, decoded, j, float(scores[i]), bool(scored.is_anomaly[i]))
-                self._emit(result, s, scorer, detected_at, X[i], _row(scored.contributions, i))
+                self._emit(result, s, scorer, detected_at, tops.get(i, []))
         result.scores = scores[finite]
         result.event_ms = event_ms[finite]
         result.scored = int(finite.sum())
@@ -204,14 +206,12 @@ class BatchProcessor:
         s: Scored,
         scorer: Scorer,
         detected_at: float,
-        x: np.ndarray,
-        contrib: np.ndarray | None,
+        top: list[dict[str, Any]],
     ) -> None:
         model = (scorer.name, scorer.version)
         key = s.entity.encode("utf-8", "surrogateescape")
         if s.anomaly:
             if self.cooldown.allow(s.entity, self.monotonic()):
-                top = scorer.top_features(x, contrib, self.top_k)
                 value = self.builder.anomaly_event(
                     s, detected_at=detected_at, threshold=scorer.threshold, model=model,
                     top_features=top,
@@ -223,6 +223,15 @@ class BatchProcessor:
         if self.topics.scores is not None:
             value = self.builder.score_record(s, threshold=scorer.threshold, model=model)
             result.outputs.append(OutputRecord(self.topics.scores, key, value))
+
+    def _top_features(
+        self, scorer: Scorer, X: np.ndarray, scored: ScoreResult, finite: np.ndarray
+    ) -> dict[int, list[dict[str, Any]]]:
+        """The top features of every anomalous row, by row, in one vectorised pass."""
+        rows = np.flatnonzero(scored.is_anomaly & finite)
+        contrib = None if scored.contributions is None else scored.contributions[rows]
+        tops = scorer.top_features_rows(X[rows], contrib, self.top_k)
+        return dict(zip(rows.tolist(), tops, strict=True))
 
     def _unscorable(
         self, result: BatchResult, record: InputRecord, decoded: Decoded, j: int, score: float
@@ -249,7 +258,3 @@ def _scored(record: InputRecord, decoded: Decoded, j: int, score: float, anomaly
         score=score,
         anomaly=anomaly,
     )
-
-
-def _row(contributions: np.ndarray | None, i: int) -> np.ndarray | None:
-    return None if contributions is None else contributions[i]

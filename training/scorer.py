@@ -61,19 +61,27 @@ class Scorer:
     ) -> list[dict[str, Any]]:
         """The ``k`` features with the largest contribution in one row.
 
-        Returns a list of ``{"name", "value", "contribution"}`` dicts, largest first;
-        empty when the detector gives no contributions.
+        Returns a list of ``{"name", "value", "contribution"}`` dicts, largest first
+        (equal contributions in feature order); empty when the detector gives no
+        contributions.
         """
-        if contrib_row is None or k <= 0:
-            return []
-        k = min(k, contrib_row.shape[0])
-        idx = np.argpartition(-contrib_row, k - 1)[:k]
-        idx = idx[np.argsort(-contrib_row[idx], kind="stable")]
+        contrib = None if contrib_row is None else contrib_row[None, :]
+        return self.top_features_rows(X_row[None, :], contrib, k)[0]
+
+    def top_features_rows(
+        self, X: np.ndarray, contributions: np.ndarray | None, k: int
+    ) -> list[list[dict[str, Any]]]:
+        """:meth:`top_features` of every row of ``X`` (m, d), in one vectorised pass."""
+        if contributions is None or k <= 0 or not len(X):
+            return [[] for _ in range(len(X))]
+        idx = np.argsort(-contributions, axis=1, kind="stable")[:, :k]  # ties: lower index
+        values = np.take_along_axis(X, idx, axis=1).astype(np.float64).tolist()
+        contribs = np.take_along_axis(contributions, idx, axis=1).astype(np.float64).tolist()
+        names = self.feature_names
         return [
-            {
-                "name": self.feature_names[i],
-                "value": float(X_row[i]),
-                "contribution": float(contrib_row[i]),
-            }
-            for i in idx
+            [
+                {"name": names[i], "value": v, "contribution": c}
+                for i, v, c in zip(row, vs, cs, strict=True)
+            ]
+            for row, vs, cs in zip(idx.tolist(), values, contribs, strict=True)
         ]

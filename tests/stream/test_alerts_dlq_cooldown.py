@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from stream.alerts import AlertBuilder, Scored, alert_id, rfc3339, severity
+from stream.alerts import ALERT_NAMESPACE, AlertBuilder, Scored, alert_id, rfc3339, severity
 from stream.cooldown import Cooldown
 from stream.dlq import MAX_DETAIL_CHARS, dead_letter
 from stream.records import InputRecord
@@ -42,6 +44,40 @@ def test_alert_id_depends_on_input_and_model_version_only() -> None:
     assert len(ids) == 4
     assert alert_id("a", "m", "1") == alert_id("a", "m", "1")
     assert alert_id("a", "m1", "1") != alert_id("a", "m", "11")  # no ambiguous joins
+
+
+@given(st.text(), st.text(min_size=1), st.text(min_size=1))
+def test_alert_id_is_the_uuid5_of_model_and_input(input_id: str, name: str, version: str) -> None:
+    try:
+        want = str(uuid.uuid5(ALERT_NAMESPACE, f"{name}\x00{version}\x00{input_id}"))
+    except UnicodeEncodeError:  # lone surrogates: uuid5 cannot hash them, we still must
+        assert alert_id(input_id, name, version) == alert_id(input_id, name, version)
+        return
+    assert alert_id(input_id, name, version) == want
+
+
+@given(st.floats(min_value=-62_135_596_800, max_value=253_402_300_799, allow_nan=False))
+def test_rfc3339_matches_the_datetime_format(t: float) -> None:
+    dt = datetime.fromtimestamp(t, UTC)
+    assert rfc3339(t) == f"{dt.year:04d}" + dt.strftime("-%m-%dT%H:%M:%S.%fZ")
+
+
+def test_alert_of_a_key_that_is_not_utf8_is_valid_json() -> None:
+    entity = b"card-\xff".decode("utf-8", "surrogateescape")  # as the codec decodes keys
+    s = Scored("evt-\ud800", entity, "features", 0, 1, None, None, 2.5, True)
+    raw = AlertBuilder("tripwire://g/f").anomaly_event(
+        s, detected_at=1.0, threshold=1.0, model=("m", "1"), top_features=TOP
+    )
+    ev = json.loads(raw)
+    assert ev["subject"] == entity and ev["data"]["input_id"] == "evt-\ud800"
+
+
+def test_non_finite_contribution_is_refused() -> None:
+    top = [{"name": "f1", "value": 9.0, "contribution": float("inf")}]
+    with pytest.raises(ValueError):
+        AlertBuilder("s").anomaly_event(
+            S, detected_at=1.0, threshold=1.0, model=("m", "1"), top_features=top
+        )
 
 
 def test_severity_and_time_format() -> None:
