@@ -18,7 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from training.detectors.deep import DeepDetector, LossTerms, mlp
+from training.detectors.deep import ChunkScorer, DeepDetector, LossTerms, mlp
+from training.detectors.layers import compile_layers, run_layers
 
 
 def default_hidden_sizes(n_features: int) -> list[int]:
@@ -74,11 +75,16 @@ class AutoEncoder(DeepDetector):
     def _loss(self, module: nn.Module, batch: torch.Tensor) -> LossTerms:
         return {"loss": torch.mean((module(batch) - batch) ** 2)}
 
-    def _score_chunk(
-        self, module: nn.Module, batch: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        sq = (module(batch) - batch) ** 2
-        return sq.mean(dim=1), sq
+    def _chunk_scorer(self, module: nn.Module) -> ChunkScorer:
+        assert isinstance(module, _AENet)
+        layers = compile_layers(module.encoder, module.decoder)  # = module.forward
+
+        def score_chunk(batch: torch.Tensor, scores: torch.Tensor, contrib: torch.Tensor) -> None:
+            # (module(batch) - batch) ** 2 and its row means, written in place
+            sq = torch.sub(run_layers(layers, batch), batch, out=contrib).square_()
+            torch.mean(sq, dim=1, out=scores)
+
+        return score_chunk
 
     def _extra_state(self) -> dict[str, Any]:
         return {"hidden_sizes": self._sizes(self.n_features_)}

@@ -35,7 +35,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from training.detectors.deep import DeepDetector, LossTerms, mlp
+from training.detectors.deep import ChunkScorer, DeepDetector, LossTerms, mlp
+from training.detectors.layers import compile_layers, run_layers
 from training.errors import DetectorError
 
 LOG_VAR_MIN = -6.0  # sigma >= 0.05 of a standardised feature
@@ -70,12 +71,22 @@ class _VAENet(nn.Module):
         self.register_buffer("score_noise", noise)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mu, log_var = self.encoder_out(self.encoder(x)).chunk(2, dim=-1)
-        return mu, log_var.clamp(-_LATENT_LOG_VAR_BOUND, _LATENT_LOG_VAR_BOUND)
+        return posterior(self.encoder_out(self.encoder(x)))
 
     def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mu, log_var = self.decoder_out(self.decoder(z)).chunk(2, dim=-1)
-        return mu, log_var.clamp(LOG_VAR_MIN, LOG_VAR_MAX)
+        return likelihood(self.decoder_out(self.decoder(z)))
+
+
+def posterior(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and clamped log-variance of q(z|x) from the encoder's output layer."""
+    mu, log_var = out.chunk(2, dim=-1)
+    return mu, log_var.clamp(-_LATENT_LOG_VAR_BOUND, _LATENT_LOG_VAR_BOUND)
+
+
+def likelihood(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and clamped log-variance of p(x|z) from the decoder's output layer."""
+    mu, log_var = out.chunk(2, dim=-1)
+    return mu, log_var.clamp(LOG_VAR_MIN, LOG_VAR_MAX)
 
 
 def gaussian_nll_terms(x: torch.Tensor, mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
@@ -158,21 +169,28 @@ class VAE(DeepDetector):
         kl = kl_standard_normal(mu_z, log_var_z).mean()
         return {"loss": nll + self.beta * kl, "nll": nll, "kl": kl}
 
-    def _score_chunk(
-        self, module: nn.Module, batch: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _chunk_scorer(self, module: nn.Module) -> ChunkScorer:
         assert isinstance(module, _VAENet)
-        n, d = batch.shape
-        n_samples = module.score_noise.shape[0]
-        mu_z, log_var_z = module.encode(batch)
-        z = mu_z[:, None, :] + torch.exp(0.5 * log_var_z)[:, None, :] * module.score_noise
-        mu_x, log_var_x = module.decode(z.reshape(n * n_samples, -1))
-        mu_x, log_var_x = mu_x.reshape(n, n_samples, d), log_var_x.reshape(n, n_samples, d)
-        x = batch[:, None, :]
-        log_p = -gaussian_nll_terms(x, mu_x, log_var_x).sum(dim=-1)  # (n, L)
-        raw = -(torch.logsumexp(log_p, dim=1) - math.log(n_samples))
-        contrib = 0.5 * ((x - mu_x) ** 2 * torch.exp(-log_var_x)).mean(dim=1)
-        return raw, contrib
+        encoder = compile_layers(module.encoder, module.encoder_out)  # = module.encode
+        decoder = compile_layers(module.decoder, module.decoder_out)  # = module.decode
+        noise = module.score_noise
+        n_samples = noise.shape[0]
+
+        def score_chunk(batch: torch.Tensor, scores: torch.Tensor, contrib: torch.Tensor) -> None:
+            n, d = batch.shape
+            mu_z, log_var_z = posterior(run_layers(encoder, batch))
+            z = mu_z[:, None, :] + torch.exp(0.5 * log_var_z)[:, None, :] * noise
+            mu_x, log_var_x = likelihood(run_layers(decoder, z.reshape(n * n_samples, -1)))
+            mu_x, log_var_x = mu_x.reshape(n, n_samples, d), log_var_x.reshape(n, n_samples, d)
+            # (x - mu)^2 / sigma^2, shared by the NLL terms and the contributions; the
+            # in-place steps are gaussian_nll_terms' operations in its order
+            sq_z = (batch[:, None, :] - mu_x).square_().mul_(log_var_x.neg().exp_())
+            nll = (_LOG_2PI + log_var_x).add_(sq_z).mul_(0.5)
+            log_p = nll.sum(dim=-1).neg_()  # (n, L)
+            torch.neg(torch.logsumexp(log_p, dim=1).sub_(math.log(n_samples)), out=scores)
+            torch.mul(sq_z.mean(dim=1), 0.5, out=contrib)
+
+        return score_chunk
 
     def _after_fit(self, Z: np.ndarray) -> None:
         raw, _ = self._score_standardised(Z)
