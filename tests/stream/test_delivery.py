@@ -1,47 +1,66 @@
-"""Delivery's retry logic, driven by a scripted ``send`` (the producer seam).
+"""Delivery's retry logic, driven by a scripted ``produce`` (the producer seam).
 
-The broker side is covered by the integration tests; here a scripted send makes the
-failure cases (refused before sending, failed after) happen on demand.
+The broker side (``BatchProducer``) is covered by ``test_delivery_broker.py``; here a
+scripted produce makes the failure cases (refused before sending, failed after)
+happen on demand. The partition choice is checked against aiokafka's own.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Sequence
 
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.partitioner import murmur2 as aiokafka_murmur2
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from stream import delivery
-from stream.delivery import Delivery, DeliveryAborted
+from stream.delivery import Delivery, DeliveryAborted, Queued, default_partition, murmur2
 from stream.metrics import Metrics
 from stream.records import OutputRecord
 
 
-class ScriptedSend:
-    """Fails the first attempt of chosen values, synchronously or via the future."""
+class ScriptedProduce:
+    """Queues records in chunks of ``size``; the first attempt of a chunk holding a
+    chosen value fails, synchronously (refused) or via its future (not acked)."""
 
-    def __init__(self, fail_sync: set[bytes], fail_async: set[bytes]) -> None:
+    def __init__(self, size: int, fail_sync: set[bytes], fail_async: set[bytes]) -> None:
+        self.size = size
         self.fail_sync = set(fail_sync)
         self.fail_async = set(fail_async)
         self.delivered: list[bytes] = []
+        self.calls = 0
 
-    async def __call__(self, record: OutputRecord) -> Any:
-        if record.value in self.fail_sync:
-            self.fail_sync.discard(record.value)
-            raise RuntimeError("buffer full")
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if record.value in self.fail_async:
-            self.fail_async.discard(record.value)
-            fut.set_exception(TimeoutError("no ack"))
-        else:
-            self.delivered.append(record.value)
-            fut.set_result(None)
-        return fut
+    async def __call__(self, records: Sequence[OutputRecord]) -> list[Queued]:
+        self.calls += 1
+        queued = []
+        for i in range(0, len(records), self.size):
+            chunk = records[i : i + self.size]
+            values = {r.value for r in chunk}
+            if values & self.fail_sync:
+                self.fail_sync -= values
+                queued.append(Queued(chunk, error=RuntimeError("buffer full")))
+                continue
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            if values & self.fail_async:
+                self.fail_async -= values
+                fut.set_exception(TimeoutError("no ack"))
+            else:
+                self.delivered += [r.value for r in chunk]
+                fut.set_result(None)
+            queued.append(Queued(chunk, fut))
+        return queued
 
 
 def records(n: int) -> list[OutputRecord]:
     return [OutputRecord("t", None, str(i).encode()) for i in range(n)]
+
+
+def errors(metrics: Metrics) -> float | None:
+    return metrics.registry.get_sample_value("tripwire_produce_errors_total")
 
 
 @pytest.fixture(autouse=True)
@@ -51,15 +70,64 @@ def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
 
 async def test_failed_records_are_retried_until_acknowledged() -> None:
     metrics = Metrics(CollectorRegistry())
-    send = ScriptedSend(fail_sync={b"1"}, fail_async={b"3", b"4"})
-    await Delivery(send, metrics, lambda: False).deliver(records(6))
-    assert sorted(send.delivered) == [str(i).encode() for i in range(6)]
-    assert len(send.delivered) == 6  # nothing delivered twice by us
-    assert metrics.registry.get_sample_value("tripwire_produce_errors_total") == 3
+    produce = ScriptedProduce(1, fail_sync={b"1"}, fail_async={b"3", b"4"})
+    await Delivery(produce, metrics, lambda: False).deliver(records(6))
+    assert sorted(produce.delivered) == [str(i).encode() for i in range(6)]
+    assert len(produce.delivered) == 6  # nothing delivered twice by us
+    assert errors(metrics) == 3
+
+
+async def test_a_failed_group_fails_all_its_records() -> None:
+    metrics = Metrics(CollectorRegistry())
+    produce = ScriptedProduce(3, fail_sync={b"0"}, fail_async={b"4"})
+    await Delivery(produce, metrics, lambda: False).deliver(records(7))
+    # chunks [0 1 2] refused and [3 4 5] not acked: six records counted, all retried
+    assert errors(metrics) == 6
+    assert produce.delivered == [b"6", b"0", b"1", b"2", b"3", b"4", b"5"]
+    assert produce.calls == 2
+
+
+async def test_a_produce_call_that_raises_fails_every_record() -> None:
+    metrics = Metrics(CollectorRegistry())
+    inner = ScriptedProduce(2, set(), set())
+    attempts = 0
+
+    async def not_ready_once(batch: Sequence[OutputRecord]) -> list[Queued]:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            raise RuntimeError("producer not started")
+        return await inner(batch)
+
+    await Delivery(not_ready_once, metrics, lambda: False).deliver(records(5))
+    assert errors(metrics) == 5
+    assert inner.delivered == [str(i).encode() for i in range(5)]
 
 
 async def test_delivery_gives_up_only_when_stopping() -> None:
     metrics = Metrics(CollectorRegistry())
-    send = ScriptedSend(fail_sync=set(), fail_async={b"0"})
+    produce = ScriptedProduce(1, fail_sync=set(), fail_async={b"0"})
     with pytest.raises(DeliveryAborted):
-        await Delivery(send, metrics, lambda: True).deliver(records(2))
+        await Delivery(produce, metrics, lambda: True).deliver(records(2))
+
+
+@given(st.binary(max_size=64))
+def test_murmur2_is_kafkas(data: bytes) -> None:
+    assert murmur2(data) == aiokafka_murmur2(data)
+
+
+@given(
+    st.binary(max_size=40),
+    st.lists(st.integers(0, 1000), min_size=1, max_size=64, unique=True),
+)
+def test_default_partition_is_aiokafkas(key: bytes, partitions: list[int]) -> None:
+    available = partitions[::2]
+    expected = DefaultPartitioner()(key, partitions, available)
+    assert default_partition(key, partitions, available) == expected
+
+
+def test_a_missing_key_goes_to_a_random_available_partition() -> None:
+    chosen = {default_partition(None, [0, 1, 2, 3], [1, 3]) for _ in range(200)}
+    assert chosen == {1, 3}
+    chosen = {default_partition(None, [0, 1, 2], []) for _ in range(200)}
+    assert chosen == {0, 1, 2}
