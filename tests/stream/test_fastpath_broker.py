@@ -18,8 +18,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from stream.app import MIN_FETCH_WAIT
-from stream.fastpath import BatchConsumer, install
+from stream.app import MIN_FETCH_WAIT, create_app
+from stream.fastpath import BatchConsumer, batch_consumer, install
 from stream.metrics import Metrics
 from stream.settings import WorkerSettings
 from stream.worker import StreamWorker
@@ -204,6 +204,43 @@ async def test_the_consumer_knows_when_the_log_is_ahead_of_its_fetch_position(
             consumer.ack_batch(batch)
         caught_up = not consumer._thread.behind()
     assert caught_up_at_first and ahead_while_full and caught_up
+
+
+async def test_a_deep_backlog_is_handed_over_in_bounded_pieces(
+    broker: EmbeddedBroker, topic: str
+) -> None:
+    """The worker's app bounds the records one hand-over puts in the feed.
+
+    Tansu answers one fetch with ~25,000 such records per partition whatever
+    ``max_partition_fetch_bytes`` says; unbounded, all of them landed in the feed at
+    once (a behind worker's RSS jumped by tens of MB, docs/reliability.md).
+    """
+    bs = broker.bootstrap
+    n = 30_000
+    await produce(bs, topic, n, [0], size=200)
+    settings = WorkerSettings(
+        bootstrap=bs, model_ref="m", input_topic=topic, group_id=f"g-{topic}",
+        session_timeout=SESSION_TIMEOUT, max_batch=256,
+    )  # fmt: skip
+    app = create_app(settings)
+    consumer = batch_consumer(app)
+    app.topics.add(app.topic(topic, key_type=bytes, value_type=bytes))
+    bound = app.conf.stream_buffer_maxsize + (app.conf.broker_max_poll_records or 0)
+    peak = seen = 0
+    await app.start()
+    try:
+        deadline = time.monotonic() + 60
+        while seen < n and time.monotonic() < deadline:
+            peak = max(peak, len(consumer.feed))
+            batch = await asyncio.wait_for(consumer.next_batch(256, max_wait=0.01), 10)
+            peak = max(peak, len(consumer.feed) + len(batch))
+            seen += len(batch)
+            consumer.ack_batch(batch)
+            await asyncio.sleep(0)
+    finally:
+        await app.stop()
+    assert seen == n
+    assert peak <= bound, f"{peak} records buffered at once, bound {bound}"
 
 
 async def test_the_worker_scores_through_the_fast_path(
