@@ -115,18 +115,23 @@ class BatchProcessor:
         result = BatchResult()
         codec = self.codec(scorer)
         good: list[tuple[InputRecord, Decoded]] = []
+        dead = DeadLetters()
         for record, decoded in zip(records, codec.decode_batch(records), strict=True):
             if isinstance(decoded, InvalidEvent):
-                e = decoded
-                self._dead_letter(result, record, e.reason, e.error, e.detail, count=1)
+                dead.record(record, decoded)
                 continue
             result.consumed += len(decoded) + len(decoded.rejected)
-            if decoded.rejected:
-                self._reject_vectors(result, record, decoded)
+            for i, reason, detail in decoded.rejected:
+                dead.vector(record, i, reason, "InvalidEvent", detail)
             if len(decoded):
                 good.append((record, decoded))
         if good:
-            self._score(result, good, scorer)
+            self._score(result, good, scorer, dead)
+        for record, error, vectors in dead.in_order(records):
+            if error is not None:
+                self._dead_letter(result, record, error.reason, error.error, error.detail, count=1)
+            else:
+                self._refuse_vectors(result, record, vectors)
         return result
 
     def _dead_letter(
@@ -157,18 +162,24 @@ class BatchProcessor:
             )  # fmt: skip
         )
 
-    def _reject_vectors(self, result: BatchResult, record: InputRecord, decoded: Decoded) -> None:
-        """One dead letter for the refused vectors of a packed record."""
-        positions = [i for i, _, _ in decoded.rejected]
-        detail = "; ".join(d for _, _, d in decoded.rejected)
-        reason = decoded.rejected[0][1]
+    def _refuse_vectors(
+        self, result: BatchResult, record: InputRecord, vectors: list[RefusedVector]
+    ) -> None:
+        """One dead letter for the refused vectors of a record (counted already)."""
+        vectors.sort(key=lambda v: -1 if v[0] is None else v[0])
+        indices = [i for i, _, _, _ in vectors if i is not None]
+        _, reason, error, _ = vectors[0]
         self._dead_letter(
-            result, record, reason, "InvalidEvent", detail,
-            count=len(positions), indices=positions, decoded=True,
+            result, record, reason, error, "; ".join(d for _, _, _, d in vectors),
+            count=len(vectors), indices=indices, decoded=True,
         )  # fmt: skip
 
     def _score(
-        self, result: BatchResult, good: list[tuple[InputRecord, Decoded]], scorer: Scorer
+        self,
+        result: BatchResult,
+        good: list[tuple[InputRecord, Decoded]],
+        scorer: Scorer,
+        dead: DeadLetters,
     ) -> None:
         X = np.concatenate([d.X for _, d in good])  # a fresh, writable array
         started, cpu = self.monotonic(), self.thread_clock()
@@ -192,7 +203,7 @@ class BatchProcessor:
                 record, decoded = good[k]
                 j = i - int(starts[k])
                 if not finite[i]:
-                    self._unscorable(result, record, decoded, j, float(scores[i]))
+                    _unscorable(dead, record, decoded, j, float(scores[i]))
                     continue
                 s = _scored(record, decoded, j, float(scores[i]), bool(scored.is_anomaly[i]))
                 self._emit(result, s, scorer, detected_at, tops.get(i, []))
@@ -233,17 +244,51 @@ class BatchProcessor:
         tops = scorer.top_features_rows(X[rows], contrib, self.top_k)
         return dict(zip(rows.tolist(), tops, strict=True))
 
-    def _unscorable(
-        self, result: BatchResult, record: InputRecord, decoded: Decoded, j: int, score: float
+
+#: ``(index in a packed record or None, reason, error, detail)`` of one refused vector.
+RefusedVector = tuple[int | None, str, str, str]
+
+
+class DeadLetters:
+    """The dead letters of a micro-batch, collected per record, written in input order.
+
+    A record is dead-lettered whole (it could not be decoded) or for some of its
+    vectors (refused by the decoder or given a non-finite score): one dead letter
+    per record either way, naming every refused vector.
+    """
+
+    def __init__(self) -> None:
+        self._by_record: dict[int, tuple[InputRecord, InvalidEvent | None, list[RefusedVector]]]
+        self._by_record = {}
+
+    def record(self, record: InputRecord, error: InvalidEvent) -> None:
+        """Dead-letter ``record`` whole."""
+        self._by_record[id(record)] = (record, error, [])
+
+    def vector(
+        self, record: InputRecord, index: int | None, reason: str, error: str, detail: str
     ) -> None:
-        """A finite input the model gave a NaN/inf score: dead-letter it, loudly."""
-        log.warning("model returned score %r for input %s", score, decoded.ids[j])
-        indices = [] if decoded.index is None else [decoded.index[j]]
-        detail = f"the model returned a non-finite score ({score!r}) for {decoded.ids[j]}"
-        self._dead_letter(
-            result, record, "non_finite", "ScoreError", detail,
-            count=1, indices=indices, decoded=True,
-        )  # fmt: skip
+        """Refuse one vector of ``record``: at ``index`` of a packed record, else ``None``."""
+        self._by_record.setdefault(id(record), (record, None, []))[2].append(
+            (index, reason, error, detail)
+        )
+
+    def in_order(
+        self, records: Sequence[InputRecord]
+    ) -> list[tuple[InputRecord, InvalidEvent | None, list[RefusedVector]]]:
+        """Everything collected, in the order of ``records``."""
+        by_record = self._by_record
+        return [by_record[id(r)] for r in records if id(r) in by_record]
+
+
+def _unscorable(
+    dead: DeadLetters, record: InputRecord, decoded: Decoded, j: int, score: float
+) -> None:
+    """A finite input the model gave a NaN/inf score: dead-letter it, loudly."""
+    log.warning("model returned score %r for input %s", score, decoded.ids[j])
+    index = None if decoded.index is None else decoded.index[j]
+    detail = f"the model returned a non-finite score ({score!r}) for {decoded.ids[j]}"
+    dead.vector(record, index, "non_finite", "ScoreError", detail)
 
 
 def _scored(record: InputRecord, decoded: Decoded, j: int, score: float, anomaly: bool) -> Scored:

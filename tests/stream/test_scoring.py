@@ -118,3 +118,22 @@ def test_cooldown_suppresses_repeat_alerts_of_an_entity(scorer: Scorer) -> None:
 def test_no_scores_topic_means_no_score_records(scorer: Scorer) -> None:
     result = processor(topics=Topics("alerts", "dlq")).process([f32_record(0, rows()[0])], scorer)
     assert all(o.topic != "scores" for o in result.outputs) and result.scored == 1
+
+
+def test_a_record_gets_one_dead_letter_for_all_its_refused_vectors(scorer: Scorer) -> None:
+    """NaN input (refused by the decoder) and huge input (the model's score
+    overflows float32 to inf) in one packed record: one dead letter naming both."""
+    X = rows()[:4].copy()
+    X[1, 0] = np.nan
+    X[3, -1] = 3.7e19  # finite, but its squared error is not
+    values = [packed(X), packed(np.vstack([X[3], X[3]]))]
+    headers = [("content-type", PACKED_TYPE.encode())]
+    records = [InputRecord("in", 0, i, None, None, v, headers) for i, v in enumerate(values)]
+    result = processor().process(records, scorer)
+    dlq = [dict(o.headers or []) for o in result.outputs if o.topic == "dlq"]
+    assert [h["tripwire-source-offset"] for h in dlq] == [b"0", b"1"]
+    assert [h["tripwire-indices"] for h in dlq] == [b"1,3", b"0,1"]
+    assert [h["tripwire-reason"] for h in dlq] == [b"non_finite", b"non_finite"]
+    assert [h["tripwire-error"] for h in dlq] == [b"InvalidEvent", b"ScoreError"]
+    assert result.scored == 2 and result.invalid == {"non_finite": 4}
+    assert result.consumed == 6
