@@ -52,8 +52,9 @@ class Standardizer:
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         """Standardise ``X`` (n_samples, n_features); returns float32."""
-        X = np.asarray(X, dtype=np.float32)
-        return ((X - self.mean_) / self.scale_).astype(np.float32, copy=False)
+        Z = np.subtract(X, self.mean_, dtype=np.float32)  # same bits as (X - mean) / scale
+        Z /= self.scale_
+        return Z
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable parameters: ``{"mean": [...], "scale": [...]}``."""

@@ -105,7 +105,7 @@ def test_scores_and_contributions_are_bitwise_the_reference(det, rows, n, thread
     scores, contrib = det.score_and_explain(X)
     ref_scores, ref_contrib = reference(det, X)
     assert scores.dtype == np.float64 and scores.shape == (n,)
-    assert contrib is not None and contrib.dtype == np.float64 and contrib.shape == X.shape
+    assert contrib is not None and contrib.dtype == np.float32 and contrib.shape == X.shape
     assert np.array_equal(scores, ref_scores)
     assert np.array_equal(contrib, ref_contrib)
 
