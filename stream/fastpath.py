@@ -41,8 +41,9 @@ recovery, the commit timer and the producer are faust's, unchanged):
 - ``stop_flow`` (the start of every rebalance and of shutdown) empties the feed:
   untracked records are fetched again after the seek to the committed offsets.
 - The fetch long-poll is bounded by ``BatchConsumer.fetch_max_wait`` (set by
-  :func:`install`) instead of 1.5 s; it grows to ``BEHIND_FETCH_WAIT`` only while
-  fetches come back empty although the log is ahead (a broker that needs longer).
+  :func:`install`) instead of 1.5 s; it grows, up to ``BEHIND_FETCH_WAIT``, only
+  while fetches come back empty although the log is ahead (a broker that needs
+  longer), and shrinks back once caught up.
 """
 
 from __future__ import annotations
@@ -70,11 +71,9 @@ log = logging.getLogger(__name__)
 
 #: Seconds one fetch call may wait for records (then the loop checks for a stop).
 FETCH_TIMEOUT = 0.25
-#: Fetch long-poll while the log is ahead but fetches come back empty (see
+#: Longest fetch long-poll while the log is ahead but fetches come back empty (see
 #: ``BatchConsumer._adapt_fetch_wait``); aiokafka's default.
 BEHIND_FETCH_WAIT = 0.5
-#: Fetch calls in a row that must come back empty while behind before it applies.
-EMPTY_WHILE_BEHIND = 3
 
 
 class BatchConsumer(CommittingConsumer):
@@ -89,7 +88,7 @@ class BatchConsumer(CommittingConsumer):
         self.feed = RecordFeed(self.app.conf.stream_buffer_maxsize)
         # One past the last offset of the last delivered batch, per partition.
         self._delivered: dict[TP, int] = {}
-        self._empty_while_behind = 0
+        self._fetch_wait: float | None = None  # the long-poll now, None: fetch_max_wait
 
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -113,11 +112,10 @@ class BatchConsumer(CommittingConsumer):
                 if not self.flow_active or generation != self.app.consumer_generation_id:
                     # fetched across a rebalance/stop: read it again
                     await self._seek_back(records or {})
-                elif records:
-                    self._empty_while_behind = 0
-                    self._feed(records, generation)
                 else:
-                    self._adapt_fetch_wait()
+                    if records:
+                        self._feed(records, generation)
+                    self._adapt_fetch_wait(bool(records))
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
                 log.info("broker stopped the consumer, shutting down")
@@ -140,28 +138,35 @@ class BatchConsumer(CommittingConsumer):
         except Exception as e:  # as faust's getmany: the next rebalance seeks again
             log.warning("seek to committed offsets after a flow stop failed: %r", e)
 
-    def _adapt_fetch_wait(self) -> None:
-        """After a fetch call that got nothing: long-poll longer while the log is ahead.
+    def _adapt_fetch_wait(self, got_records: bool) -> None:
+        """After each fetch call: fit the long-poll to what the broker needs.
 
         Some brokers answer a short-wait fetch with no records although the high
-        watermark is far ahead, and keep doing so (Tansu 0.6 with memory storage,
-        once a partition holds ~1 M records: docs/reliability.md); a longer wait gets
-        the records. Back to ``fetch_max_wait`` once every partition is caught up.
-        One empty call while behind proves nothing (records may have landed just
-        after it gave up): it takes ``EMPTY_WHILE_BEHIND`` in a row.
+        watermark is far ahead (Tansu 0.6 with memory storage, deeper into a large
+        partition the longer it needs: docs/reliability.md); a longer wait gets
+        them. So the wait doubles, up to ``BEHIND_FETCH_WAIT``, after each call that
+        got nothing while the log is ahead, stays while calls bring records and the
+        log is still ahead, and halves, down to ``fetch_max_wait``, after each call
+        that ends caught up (a long wait delays events: Tansu holds a fetch for its
+        whole wait). It settles near the shortest wait the broker answers instead of
+        flapping between the two ends (a soak lost ~20 s to that).
         """
-        if self._thread.behind():
-            self._empty_while_behind += 1
-            if self._empty_while_behind < EMPTY_WHILE_BEHIND:
-                return
-            wait = BEHIND_FETCH_WAIT
-        else:
-            self._empty_while_behind = 0
-            wait = self.fetch_max_wait
-        if self._thread.set_fetch_wait(wait):
-            log.info("fetch long-poll now %.0f ms (the log is %s)", 1000 * wait,
-                     "ahead, fetches come back empty" if wait > self.fetch_max_wait
-                     else "read up to its end")  # fmt: skip
+        behind = self._thread.behind()
+        now = self.fetch_max_wait if self._fetch_wait is None else self._fetch_wait
+        wait = now
+        if behind and not got_records:
+            wait = min(2 * wait, max(BEHIND_FETCH_WAIT, self.fetch_max_wait))
+        elif not behind:
+            wait = max(wait / 2, self.fetch_max_wait)
+        if wait == now:
+            return
+        self._fetch_wait = wait
+        self._thread.set_fetch_wait(wait)
+        at_end = wait in (self.fetch_max_wait, BEHIND_FETCH_WAIT)
+        log.log(logging.INFO if at_end else logging.DEBUG,
+                "fetch long-poll now %.0f ms (%s)", 1000 * wait,
+                "the log is ahead, fetches come back empty" if behind
+                else "read up to the log end")  # fmt: skip
 
     def _feed(self, records: Mapping[TP, list[ConsumerRecord]], generation: int) -> None:
         active = self._active_partitions

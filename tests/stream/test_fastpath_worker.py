@@ -16,7 +16,6 @@ from aiokafka.structs import ConsumerRecord
 from faust.types import TP
 from prometheus_client import CollectorRegistry
 
-from stream import fastpath
 from stream import worker as worker_module
 from stream.fastpath import Batch
 from stream.metrics import Metrics
@@ -95,21 +94,27 @@ class FakeThread:
         return changed
 
 
-def test_the_long_poll_backs_off_only_after_empty_fetches_while_behind(
+def test_the_long_poll_fits_what_the_broker_needs(
     worker: StreamWorker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     consumer = worker.consumer
     thread = FakeThread()
     monkeypatch.setattr(consumer, "_thread", thread)
     consumer.fetch_max_wait = 0.01
-    consumer._adapt_fetch_wait()  # empty and caught up: stays short
+    consumer._adapt_fetch_wait(False)  # empty and caught up: stays short
+    consumer._adapt_fetch_wait(True)
     assert thread.wait_ms == 10
     thread.ahead = True
-    for _ in range(fastpath.EMPTY_WHILE_BEHIND - 1):
-        consumer._adapt_fetch_wait()  # records may have landed just after: not yet
-    assert thread.wait_ms == 10
-    consumer._adapt_fetch_wait()
-    assert thread.wait_ms == round(1000 * fastpath.BEHIND_FETCH_WAIT)
+    waits = []
+    for _ in range(8):  # empty while the log is ahead: doubles, up to the cap
+        consumer._adapt_fetch_wait(False)
+        waits.append(thread.wait_ms)
+    assert waits == [20, 40, 80, 160, 320, 500, 500, 500]
+    consumer._adapt_fetch_wait(True)  # records, still behind: the wait that works stays
+    assert thread.wait_ms == 500
     thread.ahead = False
-    consumer._adapt_fetch_wait()  # caught up: short again
-    assert thread.wait_ms == 10
+    waits = []
+    for got in (True, False, True, True, True, True, True, True):  # caught up: halves
+        consumer._adapt_fetch_wait(got)
+        waits.append(thread.wait_ms)
+    assert waits == [250, 125, 62, 31, 16, 10, 10, 10]
