@@ -3,7 +3,9 @@
 ``WorkerProcess`` starts ``python -m tripwire worker`` with settings passed as
 ``TRIPWIRE_*`` variables (as an operator would), logs to a file, and is always
 stopped by its owner (``stop`` = SIGTERM, ``kill`` = SIGKILL). The Kafka helpers
-are plain aiokafka clients run with ``asyncio.run``.
+are plain aiokafka clients run with ``asyncio.run``. Shared inputs live here too:
+``worker_settings``/``topics_for`` for a worker run, ``bad_inputs`` (one record per
+dead-letter reason) and ``packed`` (the packed layout written byte by byte).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -24,13 +27,17 @@ from typing import Any
 import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
-from stream.codecs import F32_TYPE, PACKED_TYPE
+from stream.codecs import F32_TYPE, FLAG_IDS, FLAG_KEYS, FLAG_TS, PACKED_TYPE
 from stream.packed import encode_packed
-from tripwire.embedded import free_port
+from tests.fixtures.kafka import create_topics
+from tests.fixtures.registry import N_FEATURES, Published
+from tripwire.embedded import EmbeddedBroker, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 #: Short session timeout: Tansu delays a group join by half of it.
 SESSION_TIMEOUT = "4"
+#: The ``max_message_bytes`` of workers fed :func:`bad_inputs` (its "oversize" record).
+MAX_MESSAGE_BYTES = 4096
 
 Headers = list[tuple[str, bytes]]
 
@@ -60,6 +67,66 @@ def f32_event(event_id: str, x: np.ndarray, key: str) -> Out:
 def packed_event(ids: Sequence[str], X: np.ndarray, key: str) -> Out:
     value = encode_packed(X, ids=ids)
     return Out(value, key=key.encode(), headers=[("content-type", PACKED_TYPE.encode())])
+
+
+def packed(
+    X: np.ndarray,
+    *,
+    ids: list[str] | None = None,
+    keys: list[str] | None = None,
+    ts: list[int] | None = None,
+    d: int | None = None,
+    magic: bytes = b"TWP1",
+    extra_flags: int = 0,
+) -> bytes:
+    """A packed value written byte by byte from the documented layout (not ``encode_packed``).
+
+    ``d``, ``magic`` and ``extra_flags`` override the header to build broken values.
+    """
+    n = len(X)
+    flags = (FLAG_IDS if ids else 0) | (FLAG_KEYS if keys else 0) | (FLAG_TS if ts else 0)
+    out = struct.pack("<4sIHH", magic, n, X.shape[1] if d is None else d, flags | extra_flags)
+    if ts:
+        out += np.asarray(ts, "<i8").tobytes()
+    out += np.asarray(X, "<f4").tobytes()
+    for section in (ids, keys):
+        if section:
+            blob = "\n".join(section).encode()
+            out += struct.pack("<I", len(blob)) + blob
+    return out
+
+
+def bad_inputs() -> list[tuple[str, Out]]:
+    """One or more records of every kind of bad input, with the reason expected."""
+    ok = [0.5] * N_FEATURES
+    return [
+        ("malformed", Out(b'{"id": "m", "features": [1, 2')),
+        ("empty", Out(b"", key=b"e")),
+        ("oversize", json_event("big", ok, pad=" " * MAX_MESSAGE_BYTES)),
+        ("unknown_encoding", Out(b"hello")),
+        ("unknown_encoding", Out(b'{"id": "x"}', headers=[("content-type", b"text/plain")])),
+        ("schema", Out(json.dumps({"features": ok}).encode())),
+        ("feature_count", json_event("fc", ok[:-1])),
+        ("feature_count", f32_event("fc-bin", np.ones(N_FEATURES + 1), "k")),
+        ("feature_names", Out(json.dumps({"id": "fn", "features": {"f0": 1.0}}).encode())),
+        ("non_numeric", Out(json.dumps({"id": "nn", "features": ["a"] * N_FEATURES}).encode())),
+        ("non_finite", f32_event("nf", np.full(N_FEATURES, np.nan), "k")),
+    ]
+
+
+def topics_for(broker: EmbeddedBroker, tag: str, partitions: int) -> dict[str, str]:
+    names = {k: f"{k}-{tag}-{time.monotonic_ns()}" for k in ("features", "alerts", "dlq", "scores")}
+    asyncio.run(create_topics(broker.bootstrap, [names["features"]], partitions))
+    return names
+
+
+def worker_settings(broker: EmbeddedBroker, pub: Published, topics: dict[str, str]) -> dict:
+    return {
+        "bootstrap": broker.bootstrap, "registry": pub.root, "model_ref": pub.name,
+        "input_topic": topics["features"], "alert_topic": topics["alerts"],
+        "dlq_topic": topics["dlq"], "scores_topic": topics["scores"],
+        "group_id": f"g-{topics['features']}", "commit_interval": 0.5,
+    }  # fmt: skip
 
 
 def produce(bootstrap: str, topic: str, records: Sequence[Out]) -> list[tuple[int, int]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import struct
 
 import numpy as np
 import pytest
@@ -12,9 +11,6 @@ from hypothesis import strategies as st
 
 from stream.codecs import (
     F32_TYPE,
-    FLAG_IDS,
-    FLAG_KEYS,
-    FLAG_TS,
     PACKED_TYPE,
     Codec,
     InvalidEvent,
@@ -22,6 +18,7 @@ from stream.codecs import (
 from stream.metrics import INVALID_REASONS
 from stream.packed import encode_packed
 from stream.records import InputRecord
+from tests.stream.harness import packed
 
 NAMES = ("a", "b", "c")
 CODEC = Codec(NAMES, max_message_bytes=10_000)
@@ -46,29 +43,6 @@ def f32(values: list[float], **headers: bytes) -> InputRecord:
         (k.replace("_", "-"), v) for k, v in headers.items()
     ]
     return rec(np.asarray(values, "<f4").tobytes(), key=b"ent", headers=hs)
-
-
-def packed(
-    X: np.ndarray,
-    *,
-    ids: list[str] | None = None,
-    keys: list[str] | None = None,
-    ts: list[int] | None = None,
-    d: int | None = None,
-    magic: bytes = b"TWP1",
-    extra_flags: int = 0,
-) -> bytes:
-    n = len(X)
-    flags = (FLAG_IDS if ids else 0) | (FLAG_KEYS if keys else 0) | (FLAG_TS if ts else 0)
-    out = struct.pack("<4sIHH", magic, n, X.shape[1] if d is None else d, flags | extra_flags)
-    if ts:
-        out += np.asarray(ts, "<i8").tobytes()
-    out += np.asarray(X, "<f4").tobytes()
-    for section in (ids, keys):
-        if section:
-            blob = "\n".join(section).encode()
-            out += struct.pack("<I", len(blob)) + blob
-    return out
 
 
 def reason_of(record: InputRecord, codec: Codec = CODEC) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -15,16 +14,10 @@ from prometheus_client import CollectorRegistry
 
 from stream.metrics import Metrics
 from stream.reload import ModelWatcher, load_initial
-from tests.fixtures.registry import Published, manifest
+from tests.fixtures.registry import FAULTS, Published, corrupt_weights, manifest, point_alias
 from training.detectors import Detector, detector_class
 from training.errors import ModelLoadError
 from training.registry import Registry, load_scorer
-
-
-def point_alias(pub: Published, version: str, alias: str = "production") -> None:
-    """Move an alias by writing its file directly (what a faulty tool could do)."""
-    path = pub.registry.alias_path(pub.name, alias)
-    path.write_text(json.dumps({"version": version, "history": [], "updated_at": "now"}))
 
 
 def sample(metrics: Metrics, metric: str, **labels: str) -> float:
@@ -87,32 +80,6 @@ def test_new_version_is_swapped_in(
     assert sample(metrics, "tripwire_threshold") == 5.0
 
 
-def _corrupt_weights(pub: Published) -> None:
-    vdir = pub.registry.version_dir(pub.name, pub.version)
-    weights = vdir / "weights.safetensors"
-    data = bytearray(weights.read_bytes())
-    data[-1] ^= 0xFF
-    weights.write_bytes(bytes(data))
-
-
-def _newer_schema(pub: Published) -> None:
-    path = pub.registry.version_dir(pub.name, pub.version) / "manifest.json"
-    doc = json.loads(path.read_text())
-    doc["schema_version"] = 99
-    path.write_text(json.dumps(doc))
-
-
-def _half_written(pub: Published) -> None:
-    (pub.registry.version_dir(pub.name, pub.version) / "weights.safetensors").unlink()
-
-
-FAULTS = {
-    "half-written": _half_written,
-    "sha256 mismatch": _corrupt_weights,
-    "newer schema": _newer_schema,
-}
-
-
 @pytest.mark.parametrize(
     ("fault", "why"),
     [
@@ -159,7 +126,7 @@ def test_refused_version_is_retried_after_a_while(
     bad = registry_factory(root=served.root, seed=1, promote=None)
     weights = bad.registry.version_dir(bad.name, bad.version) / "weights.safetensors"
     good_bytes = weights.read_bytes()
-    _corrupt_weights(bad)
+    corrupt_weights(bad)
     point_alias(served, bad.version)
     assert watcher.check() == "failure"
     clock.t = 30.0
@@ -224,6 +191,6 @@ def test_batch_dependent_detectors_are_refused_at_start_and_on_reload(
 def test_start_refuses_a_model_that_cannot_load(served: Published) -> None:
     with pytest.raises(ModelLoadError, match="no alias 'staging'"):
         load_initial(str(served.root), f"{served.name}@staging")
-    _corrupt_weights(served)
+    corrupt_weights(served)
     with pytest.raises(ModelLoadError, match="sha256"):
         load_initial(str(served.root), served.name)

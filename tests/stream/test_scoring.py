@@ -14,7 +14,7 @@ from stream.cooldown import Cooldown
 from stream.records import InputRecord
 from stream.scoring import BatchProcessor, Topics
 from tests.fixtures.registry import Published, anomalous_rows, normal_rows
-from tests.stream.test_codecs import packed
+from tests.stream.harness import packed
 from training.registry import load_scorer
 from training.scorer import Scorer
 

@@ -20,10 +20,12 @@ from aiokafka import ConsumerRecord
 
 from stream.alerts import alert_id
 from tests.fixtures.kafka import create_topics
-from tests.fixtures.registry import N_FEATURES, anomalous_rows, normal_rows, publish_model
+from tests.fixtures.registry import anomalous_rows, normal_rows, publish_model
 from tests.stream.harness import (
+    MAX_MESSAGE_BYTES,
     Out,
     WorkerProcess,
+    bad_inputs,
     committed,
     consume,
     f32_event,
@@ -40,7 +42,6 @@ from tripwire.embedded import EmbeddedBroker
 pytestmark = pytest.mark.integration
 
 PARTITIONS = 3
-MAX_MESSAGE_BYTES = 4096
 
 
 @dataclass
@@ -75,24 +76,6 @@ class Run:
             doc = json.loads(r.value)
             by_id.setdefault(doc["id"], []).append(doc)
         return by_id
-
-
-def bad_inputs() -> list[tuple[str, Out]]:
-    """One or more records of every kind of bad input, with the reason expected."""
-    ok = [0.5] * N_FEATURES
-    return [
-        ("malformed", Out(b'{"id": "m", "features": [1, 2')),
-        ("empty", Out(b"", key=b"e")),
-        ("oversize", json_event("big", ok, pad=" " * MAX_MESSAGE_BYTES)),
-        ("unknown_encoding", Out(b"hello")),
-        ("unknown_encoding", Out(b'{"id": "x"}', headers=[("content-type", b"text/plain")])),
-        ("schema", Out(json.dumps({"features": ok}).encode())),
-        ("feature_count", json_event("fc", ok[:-1])),
-        ("feature_count", f32_event("fc-bin", np.ones(N_FEATURES + 1), "k")),
-        ("feature_names", Out(json.dumps({"id": "fn", "features": {"f0": 1.0}}).encode())),
-        ("non_numeric", Out(json.dumps({"id": "nn", "features": ["a"] * N_FEATURES}).encode())),
-        ("non_finite", f32_event("nf", np.full(N_FEATURES, np.nan), "k")),
-    ]
 
 
 def valid_inputs(run: Run) -> list[Out]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import time
@@ -12,8 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.fixtures.kafka import create_topics
-from tests.fixtures.registry import Published, anomalous_rows, normal_rows, publish_model
+from tests.fixtures.registry import anomalous_rows, normal_rows, publish_model
 from tests.stream.harness import (
     WorkerProcess,
     committed,
@@ -21,7 +19,9 @@ from tests.stream.harness import (
     f32_event,
     log_ends,
     produce,
+    topics_for,
     wait_for,
+    worker_settings,
 )
 from training.registry import load_scorer
 from tripwire.embedded import EmbeddedBroker
@@ -70,21 +70,6 @@ def scores_by_id(bootstrap: str, topic: str) -> dict[str, list[dict]]:
         doc = json.loads(r.value)
         by_id[doc["id"]].append(doc)
     return by_id
-
-
-def topics_for(broker: EmbeddedBroker, tag: str, partitions: int) -> dict[str, str]:
-    names = {k: f"{k}-{tag}-{time.monotonic_ns()}" for k in ("features", "alerts", "dlq", "scores")}
-    asyncio.run(create_topics(broker.bootstrap, [names["features"]], partitions))
-    return names
-
-
-def worker_settings(broker: EmbeddedBroker, pub: Published, topics: dict[str, str]) -> dict:
-    return {
-        "bootstrap": broker.bootstrap, "registry": pub.root, "model_ref": pub.name,
-        "input_topic": topics["features"], "alert_topic": topics["alerts"],
-        "dlq_topic": topics["dlq"], "scores_topic": topics["scores"],
-        "group_id": f"g-{topics['features']}", "commit_interval": 0.5,
-    }  # fmt: skip
 
 
 @pytest.fixture

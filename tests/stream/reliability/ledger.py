@@ -33,8 +33,15 @@ from stream.alerts import alert_id
 from stream.codecs import Codec, InvalidEvent
 from stream.records import InputRecord
 from tests.fixtures.registry import N_FEATURES, Published
-from tests.stream.harness import Out, committed, consume, produce, wait_for
-from tests.stream.test_worker_reload_scaleout import topics_for, worker_settings
+from tests.stream.harness import (
+    Out,
+    committed,
+    consume,
+    produce,
+    topics_for,
+    wait_for,
+    worker_settings,
+)
 from tripwire.embedded import EmbeddedBroker
 
 FIGURES_ENV = "TRIPWIRE_RELIABILITY_FIGURES"

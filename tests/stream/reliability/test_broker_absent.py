@@ -17,9 +17,8 @@ import pytest
 
 from tests.fixtures.kafka import create_topics
 from tests.fixtures.registry import normal_rows, publish_model
-from tests.stream.harness import WorkerProcess, f32_event, wait_for
+from tests.stream.harness import WorkerProcess, f32_event, wait_for, worker_settings
 from tests.stream.reliability.ledger import Ledger
-from tests.stream.test_worker_reload_scaleout import worker_settings
 from tripwire.embedded import EmbeddedBroker, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

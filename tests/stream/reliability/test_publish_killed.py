@@ -22,15 +22,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.fixtures.registry import Watcher
 from tests.stream.harness import REPO
 from tests.stream.reliability.ledger import Figures
-from tests.training.registry.test_crash import Watcher
 from training.registry import Registry, load_scorer
 
 pytestmark = pytest.mark.slow
 
 ITERATIONS = 30
-NAME = "m"  # the model the crash-test Watcher reads
+NAME = "m"  # the model tests.fixtures.registry.Watcher reads
 
 
 def tripwire(*args: str) -> list[str]:

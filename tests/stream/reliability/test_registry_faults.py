@@ -19,11 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.registry import Published, publish_model
+from tests.fixtures.registry import FAULTS, Published, point_alias, publish_model
 from tests.stream.harness import REPO, WorkerProcess, wait_for
 from tests.stream.reliability.ledger import new_run
 from tests.stream.reliability.traffic import RateProducer
-from tests.stream.test_reload import FAULTS, point_alias
 from tripwire.embedded import EmbeddedBroker, free_port
 
 PARTITIONS = 2

@@ -15,9 +15,16 @@ import pytest
 
 from stream.alerts import alert_id
 from tests.fixtures.registry import anomalous_rows, normal_rows, publish_model
-from tests.stream.harness import WorkerProcess, f32_event, json_event, packed_event, wait_for
+from tests.stream.harness import (
+    MAX_MESSAGE_BYTES,
+    WorkerProcess,
+    bad_inputs,
+    f32_event,
+    json_event,
+    packed_event,
+    wait_for,
+)
 from tests.stream.reliability.ledger import Ledger, check_redeliveries, new_run
-from tests.stream.test_worker_e2e import MAX_MESSAGE_BYTES, bad_inputs
 from training.registry import load_scorer
 from tripwire.embedded import EmbeddedBroker
 

@@ -17,39 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.registry import Watcher
 from tests.training.registry.publisher import manifest as simple_manifest
 from tests.training.registry.publisher import write_artifacts
 from training.registry import Registry
-from training.registry.verify import check_version
 
 REPO = Path(__file__).resolve().parents[3]
-
-
-class Watcher(threading.Thread):
-    """Reads the registry continuously; records anything a reader must never see."""
-
-    def __init__(self, reg: Registry) -> None:
-        super().__init__()
-        self.reg = reg
-        self.stop = threading.Event()
-        self.failures: list[str] = []
-        self.checked = 0
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            if not self.reg.root.exists() or "m" not in self.reg.models():
-                time.sleep(0.005)
-                continue
-            try:
-                for v in self.reg.versions("m"):
-                    _, problems = check_version(self.reg.version_dir("m", v), "m", v)
-                    if problems:
-                        self.failures.append(f"version {v}: {problems}")
-                    self.checked += 1
-                self.reg.alias_version("m", "production")
-            except Exception as e:
-                self.failures.append(repr(e))
-            time.sleep(0.01)  # leave the CPU to the publisher being killed
 
 
 def _kill_during_publishes(
