@@ -50,6 +50,7 @@ import asyncio
 import gc
 import logging
 import os
+import sys
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -81,6 +82,11 @@ LAG_INTERVAL = 2.0
 MAX_IN_FLIGHT = 16
 #: Batches faster than this are processed on the event loop, slower ones in a thread.
 INLINE_SECONDS = 0.2
+#: How long a busy thread keeps the GIL while another wants it (Python's default:
+#: 5 ms). faust's consumer thread reads the sockets and parses fetches; after each
+#: syscall it waited up to 5 ms for the scoring loop to let go. At 0.5 ms the
+#: worker read 7-10% more packed vectors/s in A/B runs (docs/performance.md).
+GIL_SWITCH_INTERVAL = 0.0005
 
 
 class StreamWorker:
@@ -96,6 +102,7 @@ class StreamWorker:
 
     def __init__(self, settings: WorkerSettings, scorer: Scorer, metrics: Metrics) -> None:
         single_threaded_inference()
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL)
         self.settings = settings
         self.metrics = metrics
         self.app = create_app(settings)

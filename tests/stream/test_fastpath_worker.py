@@ -6,6 +6,7 @@ when the fetch long-poll backs off.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -22,7 +23,7 @@ from stream.metrics import Metrics
 from stream.records import InputRecord
 from stream.scoring import BatchResult
 from stream.settings import WorkerSettings
-from stream.worker import StreamWorker
+from stream.worker import GIL_SWITCH_INTERVAL, StreamWorker
 from tests.fixtures.registry import N_FEATURES, Published, normal_rows
 from tests.stream.harness import f32_event
 from training.registry import load_scorer
@@ -45,9 +46,15 @@ def batch(n: int) -> Batch:
 def worker(registry_factory: Callable[..., Published]) -> Iterator[StreamWorker]:
     pub = registry_factory()
     settings = WorkerSettings(bootstrap="127.0.0.1:9", model_ref="demo", registry=str(pub.root))
+    interval = sys.getswitchinterval()
     w = StreamWorker(settings, load_scorer(pub.root, "demo"), Metrics(CollectorRegistry()))
     yield w
     w.close()
+    sys.setswitchinterval(interval)  # process-wide: leave the other tests as they were
+
+
+def test_the_consumer_thread_waits_less_for_the_gil(worker: StreamWorker) -> None:
+    assert sys.getswitchinterval() == pytest.approx(GIL_SWITCH_INTERVAL) < 0.005
 
 
 async def test_quick_batches_run_on_the_loop_slow_ones_in_the_scoring_thread(
