@@ -55,6 +55,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
@@ -119,12 +120,13 @@ class StreamWorker:
             top_k=settings.top_k,
             max_message_bytes=settings.max_message_bytes,
         )
+        # what faust gives aiokafka (faust's Param descriptors confuse mypy here)
+        conf: Any = self.app.conf
         self.delivery = Delivery(
             BatchProducer(
                 self._producer,
-                max_batch_bytes=self.app.conf.producer_max_batch_size,
-                # what faust gives aiokafka (mypy misreads faust's Param: it drops `key`)
-                partitioner=self.app.conf.producer_partitioner,  # type: ignore[arg-type]
+                max_batch_bytes=conf.producer_max_batch_size,
+                partitioner=conf.producer_partitioner,
             ),
             metrics,
             lambda: bool(self.app.should_stop),
