@@ -278,6 +278,8 @@ class DeadLetters:
     ) -> list[tuple[InputRecord, InvalidEvent | None, list[RefusedVector]]]:
         """Everything collected, in the order of ``records``."""
         by_record = self._by_record
+        if not by_record:  # the usual batch: no walk over its records
+            return []
         return [by_record[id(r)] for r in records if id(r) in by_record]
 
 
