@@ -158,7 +158,8 @@ class AlertBuilder:
             "datacontenttype": "application/json",
             "data": data,
         }
-        _require_finite(s.score, threshold, *(v for f in top_features for v in _numbers(f)))
+        numbers = [f["value"] for f in top_features] + [f["contribution"] for f in top_features]
+        _require_finite(s.score, threshold, *numbers)
         return _dumps(event)
 
     @staticmethod
@@ -172,10 +173,6 @@ class AlertBuilder:
         }  # fmt: skip
         _require_finite(s.score, threshold)
         return _dumps(doc)
-
-
-def _numbers(feature: dict[str, Any]) -> tuple[float, float]:
-    return feature["value"], feature["contribution"]
 
 
 def _require_finite(*values: float) -> None:
