@@ -61,7 +61,7 @@ def test_the_probe_times_every_offered_record(
 def test_a_tiny_run_measures_everything(broker: EmbeddedBroker, tmp_path: Path) -> None:
     settings = StreamBenchSettings(
         bootstrap=broker.bootstrap, out=str(tmp_path / "out"), events=40_000,
-        packed_events=100_000, packed_size=50, bare_events=500, naive_events=50,
+        packed_events=500_000, packed_size=50, bare_events=500, naive_events=50,
         rates=("500", "50%"), rate_seconds=1.0, profile=False,
     )  # fmt: skip
     result = run_stream(settings, command="test")
