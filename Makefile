@@ -6,7 +6,7 @@ BIN     := $(VENV)/bin
 TORCH   ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps demo test test-fast lint format typecheck bench-stream bench-quality soak clean
+.PHONY: install system-deps demo test test-fast lint format typecheck tree bench-stream bench-quality soak clean
 
 $(BIN)/tripwire: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,15 +27,24 @@ system-deps:
 demo: install ## train, publish, stream the tutorial's data through Kafka, print metrics
 	$(BIN)/tripwire demo
 
-lint: install
+# stream/ and training/ are tripwire.stream and tripwire.training only once installed
+# (pyproject's package-dir); lint-imports and mypy walk directories, so they read
+# $(TREE), the installed layout as links to the sources (tools/linktree.py).
+TREE := build/tree
+
+tree: install
+	@$(BIN)/python tools/linktree.py $(TREE)
+
+lint: tree ## ruff, ruff format, and the import contracts of pyproject's [tool.importlinter]
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	cd $(TREE) && $(CURDIR)/$(BIN)/lint-imports $(CURDIR)/pyproject.toml
 
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-typecheck: install
+typecheck: tree
 	$(BIN)/mypy
 
 test: install system-deps lint typecheck ## the full suite, slow tests included (what CI runs)

@@ -15,8 +15,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from training.config import add_arguments, env_name, from_args, load_env
-from training.errors import ConfigError
+from tripwire.core.config import add_arguments, env_name, from_args, load_env
+from tripwire.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ examples:
 
 def register(subparsers: Any) -> None:
     """Add ``worker`` to the ``tripwire`` command."""
-    from stream.settings import WorkerSettings
+    from tripwire.stream.settings import WorkerSettings
 
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "worker",
@@ -71,11 +71,11 @@ def run_worker(settings: Any) -> int:
     """Run the worker until it is stopped; return the process exit code."""
     import faust
 
-    from stream.exporter import MetricsServer
-    from stream.metrics import Metrics
-    from stream.reload import load_initial
-    from stream.topics import prepare_topics
-    from stream.worker import StreamWorker
+    from tripwire.stream.kafka.topics import prepare_topics
+    from tripwire.stream.observability.exporter import MetricsServer
+    from tripwire.stream.observability.metrics import Metrics
+    from tripwire.stream.processing.model_watcher import load_initial
+    from tripwire.stream.worker import StreamWorker
 
     settings.validate()
     scorer = load_initial(settings.registry, settings.model_ref)

@@ -1,7 +1,7 @@
 """Settings of ``tripwire worker``: one frozen object, read from env vars and options.
 
 Every field is a ``--kebab-case`` option and a ``TRIPWIRE_<FIELD>`` variable (see
-:mod:`training.config`); ``model_ref`` is ``--model`` / ``TRIPWIRE_MODEL_REF`` as for
+:mod:`tripwire.core.config`); ``model_ref`` is ``--model`` / ``TRIPWIRE_MODEL_REF`` as for
 ``tripwire score``. There is no built-in broker address: ``--bootstrap`` (or
 ``TRIPWIRE_BOOTSTRAP``) is required.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from training.config import Secret
-from training.errors import ConfigError
+from tripwire.core.config import Secret
+from tripwire.core.errors import ConfigError
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")

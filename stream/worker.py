@@ -12,7 +12,7 @@ Batches are scored one after the other; while the outputs of one await the
 broker's acks the next is scored (at most ``MAX_IN_FLIGHT`` batches in delivery),
 and batches are acked strictly in the order they were taken.
 
-Records reach the worker through :mod:`stream.fastpath`, not through a faust agent:
+Records reach the worker through :mod:`tripwire.stream.kafka.consumer`, not through a faust agent:
 faust's per-event path (conductor, channel, stream, ``wait_first`` per message)
 cost ~160 µs per event and stalled for seconds under load. faust still runs the
 group membership, rebalances, the commit timer and the producer.
@@ -20,7 +20,7 @@ group membership, rebalances, the commit timer and the producer.
 Why this is at-least-once (faust-streaming 0.15.3, read from its source):
 
 - The consumer commits, every ``broker_commit_interval``, per partition the offset
-  one past the last record of the last *acked* batch (``BatchConsumer._new_offset``).
+  one past the last record of the last *acked* batch (``BatchConsumer.committable_offset``).
   A batch is acked only after ``Delivery.deliver`` returned, i.e. after the broker
   acknowledged every alert, score and dead letter of the batch (``acks=all``).
 - Batches are taken in fetch order and acked in that order, each only after its
@@ -34,7 +34,7 @@ Why this is at-least-once (faust-streaming 0.15.3, read from its source):
   offsets), waits (``stream_wait_empty``) until the batch in flight is acked, then
   commits. faust drops the acked offsets of revoked partitions before that final
   commit, and can skip the final commit when a periodic one is in flight;
-  ``stream.consumer.CommittingConsumer`` closes both gaps, so a graceful hand-over
+  ``tripwire.stream.kafka.consumer.CommittingConsumer`` closes both gaps, so a graceful hand-over
   re-scores nothing.
 - A crash (SIGKILL) loses nothing: outputs not yet acknowledged belong to uncommitted
   offsets, which are consumed again; the duplicates this makes are bounded by the
@@ -59,19 +59,19 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
-from stream.alerts import AlertBuilder
-from stream.app import create_app
-from stream.cooldown import Cooldown
-from stream.delivery import BatchProducer, Delivery
-from stream.exporter import record_batch
-from stream.fastpath import Batch, batch_consumer
-from stream.lag import LagTracker
-from stream.metrics import Metrics
-from stream.records import InputRecord
-from stream.reload import ModelWatcher
-from stream.scoring import BatchProcessor, BatchResult, Topics
-from stream.settings import WorkerSettings
-from training.scorer import Scorer
+from tripwire.core.scorer import Scorer
+from tripwire.stream import compat
+from tripwire.stream.kafka.app import create_app
+from tripwire.stream.kafka.consumer import Batch, batch_consumer
+from tripwire.stream.kafka.producer import BatchProducer, Delivery
+from tripwire.stream.observability.lag import LagTracker
+from tripwire.stream.observability.metrics import Metrics
+from tripwire.stream.processing.batch import BatchProcessor, BatchResult, Topics, record_batch
+from tripwire.stream.processing.cooldown import Cooldown
+from tripwire.stream.processing.model_watcher import ModelWatcher
+from tripwire.stream.settings import WorkerSettings
+from tripwire.stream.wire.alerts import AlertBuilder
+from tripwire.stream.wire.records import InputRecord
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class StreamWorker:
     ----------
     settings : WorkerSettings
     scorer : Scorer
-        The model to start with (see ``stream.reload.load_initial``).
+        The model to start with (see ``tripwire.stream.processing.model_watcher.load_initial``).
     metrics : Metrics
     """
 
@@ -214,7 +214,7 @@ class StreamWorker:
 
     def _producer(self) -> AIOKafkaProducer:
         """The aiokafka producer inside faust's (outputs skip faust's per-record ``send``)."""
-        return self.app.producer._ensure_producer()  # type: ignore[attr-defined]
+        return compat.aiokafka_producer(self.app)
 
     async def _fail(self, error: BaseException) -> None:
         if isinstance(error, asyncio.CancelledError) or self.app.should_stop:

@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.kafka",
     "tests.fixtures.leaks",
     "tests.fixtures.registry",
+    "tests.fixtures.toy_registry",
 ]

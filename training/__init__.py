@@ -1,7 +1,7 @@
-"""Tripwire training: data, detectors, threshold calibration, evaluation, registry.
+"""Tripwire training: data, detectors, threshold calibration, evaluation, registry writer.
 
-``stream`` may import the dependency-light parts of this package (``training.registry``,
-``training.scorer``, ``training.detectors``); this package never imports ``stream``.
+Installed as ``tripwire.training``. Shares :mod:`tripwire.core` with
+``tripwire.stream`` and never imports it.
 """
 
 from __future__ import annotations

@@ -14,9 +14,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from training.config import add_arguments, env_name, from_args, load_env
-from training.errors import ConfigError
-from training.settings import ScoreSettings, TrainSettings
+from tripwire.core.config import add_arguments, env_name, from_args, load_env
+from tripwire.core.errors import ConfigError
+from tripwire.training.settings import ScoreSettings, TrainSettings
 
 T = TypeVar("T")
 
@@ -45,7 +45,7 @@ def register(subparsers: Any) -> None:
 
 
 def _add_registry(subparsers: Any) -> None:
-    from training.registry.cli import register_registry
+    from tripwire.training.registry.cli import register_registry
 
     register_registry(subparsers)
 
@@ -111,8 +111,8 @@ def _guard(
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from training.evaluate import format_metrics
-    from training.pipeline import train
+    from tripwire.training.evaluate import format_metrics
+    from tripwire.training.pipeline import train
 
     settings = from_args(TrainSettings, args)
     result = train(settings)
@@ -142,8 +142,8 @@ def _rows(rows: dict[str, int]) -> str:
 
 
 def run_score(args: argparse.Namespace) -> int:
-    from training.data import align_features, load_data
-    from training.registry import load_scorer
+    from tripwire.core.registry import load_scorer
+    from tripwire.training.data import align_features, load_data
 
     settings = from_args(ScoreSettings, args)
     settings.validate()

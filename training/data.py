@@ -1,7 +1,7 @@
 """Training and scoring input: ``.npz``, ``.csv``, ``.jsonl`` files and the demo data.
 
 Every loader returns a :class:`Dataset` of float32 features, optional 0/1 labels and
-optional row ids, or raises :class:`~training.errors.DataError` naming the file, the
+optional row ids, or raises :class:`~tripwire.core.errors.DataError` naming the file, the
 row and the problem. For ``.csv`` and ``.jsonl`` the row is the 1-based line number
 in the file (a CSV header is line 1); for ``.npz`` the problem text names the array
 element.
@@ -38,8 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
-from training.errors import DataError
-from training.textdata import positional_names, preview, read_csv, read_jsonl
+from tripwire.core.errors import DataError
+from tripwire.training.textdata import positional_names, preview, read_csv, read_jsonl
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from training.errors import ConfigError
+from tripwire.core.errors import ConfigError
 
 #: Score ranges wider than this ratio (max / positive min) get a log-scaled x axis.
 _LOG_X_RATIO = 1e3

@@ -22,16 +22,16 @@ from typing import Any
 
 import numpy as np
 
-from training.data import Dataset, demo_data, load_data
-from training.detectors import make_detector
-from training.detectors.base import Detector
-from training.errors import ConfigError, DataError
-from training.evaluate import evaluate, plot_scores
-from training.registry import Registry
-from training.registry.manifest import is_alias_name, is_model_name
-from training.scorer import Scorer
-from training.settings import TrainSettings
-from training.thresholds import CalibrationData, Threshold, parse_threshold
+from tripwire.core.detector import Detector
+from tripwire.core.errors import ConfigError, DataError
+from tripwire.core.registry.manifest import is_alias_name, is_model_name
+from tripwire.core.scorer import Scorer
+from tripwire.training.data import Dataset, demo_data, load_data
+from tripwire.training.detectors import make_detector
+from tripwire.training.evaluate import evaluate, plot_scores
+from tripwire.training.registry import Registry
+from tripwire.training.settings import TrainSettings
+from tripwire.training.thresholds import CalibrationData, Threshold, parse_threshold
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Settings of ``tripwire train`` and ``tripwire score``.
 
 Every field is also a ``--kebab-case`` option and a ``TRIPWIRE_<FIELD>`` variable
-(see :mod:`training.config`). Detector hyperparameters left unset (empty) take the
+(see :mod:`tripwire.core.config`). Detector hyperparameters left unset (empty) take the
 detector's own defaults, so the manifest records what was actually used.
 """
 
@@ -11,8 +11,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from training.errors import ConfigError
-from training.thresholds import DEFAULT_THRESHOLD
+from tripwire.core.errors import ConfigError
+from tripwire.training.thresholds import DEFAULT_THRESHOLD
 
 #: Threshold used with ``--demo`` unless one is given explicitly (see ``TrainSettings``).
 DEMO_THRESHOLD = "f1"

@@ -1,4 +1,4 @@
-"""Parsers for the text formats (``.csv``, ``.jsonl``); see :mod:`training.data`.
+"""Parsers for the text formats (``.csv``, ``.jsonl``); see :mod:`tripwire.training.data`.
 
 Rows are parsed in chunks of ``_CHUNK_ROWS`` and packed into numpy arrays, so a
 large file never sits in Python lists whole. Errors name the file and the 1-based
@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from training.errors import DataError
+from tripwire.core.errors import DataError
 
 #: Rows parsed into Python lists before being packed into a numpy chunk.
 _CHUNK_ROWS = 8192

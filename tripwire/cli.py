@@ -12,15 +12,15 @@ import logging
 import os
 import sys
 
-from training.errors import TripwireError
+from tripwire.core.errors import TripwireError
 
 log = logging.getLogger("tripwire")
 
 COMMAND_MODULES = (
-    "training.cli",  # train, score, registry
+    "tripwire.training.cli",  # train, score, registry
     "tripwire.demo",  # demo
     "tripwire.bench.cli",  # bench quality
-    "stream.cli",  # worker
+    "tripwire.stream.cli",  # worker
 )
 
 

@@ -33,8 +33,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from training.config import add_arguments, from_args, load_env
-from training.errors import TripwireError
+from tripwire.core.config import add_arguments, from_args, load_env
+from tripwire.core.errors import TripwireError
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def _run_cli(settings: DemoSettings) -> int:
 
 def run_demo(settings: DemoSettings) -> DemoResult:
     """Run the whole demo; stops everything it started before returning."""
-    from training.data import demo_data
+    from tripwire.training.data import demo_data
 
     with ExitStack() as stack:
         bootstrap = settings.bootstrap or _start_broker(stack)
@@ -135,8 +135,8 @@ def _start_broker(stack: ExitStack) -> str:
 
 
 def _train(settings: DemoSettings, registry: str) -> str:
-    from training.pipeline import train
-    from training.settings import TrainSettings
+    from tripwire.training.pipeline import train
+    from tripwire.training.settings import TrainSettings
 
     ts = replace(
         TrainSettings(), demo=True, model=settings.model, registry=registry,

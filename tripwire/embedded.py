@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from training.errors import TripwireError
+from tripwire.core.errors import TripwireError
 
 log = logging.getLogger(__name__)
 

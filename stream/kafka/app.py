@@ -2,7 +2,7 @@
 
 Settings that matter for correctness and are not faust's defaults:
 
-- raw key/value serialisers: the worker decodes bytes itself (``stream.codecs``);
+- raw key/value serialisers: the worker decodes bytes itself (``tripwire.stream.wire.codecs``);
 - ``producer_acks=-1`` (all in-sync replicas) and a request size that fits a
   dead letter of ``max_message_bytes``;
 - ``stream_wait_empty=True``: on shutdown and rebalance faust waits until every
@@ -10,9 +10,9 @@ Settings that matter for correctness and are not faust's defaults:
 - ``broker_commit_interval``: the uncommitted window re-scored after a crash;
 - ``topic_disable_leader``, ``web_enabled=False``, ``store="memory://"``: no
   internal topics, web server or tables (the worker is stateless besides offsets;
-  ``/metrics`` is served by ``stream.exporter``); faust still creates its
+  ``/metrics`` is served by ``tripwire.stream.observability.exporter``); faust still creates its
   ``datadir``, so it goes under the system temp directory, not the working one;
-- the consumer is :class:`stream.fastpath.BatchConsumer` (records go to the worker in
+- the consumer is :class:`tripwire.stream.kafka.consumer.BatchConsumer` (records go to the worker in
   micro-batches, not through faust's per-event agent path);
   ``stream_buffer_maxsize`` is the number of fetched records it buffers, and the
   fetch long-poll is bounded by ``max_wait`` (at least ``MIN_FETCH_WAIT``): an
@@ -32,9 +32,10 @@ from pathlib import Path
 
 import faust
 
-from stream.fastpath import install as install_fast_path
-from stream.security import faust_credentials
-from stream.settings import WorkerSettings
+from tripwire.stream import compat
+from tripwire.stream.kafka.consumer import install as install_fast_path
+from tripwire.stream.kafka.security import faust_credentials
+from tripwire.stream.settings import WorkerSettings
 
 #: Room for headers and protocol overhead above the largest dead-letter value.
 REQUEST_HEADROOM = 64 * 1024
@@ -45,7 +46,15 @@ MIN_BUFFERED = 4096
 
 
 def create_app(settings: WorkerSettings) -> faust.App:
-    """A faust app for ``settings`` (not started)."""
+    """A faust app for ``settings`` (not started).
+
+    Raises
+    ------
+    tripwire.stream.compat.UnverifiedVersions
+        faust, mode, aiokafka or prometheus_client is not the version the worker's
+        private accesses were verified against.
+    """
+    compat.check_versions()
     buffered = max(MIN_BUFFERED, 8 * settings.max_batch)
     app = faust.App(
         settings.group_id,
@@ -71,6 +80,6 @@ def create_app(settings: WorkerSettings) -> faust.App:
         producer_max_request_size=max(1_000_000, settings.max_message_bytes + REQUEST_HEADROOM),
         worker_redirect_stdouts=False,
     )
-    # batches past faust's per-event path; commits before revocation (stream.consumer)
+    # batches past faust's per-event path; commits before revocation (kafka.consumer)
     install_fast_path(app, fetch_max_wait=max(settings.max_wait, MIN_FETCH_WAIT))
     return app

@@ -19,8 +19,8 @@ measured in docs/performance.md): the stock path from the fetcher to an agent co
 What runs instead, inside faust's own services (group membership, rebalances,
 recovery, the commit timer and the producer are faust's, unchanged):
 
-- ``BatchConsumer._drain_messages`` (run by faust's ``Fetcher`` service) moves every
-  fetched record list into a bounded :class:`stream.feed.RecordFeed`, with faust's
+- ``BatchConsumer.drain_messages`` (run by faust's ``Fetcher`` service) moves every
+  fetched record list into a bounded :class:`tripwire.stream.kafka.feed.RecordFeed`, with faust's
   read-offset filter. Flow control: it fetches only while the feed has room, so a
   busy worker simply stops fetching (aiokafka keeps at most its prefetch buffer)
   and resumes once the worker has taken the feed down to half: no partition is ever
@@ -37,13 +37,33 @@ recovery, the commit timer and the producer are faust's, unchanged):
   becomes one past the batch's last offset there. Batches are taken and acked in
   fetch order, so every offset below it was delivered (gaps in the log —
   compaction, transaction markers — need no bookkeeping). faust's commit timer,
-  ``_should_commit`` check and the commit fixes of :mod:`stream.consumer` do the rest.
+  ``_should_commit`` check and the commit fixes below do the rest.
 - ``stop_flow`` (the start of every rebalance and of shutdown) empties the feed:
   untracked records are fetched again after the seek to the committed offsets.
 - The fetch long-poll is bounded by ``BatchConsumer.fetch_max_wait`` (set by
   :func:`install`) instead of 1.5 s; it grows, up to ``BEHIND_FETCH_WAIT``, only
   while fetches come back empty although the log is ahead (a broker that needs
   longer), and shrinks back once caught up.
+
+Commit fixes (:class:`CommittingConsumer`, the base of ``BatchConsumer``): faust
+loses *commits* (never events) in two places, which makes the next owner of a
+partition re-score up to one commit interval of events:
+
+1. On revocation, ``Consumer.on_partitions_revoked`` forgets the acked offsets of
+   the revoked partitions (``_acked.pop``) *before* the app waits for its streams
+   and commits, so everything acked since the last periodic commit is never
+   committed by this worker.
+2. ``Consumer.commit`` returns without committing when another commit is in flight
+   (it waits for that one instead); when the in-flight one is the periodic commit
+   that started before the last acks, the final commit of a shutdown or
+   revocation silently leaves those acks uncommitted.
+
+``CommittingConsumer`` commits the acked offsets of the revoked partitions first
+(after any in-flight commit finished), then lets faust do the rest; and makes the
+final commit of ``wait_empty`` wait for an in-flight commit before committing
+itself. Both only commit offsets faust already considers committable, so
+at-least-once is unchanged; duplicates after a graceful rebalance or SIGTERM drop
+to none in ``tests/stream/test_worker_reload_scaleout.py``.
 """
 
 from __future__ import annotations
@@ -52,18 +72,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterator, Mapping
-from typing import Any, cast
+from typing import Any
 
 import faust
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
-from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+from aiokafka import ConsumerRecord
 from faust.types import TP
 from faust.types.transports import TPorTopicSet
-from mode import Service, ServiceT
-from mode.utils.futures import notify
+from mode import ServiceT
 
-from stream.consumer import CommittingConsumer
-from stream.feed import Batch, RecordFeed
+from tripwire.stream import compat
+from tripwire.stream.kafka.feed import Batch, RecordFeed
 
 __all__ = ["Batch", "BatchConsumer", "RecordFeed", "batch_consumer", "install"]
 
@@ -76,12 +94,31 @@ FETCH_TIMEOUT = 0.25
 BEHIND_FETCH_WAIT = 0.5
 
 
+async def _wait_for_inflight_commit(consumer: compat.FaustConsumer) -> None:
+    # True means "waited for a commit that was running"; loop until none runs, so
+    # the next commit() call (which does not yield before claiming) is ours.
+    while await consumer.maybe_wait_for_commit_to_finish():
+        pass
+
+
+class CommittingConsumer(compat.FaustConsumer):
+    """The aiokafka-driver consumer of faust, committing before it forgets."""
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        await _wait_for_inflight_commit(self)
+        await self.commit(revoked)
+        await super().on_partitions_revoked(revoked)
+
+    async def commit_and_end_transactions(self) -> None:
+        await _wait_for_inflight_commit(self)
+        await super().commit_and_end_transactions()
+
+
 class BatchConsumer(CommittingConsumer):
     """faust's aiokafka consumer feeding micro-batches (see the module docstring)."""
 
     #: Upper bound of the fetch long-poll, seconds (set before the consumer starts).
     fetch_max_wait: float = 0.5
-    _thread: _ConsumerThread
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -90,14 +127,14 @@ class BatchConsumer(CommittingConsumer):
         self._delivered: dict[TP, int] = {}
         self._fetch_wait: float | None = None  # the long-poll now, None: fetch_max_wait
 
-    def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
-        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+    def new_consumer_thread(self) -> compat.ConsumerThread:
+        return compat.ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     # -- fetching -------------------------------------------------------------------
 
-    async def _drain_messages(self, fetcher: ServiceT) -> None:
-        consumer_stopped = cast(Service, self)._stopped.is_set
-        fetcher_stopped = cast(Service, fetcher)._stopped.is_set
+    async def drain_messages(self, fetcher: ServiceT) -> None:
+        consumer_stopped = compat.stop_flag(self)
+        fetcher_stopped = compat.stop_flag(fetcher)
         try:
             while not (consumer_stopped() or fetcher_stopped()):
                 await self.feed.wait_for_space()
@@ -106,7 +143,7 @@ class BatchConsumer(CommittingConsumer):
                     # read the generation after, or a whole fetch of it is dropped
                     await self.wait(self.can_resume_flow)  # type: ignore[arg-type]
                 generation = self.app.consumer_generation_id
-                records, _ = await self._wait_next_records(FETCH_TIMEOUT)
+                records, _ = await self.wait_next_records(FETCH_TIMEOUT)
                 if self.should_stop:
                     return
                 if not self.flow_active or generation != self.app.consumer_generation_id:
@@ -133,7 +170,7 @@ class BatchConsumer(CommittingConsumer):
             await self.perform_seek()
             assigned = self.assignment()
             for tp, fetched in dropped.items():
-                if fetched and tp in assigned and self._committed_offset.get(tp) is None:
+                if fetched and tp in assigned and self.committed_offset(tp) is None:
                     await self.seek(tp, fetched[0].offset)
         except Exception as e:  # as faust's getmany: the next rebalance seeks again
             log.warning("seek to committed offsets after a flow stop failed: %r", e)
@@ -151,7 +188,7 @@ class BatchConsumer(CommittingConsumer):
         whole wait). It settles near the shortest wait the broker answers instead of
         flapping between the two ends (a soak lost ~20 s to that).
         """
-        behind = self._thread.behind()
+        behind = self.consumer_thread.behind()
         now = self.fetch_max_wait if self._fetch_wait is None else self._fetch_wait
         wait = now
         if behind and not got_records:
@@ -161,7 +198,7 @@ class BatchConsumer(CommittingConsumer):
         if wait == now:
             return
         self._fetch_wait = wait
-        self._thread.set_fetch_wait(wait)
+        self.consumer_thread.set_fetch_wait(wait)
         at_end = wait in (self.fetch_max_wait, BEHIND_FETCH_WAIT)
         log.log(logging.INFO if at_end else logging.DEBUG,
                 "fetch long-poll now %.0f ms (%s)", 1000 * wait,
@@ -169,8 +206,8 @@ class BatchConsumer(CommittingConsumer):
                 else "read up to the log end")  # fmt: skip
 
     def _feed(self, records: Mapping[TP, list[ConsumerRecord]], generation: int) -> None:
-        active = self._active_partitions
-        read_offset = self._read_offset
+        active = self.active_partitions
+        read_offset = self.read_offsets
         for tp, fetched in records.items():
             if not fetched or (active is not None and tp not in active):
                 continue
@@ -198,7 +235,7 @@ class BatchConsumer(CommittingConsumer):
             if self.flow_active and batch.generation == self.app.consumer_generation_id:
                 break
             # fed before a rebalance: untracked, so it is read again after the seek
-        self._unacked_messages.add(batch)  # type: ignore[arg-type]  # wait_empty needs .acked
+        self.track(batch)  # wait_empty waits for it (it has .acked, like a faust message)
         now = time.monotonic()
         inbound = self.app.monitor.stream_inbound_time  # read by faust's livelock check
         for tp in batch.last_offsets:
@@ -213,61 +250,22 @@ class BatchConsumer(CommittingConsumer):
         delivered = self._delivered
         for tp, last in batch.last_offsets.items():
             delivered[tp] = last + 1
-        self._unacked_messages.discard(batch)  # type: ignore[arg-type]
-        notify(self._waiting_for_ack)
+        self.untrack(batch)
 
-    def _filter_tps_with_pending_acks(self, topics: TPorTopicSet | None = None) -> Iterator[TP]:
+    def partitions_with_pending_acks(self, topics: TPorTopicSet | None = None) -> Iterator[TP]:
         return (
             tp
             for tp in list(self._delivered)
             if topics is None or tp in topics or tp.topic in topics
         )
 
-    def _new_offset(self, tp: TP) -> int | None:
+    def committable_offset(self, tp: TP) -> int | None:
         return self._delivered.get(tp)
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         await super().on_partitions_revoked(revoked)  # commits, waits, commits again
         for tp in revoked:
             self._delivered.pop(tp, None)
-
-
-class _ConsumerThread(AIOKafkaConsumerThread):
-    """faust's aiokafka consumer thread with a bounded, adjustable fetch long-poll.
-
-    ``behind`` and ``set_fetch_wait`` are called from the worker's loop; like faust's
-    own ``verify_event_path`` they read (and set) plain attributes of the consumer
-    that its thread reads when it builds the next fetch request.
-    """
-
-    def _create_worker_consumer(self, transport: Any) -> AIOKafkaConsumer:
-        consumer = super()._create_worker_consumer(transport)
-        wait = cast(BatchConsumer, self.consumer).fetch_max_wait
-        # faust passes fetch_max_wait_ms=1500; the Fetcher is built from this at start
-        consumer._fetch_max_wait_ms = max(1, round(wait * 1000))
-        return consumer
-
-    def behind(self) -> bool:
-        """True if the fetch position of an assigned partition is below its log end."""
-        try:
-            assignment = self._ensure_consumer()._fetcher._subscriptions.subscription.assignment
-            states = [assignment.state_value(tp) for tp in assignment.tps]
-        except Exception:  # not started, or no assignment (yet)
-            return False
-        return any(
-            s is not None and s.has_valid_position and s.highwater is not None
-            and s.position < s.highwater
-            for s in states
-        )  # fmt: skip
-
-    def set_fetch_wait(self, seconds: float) -> bool:
-        """Use a ``seconds`` long-poll from the next fetch on; False if already so."""
-        fetcher = getattr(self._consumer, "_fetcher", None)
-        ms = max(1, round(seconds * 1000))
-        if fetcher is None or fetcher._fetch_max_wait_ms == ms:
-            return False
-        fetcher._fetch_max_wait_ms = ms
-        return True
 
 
 def install(app: faust.App, *, fetch_max_wait: float) -> BatchConsumer:

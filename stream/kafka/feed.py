@@ -1,8 +1,9 @@
 """The fast path's buffer: fetched records waiting to become micro-batches.
 
-:class:`RecordFeed` sits between the fetch loop of :class:`stream.fastpath.BatchConsumer`
-and the worker's batch loop; :class:`Batch` is what the worker takes from it (and
-what the consumer tracks until the batch is acked). Plain asyncio, no Kafka.
+:class:`RecordFeed` sits between the fetch loop of
+:class:`tripwire.stream.kafka.consumer.BatchConsumer` and the worker's batch loop;
+:class:`Batch` is what the worker takes from it (and what the consumer tracks until
+the batch is acked). Plain asyncio, no Kafka.
 """
 
 from __future__ import annotations

@@ -35,9 +35,9 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
-from stream.metrics import Metrics
-from stream.records import OutputRecord
-from training.errors import TripwireError
+from tripwire.core.errors import TripwireError
+from tripwire.stream.observability.metrics import Metrics
+from tripwire.stream.wire.records import OutputRecord
 
 log = logging.getLogger(__name__)
 

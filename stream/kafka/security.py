@@ -13,7 +13,7 @@ from typing import Any
 import faust
 from faust.types.auth import CredentialsT
 
-from stream.settings import WorkerSettings
+from tripwire.stream.settings import WorkerSettings
 
 
 def ssl_context(settings: WorkerSettings) -> ssl.SSLContext | None:

@@ -18,9 +18,9 @@ from typing import TypeVar
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from stream.security import aiokafka_options
-from stream.settings import WorkerSettings
-from training.errors import ConfigError
+from tripwire.core.errors import ConfigError
+from tripwire.stream.kafka.security import aiokafka_options
+from tripwire.stream.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from stream.metrics import Metrics
+from tripwire.stream.observability.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

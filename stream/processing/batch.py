@@ -2,7 +2,7 @@
 
 ``BatchProcessor.process`` is synchronous and free of I/O: the worker runs it on the
 event loop while batches are quick, in a thread once they are slow (see
-``stream.worker.StreamWorker.score``), then produces ``BatchResult.outputs`` and
+``tripwire.stream.worker.StreamWorker.score``), then produces ``BatchResult.outputs`` and
 acknowledges the input. Every vector of the batch goes through **one**
 ``Scorer.score`` call; a record that cannot be decoded becomes a dead letter and
 takes nothing else with it.
@@ -19,12 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from stream.alerts import AlertBuilder, Scored
-from stream.codecs import Codec, InvalidEvent
-from stream.cooldown import Cooldown
-from stream.dlq import dead_letter
-from stream.records import Decoded, InputRecord, OutputRecord
-from training.scorer import Scorer, ScoreResult
+from tripwire.core.scorer import Scorer, ScoreResult
+from tripwire.stream.compat import observe_many
+from tripwire.stream.observability.metrics import Metrics
+from tripwire.stream.processing.cooldown import Cooldown
+from tripwire.stream.wire.alerts import AlertBuilder, Scored
+from tripwire.stream.wire.codecs import Codec, InvalidEvent
+from tripwire.stream.wire.dead_letters import dead_letter
+from tripwire.stream.wire.records import Decoded, InputRecord, OutputRecord
 
 log = logging.getLogger(__name__)
 
@@ -305,3 +307,25 @@ def _scored(record: InputRecord, decoded: Decoded, j: int, score: float, anomaly
         score=score,
         anomaly=anomaly,
     )
+
+
+def record_batch(metrics: Metrics, result: BatchResult, threshold: float) -> None:
+    """Add one delivered micro-batch to the metrics."""
+    metrics.events_consumed.inc(result.consumed)
+    for reason, n in result.invalid.items():
+        metrics.invalid.labels(reason=reason).inc(n)
+    if result.scored:
+        metrics.events_scored.inc(result.scored)
+        metrics.batch_size.observe(result.scored)
+        if threshold > 0:
+            observe_many(metrics.score_ratio, result.scores / threshold)
+    if result.inference_seconds is not None:
+        metrics.inference_seconds.observe(result.inference_seconds)
+        metrics.inference_cpu_seconds.inc(result.inference_cpu_seconds)
+    metrics.anomalies.inc(result.anomalies)
+    metrics.suppressed.inc(result.suppressed)
+    now = time.time()
+    if result.event_ms.size:
+        # An event time ahead of our clock (skew) counts as zero latency.
+        observe_many(metrics.latency_seconds, np.maximum(now - result.event_ms / 1000.0, 0.0))
+    metrics.last_processed.set(now)

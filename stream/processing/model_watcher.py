@@ -10,7 +10,7 @@ and every output names the version that scored it.
 A version is refused (the old one keeps serving; ``tripwire_model_reloads_total
 {result="failure"}`` counts it and an ERROR log says why) when it fails to load
 (missing or half-written directory, sha256 mismatch, newer manifest schema, broken
-weights — see ``training.registry.load_scorer``), when its detector is not batch
+weights — see ``tripwire.core.registry.load_scorer``), when its detector is not batch
 independent, or when its feature schema (count and names) differs from the
 serving model's: the producers of the input topic cannot have changed with it.
 A refused version is tried again after ``retry_after`` seconds, in case it was
@@ -23,10 +23,10 @@ import logging
 import time
 from collections.abc import Callable
 
-from stream.metrics import Metrics
-from training.errors import ModelLoadError, RegistryError
-from training.registry import RegistryReader, load_scorer
-from training.scorer import Scorer
+from tripwire.core.errors import ModelLoadError, RegistryError
+from tripwire.core.registry import RegistryReader, load_scorer
+from tripwire.core.scorer import Scorer
+from tripwire.stream.observability.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

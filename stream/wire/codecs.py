@@ -45,7 +45,7 @@ timestamp. A vector with a NaN/inf value is refused on its own (its neighbours a
 scored); any other defect refuses the whole record.
 
 Every refusal raises :class:`InvalidEvent` whose ``reason`` is one of
-:data:`stream.metrics.INVALID_REASONS`.
+:data:`tripwire.stream.observability.metrics.INVALID_REASONS`.
 """
 
 from __future__ import annotations
@@ -58,10 +58,10 @@ from typing import Any, cast
 
 import numpy as np
 
-from stream.errors import InvalidEvent
-from stream.packed import CONTENT_TYPE as PACKED_CONTENT_TYPE
-from stream.packed import FLAG_IDS, FLAG_KEYS, FLAG_TS, PackedLayout
-from stream.records import Decoded, Headers, InputRecord
+from tripwire.stream.wire.errors import InvalidEvent
+from tripwire.stream.wire.packed import CONTENT_TYPE as PACKED_CONTENT_TYPE
+from tripwire.stream.wire.packed import FLAG_IDS, FLAG_KEYS, FLAG_TS, PackedLayout
+from tripwire.stream.wire.records import Decoded, Headers, InputRecord
 
 # Re-exported for callers that build or inspect records.
 __all__ = [

@@ -3,7 +3,7 @@
 A dead letter keeps the input's key, value and headers, and adds:
 
 =============================  =====================================================
-``tripwire-reason``            one of ``stream.metrics.INVALID_REASONS``
+``tripwire-reason``            one of ``tripwire.stream.observability.metrics.INVALID_REASONS``
 ``tripwire-error``             class of the exception that refused it
 ``tripwire-detail``            what exactly is wrong (at most 1,000 characters)
 ``tripwire-source-topic``      input topic
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from stream.records import InputRecord, OutputRecord
+from tripwire.stream.wire.records import InputRecord, OutputRecord
 
 MAX_DETAIL_CHARS = 1000
 _OWN_PREFIXES = (

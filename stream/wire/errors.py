@@ -1,8 +1,8 @@
-"""Errors of the stream worker (the root type is ``training.errors.TripwireError``)."""
+"""Errors of the stream worker (the root type is ``tripwire.core.errors.TripwireError``)."""
 
 from __future__ import annotations
 
-from training.errors import TripwireError
+from tripwire.core.errors import TripwireError
 
 
 class InvalidEvent(TripwireError):
@@ -11,7 +11,7 @@ class InvalidEvent(TripwireError):
     Attributes
     ----------
     reason : str
-        One of ``stream.metrics.INVALID_REASONS``.
+        One of ``tripwire.stream.observability.metrics.INVALID_REASONS``.
     detail : str
         What exactly is wrong, for the ``tripwire-detail`` DLQ header.
     error : str

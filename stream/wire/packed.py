@@ -1,6 +1,6 @@
 """The packed binary encoding: many feature vectors in one Kafka record.
 
-Layout (little-endian; see ``stream.codecs`` and docs/formats.md)::
+Layout (little-endian; see ``tripwire.stream.wire.codecs`` and docs/formats.md)::
 
     magic b"TWP1" | uint32 n | uint16 d | uint16 flags
     [int64 ts * n]                         if flags & FLAG_TS
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from stream.errors import InvalidEvent
+from tripwire.stream.wire.errors import InvalidEvent
 
 CONTENT_TYPE = "application/x-tripwire-f32-packed"
 PACKED_MAGIC = b"TWP1"

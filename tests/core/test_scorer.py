@@ -1,4 +1,4 @@
-"""training.scorer: the top features of many rows at once equal those of each row."""
+"""tripwire.core.scorer: the top features of many rows at once equal those of each row."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from training.scorer import Scorer
+from tripwire.core.scorer import Scorer
 
 
 def reference_top(scorer: Scorer, x: np.ndarray, c: np.ndarray, k: int) -> list[dict[str, Any]]:

@@ -1,8 +1,8 @@
 """The app's own settings, read by introspection, for cross-checks with deploy files.
 
 The deploy files name env vars, ports and topics; the source of truth for those is
-the frozen settings dataclasses (``training.settings``, ``stream.settings``) and
-``training.config.env_name``. Nothing here hard-codes a setting.
+the frozen settings dataclasses (``tripwire.training.settings``, ``tripwire.stream.settings``) and
+``tripwire.core.config.env_name``. Nothing here hard-codes a setting.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from training.config import env_name, load_env
+from tripwire.core.config import env_name, load_env
 
-WORKER_SETTINGS_MODULE = "stream.settings"
-TRAINER_SETTINGS_MODULE = "training.settings"
+WORKER_SETTINGS_MODULE = "tripwire.stream.settings"
+TRAINER_SETTINGS_MODULE = "tripwire.training.settings"
 
 #: Env vars read outside the settings dataclasses, with the file that reads each one
 #: (checked by test_compose.py, so this list cannot drift silently).
@@ -25,7 +25,7 @@ PROCESS_ENV = {"TRIPWIRE_LOG_LEVEL": "tripwire/cli.py"}
 
 
 def worker_settings_module() -> ModuleType:
-    """``stream.settings``, or skip the calling test while the worker does not exist."""
+    """``tripwire.stream.settings``, or skip the calling test while the worker does not exist."""
     return pytest.importorskip(
         WORKER_SETTINGS_MODULE,
         reason="stream/settings.py (the worker's settings, issue 3) does not exist yet",

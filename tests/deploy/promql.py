@@ -1,9 +1,9 @@
 """Every PromQL expression the deployment uses, and small tools to inspect them.
 
 One place for "which queries do the dashboard and the alert rules run": the static
-tests check their metric names against ``stream.metrics`` and their syntax with
-promtool, and the live test runs each one against a real Prometheus scraping a real
-worker. Add a panel or a rule and it is picked up here.
+tests check their metric names against ``tripwire.stream.observability.metrics`` and
+their syntax with promtool, and the live test runs each one against a real Prometheus
+scraping a real worker. Add a panel or a rule and it is picked up here.
 
 The lexer knows just enough PromQL for that: strings, label matchers ``{...}``, range
 and subquery brackets ``[...]``, identifiers, numbers and operators.

@@ -32,7 +32,7 @@ from tests.deploy.compose import (
     load_raw,
     volume_mounts,
 )
-from training.config import from_args, load_env
+from tripwire.core.config import from_args, load_env
 
 APP_SERVICES = ("trainer", "worker")
 KAFKA_REQUIRED_ENV = (

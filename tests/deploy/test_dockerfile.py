@@ -21,7 +21,7 @@ import pytest
 
 from tests.deploy import app
 from tests.deploy.promql import REPO
-from training.config import env_name
+from tripwire.core.config import env_name
 
 DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
@@ -256,5 +256,5 @@ def test_copied_sources_exist_and_are_in_the_context(stages: list[Stage]) -> Non
                 copied.add(source.strip("/"))
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert project["project"]["readme"] in copied, "pip install . needs the readme"
-    for include in project["tool"]["setuptools"]["packages"]["find"]["include"]:
-        assert include.rstrip("*") in copied, f"package {include} not copied"
+    for package, directory in project["tool"]["setuptools"]["package-dir"].items():
+        assert directory in copied, f"package {package} ({directory}/) not copied"

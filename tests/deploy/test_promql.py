@@ -1,6 +1,6 @@
 """Every query in the dashboard and the rules against the metrics contract.
 
-Names: each selected series must be one stream/metrics.py exports (a histogram as
+Names: each selected series must be one stream/observability/metrics.py exports (a histogram as
 ``_bucket``/``_sum``/``_count``, a counter as ``_total``) or Prometheus' ``up``.
 Coverage: every metric the worker exports is on the dashboard. Syntax: promtool
 parses every dashboard query and every live-test probe.
@@ -16,8 +16,8 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from stream.metrics import Metrics
 from tests.deploy import promql
+from tripwire.stream.observability.metrics import Metrics
 
 #: Series Prometheus makes itself for every target.
 SCRAPE_SERIES = {"up"}
@@ -69,7 +69,9 @@ def test_query_reads_only_exported_series(expr: promql.Expr, exported: set[str])
     names = promql.metric_names(expr.expr)
     assert names, f"{expr.source} selects no series"
     unknown = names - exported - SCRAPE_SERIES
-    assert not unknown, f"{expr.source} reads series stream/metrics.py does not export"
+    assert not unknown, (
+        f"{expr.source} reads series stream/observability/metrics.py does not export"
+    )
 
 
 def test_dashboard_shows_every_exported_metric() -> None:

@@ -27,11 +27,11 @@ from typing import Any
 import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
-from stream.codecs import F32_TYPE, FLAG_IDS, FLAG_KEYS, FLAG_TS, PACKED_TYPE
-from stream.packed import encode_packed
 from tests.fixtures.kafka import create_topics
 from tests.fixtures.registry import N_FEATURES, Published
 from tripwire.embedded import EmbeddedBroker, free_port
+from tripwire.stream.wire.codecs import F32_TYPE, FLAG_IDS, FLAG_KEYS, FLAG_TS, PACKED_TYPE
+from tripwire.stream.wire.packed import encode_packed
 
 REPO = Path(__file__).resolve().parents[2]
 #: Short session timeout: Tansu delays a group join by half of it.

@@ -17,17 +17,17 @@ from aiokafka.structs import ConsumerRecord
 from faust.types import TP
 from prometheus_client import CollectorRegistry
 
-from stream import worker as worker_module
-from stream.fastpath import Batch
-from stream.metrics import Metrics
-from stream.records import InputRecord
-from stream.scoring import BatchResult
-from stream.settings import WorkerSettings
-from stream.worker import GIL_SWITCH_INTERVAL, StreamWorker
 from tests.fixtures.registry import N_FEATURES, Published, normal_rows
 from tests.stream.harness import f32_event
-from training.registry import load_scorer
-from training.scorer import Scorer
+from tripwire.core.registry import load_scorer
+from tripwire.core.scorer import Scorer
+from tripwire.stream import worker as worker_module
+from tripwire.stream.kafka.consumer import Batch
+from tripwire.stream.observability.metrics import Metrics
+from tripwire.stream.processing.batch import BatchResult
+from tripwire.stream.settings import WorkerSettings
+from tripwire.stream.wire.records import InputRecord
+from tripwire.stream.worker import GIL_SWITCH_INTERVAL, StreamWorker
 
 
 def batch(n: int) -> Batch:

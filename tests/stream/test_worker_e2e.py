@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 from aiokafka import ConsumerRecord
 
-from stream.alerts import alert_id
 from tests.fixtures.kafka import create_topics
 from tests.fixtures.registry import anomalous_rows, normal_rows, publish_model
 from tests.stream.harness import (
@@ -35,9 +34,10 @@ from tests.stream.harness import (
     produce,
     wait_for,
 )
-from training.registry import load_scorer
-from training.scorer import Scorer
+from tripwire.core.registry import load_scorer
+from tripwire.core.scorer import Scorer
 from tripwire.embedded import EmbeddedBroker
+from tripwire.stream.wire.alerts import alert_id
 
 pytestmark = pytest.mark.integration
 

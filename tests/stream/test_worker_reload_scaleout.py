@@ -23,7 +23,7 @@ from tests.stream.harness import (
     wait_for,
     worker_settings,
 )
-from training.registry import load_scorer
+from tripwire.core.registry import load_scorer
 from tripwire.embedded import EmbeddedBroker
 
 pytestmark = pytest.mark.integration
@@ -179,5 +179,5 @@ def test_two_workers_share_the_partitions_and_every_event_is_scored(
     duplicates = sum(len(v) - 1 for v in by_id.values())
     print(f"two workers: {len(rows)} events, consumed {consumed}, duplicates {duplicates}")
     assert all(c > 0 for c in consumed) and sum(consumed) == len(rows) + duplicates
-    # A graceful rebalance commits before handing partitions over (stream.consumer):
+    # A graceful rebalance commits before handing partitions over (tripwire.stream.kafka.consumer):
     assert duplicates == 0

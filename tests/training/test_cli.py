@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from training.data import load_data
-from training.registry import load_scorer
 from tripwire.cli import main
+from tripwire.core.registry import load_scorer
+from tripwire.training.data import load_data
 
 N_FEATURES = 6
 

@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from training import textdata
-from training.data import align_features, demo_data, load_data
-from training.errors import DataError
+from tripwire.core.errors import DataError
+from tripwire.training import textdata
+from tripwire.training.data import align_features, demo_data, load_data
 
 
 def write(path: Path, text: str) -> Path:

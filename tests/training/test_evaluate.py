@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.errors import ConfigError
-from training.evaluate import evaluate, format_metrics, plot_scores
+from tripwire.core.errors import ConfigError
+from tripwire.training.evaluate import evaluate, format_metrics, plot_scores
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from training.config import load_env
-from training.data import Dataset, load_data
-from training.errors import ConfigError, DataError
-from training.evaluate import evaluate
-from training.pipeline import split_dataset, train
-from training.registry import Registry, load_scorer
-from training.settings import TrainSettings
+from tripwire.core.config import load_env
+from tripwire.core.errors import ConfigError, DataError
+from tripwire.core.registry import load_scorer
+from tripwire.training.data import Dataset, load_data
+from tripwire.training.evaluate import evaluate
+from tripwire.training.pipeline import split_dataset, train
+from tripwire.training.registry import Registry
+from tripwire.training.settings import TrainSettings
 
 
 @pytest.fixture(autouse=True)

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from stream.metrics import INVALID_REASONS, Metrics
-from stream.settings import WorkerSettings
-from training.config import env_name
-from training.settings import ScoreSettings, TrainSettings
+from tripwire.core.config import env_name
 from tripwire.demo import DemoSettings
+from tripwire.stream.observability.metrics import INVALID_REASONS, Metrics
+from tripwire.stream.settings import WorkerSettings
+from tripwire.training.settings import ScoreSettings, TrainSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()

@@ -1,7 +1,9 @@
 """Detectors by kind: ``ensemble`` (the default), ``knn``, ``ae``, ``vae`` and ``pyod:<Name>``.
 
 ``make_detector(spec, **params)`` builds an unfitted detector from its CLI name;
-``detector_class(kind)`` finds the class that loads a saved one. Implementations
+``detector_class(kind)`` (:mod:`tripwire.core.kinds`) finds the class that loads a
+saved one. Importing this package registers the kinds of ``_BUILTIN`` there; to add
+a detector, write its module here and add one line to ``_BUILTIN``. Implementations
 (and with them torch or PyOD) are imported only when a kind is looked up, so
 importing this package stays cheap.
 
@@ -13,45 +15,40 @@ importing this package stays cheap.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from collections.abc import Callable
 from typing import Any
 
-from training.detectors.base import Detector
-from training.errors import DetectorError
+from tripwire.core import kinds
+from tripwire.core.detector import Detector
+from tripwire.core.errors import DetectorError
+from tripwire.core.kinds import detector_class
 
 __all__ = ["Detector", "DetectorError", "KINDS", "detector_class", "make_detector"]
 
 #: Built-in kinds -> (module, class). ``pyod:<Name>`` is resolved separately.
 _BUILTIN = {
-    "ensemble": ("training.detectors.ensemble", "KNNEnsemble"),
-    "knn": ("training.detectors.knn", "KNN"),
-    "ae": ("training.detectors.ae", "AutoEncoder"),
-    "vae": ("training.detectors.vae", "VAE"),
+    "ensemble": ("tripwire.training.detectors.ensemble", "KNNEnsemble"),
+    "knn": ("tripwire.training.detectors.knn", "KNN"),
+    "ae": ("tripwire.training.detectors.ae", "AutoEncoder"),
+    "vae": ("tripwire.training.detectors.vae", "VAE"),
 }
 #: Every kind the CLI accepts, for help texts.
 KINDS = (*_BUILTIN, "pyod:<Name>")
 
 
-def detector_class(kind: str) -> type[Detector]:
-    """The class for ``kind`` (``"ae"``, ``"vae"``, ``"pyod:IForest"``, ...).
+def _pyod_class(name: str) -> type[Detector]:
+    from tripwire.training.detectors.pyod import pyod_class
 
-    Raises
-    ------
-    DetectorError
-        For an unknown kind or an unknown/unimportable PyOD model.
-    """
-    kind = kind.strip()
-    if kind.startswith("pyod:"):
-        from training.detectors.pyod import pyod_class
+    return pyod_class(name)
 
-        return pyod_class(kind.removeprefix("pyod:"))
-    if kind not in _BUILTIN:
-        raise DetectorError(f"unknown detector {kind!r}; choose one of {', '.join(KINDS)}")
-    module, name = _BUILTIN[kind]
-    cls: type[Detector] = getattr(importlib.import_module(module), name)
-    return cls
+
+# Importing this package registers the built-in kinds with tripwire.core.kinds (it is
+# the `builtin` entry point of the `tripwire.detectors` group, so the registry reader
+# finds them without importing training).
+kinds.register_family("pyod:", "pyod:<Name>", _pyod_class)
+for _kind, (_module, _name) in _BUILTIN.items():
+    kinds.register(_kind, _module, _name)
 
 
 def make_detector(spec: str, seed: int = 0, **params: Any) -> Detector:
@@ -87,6 +84,6 @@ def _accepted_params(cls: type[Detector]) -> set[str] | None:
         names |= {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
         if not any(p.kind is p.VAR_KEYWORD for p in params):
             return names - {"self", "seed"}
-        if klass.__module__ == "training.detectors.pyod":
+        if klass.__module__ == "tripwire.training.detectors.pyod":
             return None  # the PyOD wrapper checks against the PyOD model itself
     return names - {"self", "seed"}

@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from training.detectors.deep import ChunkScorer, DeepDetector, LossTerms, mlp
-from training.detectors.layers import compile_layers, run_layers
+from tripwire.training.detectors.deep import ChunkScorer, DeepDetector, LossTerms, mlp
+from tripwire.training.detectors.layers import compile_layers, run_layers
 
 
 def default_hidden_sizes(n_features: int) -> list[int]:
@@ -56,7 +56,7 @@ class _AENet(nn.Module):
 class AutoEncoder(DeepDetector):
     """MLP autoencoder; score = mean squared reconstruction error of standardised rows.
 
-    Hyperparameters are those of :class:`~training.detectors.deep.DeepDetector`
+    Hyperparameters are those of :class:`~tripwire.training.detectors.deep.DeepDetector`
     (``hidden_sizes`` are the encoder sizes ending in the bottleneck; the decoder
     mirrors them; default :func:`default_hidden_sizes`).
 

@@ -13,7 +13,7 @@ it was. (``fork_rng`` is process-global: do not fit two detectors in parallel
 threads of one process.) Scoring pads every chunk to a fixed number of rows so
 each row goes through the same matrix-multiply kernels whatever batch it arrives
 in, which makes a row's score independent of its batch, not merely close. The
-scoring pass is compiled once per fitted module (``training.detectors.layers``):
+scoring pass is compiled once per fitted module (``tripwire.training.detectors.layers``):
 the same kernels on the same padded chunks, bit for bit, without ``nn.Module``'s
 call overhead, which dominated the time per row of big batches.
 """
@@ -34,9 +34,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from training.detectors.base import Detector
-from training.detectors.scaling import Standardizer
-from training.errors import DetectorError
+from tripwire.core.detector import Detector
+from tripwire.core.errors import DetectorError
+from tripwire.training.detectors.scaling import Standardizer
 
 logger = logging.getLogger(__name__)
 

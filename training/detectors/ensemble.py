@@ -1,6 +1,6 @@
 """Ensemble of kNN detectors over several feature scalings (kind ``ensemble``).
 
-Tripwire's default detector. Each member is a :class:`~training.detectors.knn.KNN`
+Tripwire's default detector. Each member is a :class:`~tripwire.training.detectors.knn.KNN`
 (mean distance to the 5 nearest normal rows) measuring distance in its own
 space: by default one in the data's own units (``none``: features that share a
 unit, like pixels or embeddings, keep their relative weight) and one with every
@@ -10,7 +10,7 @@ better one and often above it.
 
 Combination: every member's raw score is mapped to *surprise*, ``-log`` of its
 upper-tail p-value among the member's leave-one-out scores of the reference
-rows (:class:`~training.detectors.surprise.Surprise`), i.e. calibrated on normal
+rows (:class:`~tripwire.training.detectors.surprise.Surprise`), i.e. calibrated on normal
 rows only; the ensemble score is the mean surprise over members, higher = more
 anomalous. No label and no anomaly is used for weighting or selection.
 
@@ -38,10 +38,10 @@ from typing import Any, ClassVar, Self
 import numpy as np
 from safetensors.numpy import save_file
 
-from training.detectors.base import Detector
-from training.detectors.knn import KNN, SCALINGS, build, read_arrays
-from training.detectors.surprise import Surprise
-from training.errors import DetectorError
+from tripwire.core.detector import Detector
+from tripwire.core.errors import DetectorError
+from tripwire.training.detectors.knn import KNN, SCALINGS, build, read_arrays
+from tripwire.training.detectors.surprise import Surprise
 
 ENSEMBLE_FILE = "ensemble.safetensors"
 

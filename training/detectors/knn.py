@@ -5,7 +5,7 @@ The score of a row is its mean Euclidean distance to its ``k`` nearest rows of a
 ``max_reference`` of them so that scoring a micro-batch stays fast however much
 data the model was trained on. Distances are taken after an affine transform
 fitted on all training rows: ``scaling="standard"`` standardises every feature
-(:class:`~training.detectors.scaling.Standardizer`), ``scaling="none"`` only
+(:class:`~tripwire.training.detectors.scaling.Standardizer`), ``scaling="none"`` only
 centres the data (distances in the original units).
 
 Exact and batch-independent: candidates are found with a k-d tree (few
@@ -18,7 +18,7 @@ batch.
 At fit time the detector also computes the leave-one-out scores of the
 reference rows (each against the other reference rows), ``reference_scores_``:
 scores of normal rows the search has not seen, exchangeable with those of new
-normal rows, which :class:`~training.detectors.ensemble.KNNEnsemble` uses to put
+normal rows, which :class:`~tripwire.training.detectors.ensemble.KNNEnsemble` uses to put
 members on a common scale without holding data out.
 
 >>> import numpy as np
@@ -36,9 +36,9 @@ from typing import Any, ClassVar, Self, TypeVar
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from training.detectors.base import Detector
-from training.detectors.scaling import Standardizer
-from training.errors import DetectorError
+from tripwire.core.detector import Detector
+from tripwire.core.errors import DetectorError
+from tripwire.training.detectors.scaling import Standardizer
 
 REFERENCE_FILE = "reference.safetensors"
 SCALINGS = ("standard", "none")

@@ -1,7 +1,7 @@
 """Eval-mode forward passes of the torch detectors as plain tensor functions.
 
 Scoring a big batch runs a small network once per 256-row chunk (see
-``training.detectors.deep``), so ``nn.Module``'s per-call machinery (hook
+``tripwire.training.detectors.deep``), so ``nn.Module``'s per-call machinery (hook
 dispatch, ``Sequential`` iteration, ``F.linear``) cost more than the matrix
 multiplies themselves. :func:`compile_layers` turns the modules into a flat list
 of the very kernels they call, once per fitted module, with the same operands:

@@ -22,7 +22,7 @@ independent of the batch a row arrives in:
 Trust boundary: PyOD models can only be persisted with pickle, so ``save`` writes
 ``model.pkl`` and ``load`` unpickles it, which can execute code. ``load`` must only
 be given a directory whose files the registry has already checked against the
-sha256 values in the manifest (``training.registry.load_scorer`` does this before
+sha256 values in the manifest (``tripwire.core.registry.load_scorer`` does this before
 calling ``load``); whoever can write the manifest can run code in the worker, so
 the registry directory must be writable by trusted publishers only. Torch
 detectors (``ae``, ``vae``) have no such boundary: they load safetensors.
@@ -47,8 +47,8 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 
-from training.detectors.base import Detector
-from training.errors import DetectorError
+from tripwire.core.detector import Detector
+from tripwire.core.errors import DetectorError
 
 logger = logging.getLogger(__name__)
 

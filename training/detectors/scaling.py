@@ -18,7 +18,7 @@ from typing import Any, Self
 
 import numpy as np
 
-from training.errors import DetectorError
+from tripwire.core.errors import DetectorError
 
 
 class Standardizer:

@@ -25,7 +25,7 @@ from typing import Self
 
 import numpy as np
 
-from training.errors import DetectorError
+from tripwire.core.errors import DetectorError
 
 
 class Surprise:

@@ -35,9 +35,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from training.detectors.deep import ChunkScorer, DeepDetector, LossTerms, mlp
-from training.detectors.layers import compile_layers, run_layers
-from training.errors import DetectorError
+from tripwire.core.errors import DetectorError
+from tripwire.training.detectors.deep import ChunkScorer, DeepDetector, LossTerms, mlp
+from tripwire.training.detectors.layers import compile_layers, run_layers
 
 LOG_VAR_MIN = -6.0  # sigma >= 0.05 of a standardised feature
 LOG_VAR_MAX = 6.0
@@ -114,7 +114,7 @@ class VAE(DeepDetector):
         Adam learning rate; higher than the autoencoder's default because the
         VAE otherwise lingers on the collapsed-posterior plateau early in training.
     **kwargs
-        The training hyperparameters of :class:`~training.detectors.deep.DeepDetector`
+        The training hyperparameters of :class:`~tripwire.training.detectors.deep.DeepDetector`
         (``hidden_sizes`` are the encoder's hidden layers, default ``[max(d//2, 4)]``).
 
     Higher score = more anomalous (less probable under the model).

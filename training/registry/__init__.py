@@ -1,9 +1,11 @@
-"""The versioned model registry: ``training`` writes it, ``stream`` reads it.
+"""The write side of the versioned model registry: publish, aliases, verify, gc.
 
-Import-light (standard library only until a model is actually loaded), because the
-stream worker imports it and polls aliases every few seconds.
+``training`` writes the registry, ``stream`` reads it through
+:mod:`tripwire.core.registry` (resolve, verify, load). :class:`Registry` is a
+``RegistryReader`` that can also publish and move aliases.
 
->>> from training.registry import Registry, load_scorer  # doctest: +SKIP
+>>> from tripwire.core.registry import load_scorer  # doctest: +SKIP
+>>> from tripwire.training.registry import Registry  # doctest: +SKIP
 >>> reg = Registry("registry")  # doctest: +SKIP
 >>> version = reg.publish("demo", detector.save, manifest)  # doctest: +SKIP
 >>> reg.promote("demo", "production", version)  # doctest: +SKIP
@@ -12,21 +14,7 @@ stream worker imports it and polls aliases every few seconds.
 
 from __future__ import annotations
 
-from training.registry.loader import load_scorer
-from training.registry.manifest import MANIFEST_FILE, SCHEMA_VERSION, validate_manifest
-from training.registry.reader import DEFAULT_ALIAS, RegistryReader, parse_ref
-from training.registry.store import AliasMove, Registry
-from training.registry.verify import Problem
+from tripwire.training.registry.store import AliasMove, Registry
+from tripwire.training.registry.verify import Problem
 
-__all__ = [
-    "DEFAULT_ALIAS",
-    "MANIFEST_FILE",
-    "SCHEMA_VERSION",
-    "AliasMove",
-    "Problem",
-    "Registry",
-    "RegistryReader",
-    "load_scorer",
-    "parse_ref",
-    "validate_manifest",
-]
+__all__ = ["AliasMove", "Problem", "Registry"]

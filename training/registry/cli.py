@@ -13,11 +13,11 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from training.config import add_arguments, from_args, load_env
-from training.errors import RegistryError
-from training.registry.reader import DEFAULT_ALIAS, parse_ref
-from training.registry.store import Registry
-from training.registry.verify import STALE_AFTER_SECONDS
+from tripwire.core.config import add_arguments, from_args, load_env
+from tripwire.core.errors import RegistryError
+from tripwire.core.registry.reader import DEFAULT_ALIAS, parse_ref
+from tripwire.training.registry.store import Registry
+from tripwire.training.registry.verify import STALE_AFTER_SECONDS
 
 METRIC_COLUMNS = ("roc_auc", "pr_auc", "f1")
 

@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from training.errors import RegistryError
-from training.registry import _fs
-from training.registry.manifest import (
+from tripwire.core.errors import RegistryError
+from tripwire.core.registry.manifest import (
     MANIFEST_FILE,
     SCHEMA_VERSION,
     artifact_name_problem,
@@ -33,8 +32,9 @@ from training.registry.manifest import (
     utc_now,
     validate_manifest,
 )
-from training.registry.reader import ALIASES_DIR, TMP_PREFIX, RegistryReader
-from training.registry.verify import STALE_AFTER_SECONDS, Problem, verify_registry
+from tripwire.core.registry.reader import ALIASES_DIR, TMP_PREFIX, RegistryReader
+from tripwire.training.registry import _fs
+from tripwire.training.registry.verify import STALE_AFTER_SECONDS, Problem, verify_registry
 
 log = logging.getLogger(__name__)
 

@@ -1,27 +1,24 @@
-"""Integrity checks: one version (before loading it) or a whole registry.
+"""Integrity checks of a whole registry, for ``tripwire registry verify``.
 
-``check_version`` is what ``load_scorer`` runs before any deserialisation;
-``verify_registry`` adds alias and stray-entry checks for ``tripwire registry verify``.
+``verify_registry`` runs :func:`tripwire.core.registry.manifest.check_version` (what
+``load_scorer`` runs before loading a version) on every version, and adds alias and
+stray-entry checks.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from training.errors import RegistryError
-from training.registry import _fs
-from training.registry.manifest import (
-    MANIFEST_FILE,
-    artifact_problems,
+from tripwire.core.errors import RegistryError
+from tripwire.core.registry.manifest import (
+    check_version,
     is_alias_name,
     is_version,
-    validate_manifest,
 )
-from training.registry.reader import ALIASES_DIR, TMP_PREFIX, RegistryReader
+from tripwire.core.registry.reader import ALIASES_DIR, TMP_PREFIX, RegistryReader
+from tripwire.training.registry import _fs
 
 #: Age after which an unlocked ``.tmp-*`` dir counts as abandoned.
 STALE_AFTER_SECONDS = 3600.0
@@ -42,39 +39,6 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.severity}: {self.path}: {self.message}"
-
-
-def check_version(
-    version_dir: Path, name: str, version: str
-) -> tuple[dict[str, Any] | None, list[tuple[str, str]]]:
-    """Read, validate and hash-check one version directory, loading nothing.
-
-    Returns
-    -------
-    manifest : dict or None
-        The parsed manifest, or ``None`` when it is missing, unreadable or invalid.
-    problems : list of (file, problem)
-        ``file`` is relative to ``version_dir`` (``""`` for the directory itself);
-        empty when the version is intact.
-    """
-    if not version_dir.is_dir():
-        return None, [("", "version directory is missing")]
-    path = version_dir / MANIFEST_FILE
-    try:
-        with open(path, encoding="utf-8") as f:
-            manifest = json.load(f)
-    except FileNotFoundError:
-        return None, [(MANIFEST_FILE, "missing: half-written or not published by tripwire")]
-    except (OSError, ValueError) as e:
-        return None, [(MANIFEST_FILE, f"not valid JSON: {e}")]
-    invalid = validate_manifest(manifest)
-    if invalid:
-        return None, [(MANIFEST_FILE, p) for p in invalid]
-    if (manifest["name"], manifest["version"]) != (name, version):
-        where = f"{manifest['name']}@{manifest['version']}"
-        return None, [(MANIFEST_FILE, f"describes {where} but lives in {name}/{version}/")]
-    problems = artifact_problems(version_dir, manifest["artifacts"])
-    return (None if problems else manifest), problems
 
 
 def _version_problems(reader: RegistryReader, name: str, version: str) -> list[Problem]:

@@ -19,12 +19,12 @@ Specs
 
 from __future__ import annotations
 
-from training.errors import ConfigError
-from training.thresholds.base import CalibrationData, Threshold, parse_rate
-from training.thresholds.contamination import ContaminationThreshold
-from training.thresholds.f1 import F1Threshold
-from training.thresholds.fpr import FprThreshold
-from training.thresholds.pot import PotThreshold
+from tripwire.core.errors import ConfigError
+from tripwire.training.thresholds.base import CalibrationData, Threshold, parse_rate
+from tripwire.training.thresholds.contamination import ContaminationThreshold
+from tripwire.training.thresholds.f1 import F1Threshold
+from tripwire.training.thresholds.fpr import FprThreshold
+from tripwire.training.thresholds.pot import PotThreshold
 
 __all__ = [
     "DEFAULT_THRESHOLD",

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 
-from training.errors import ConfigError
+from tripwire.core.errors import ConfigError
 
 
 @dataclass(frozen=True)

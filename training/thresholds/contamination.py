@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from training.thresholds.base import CalibrationData, Threshold, finite_scores
+from tripwire.training.thresholds.base import CalibrationData, Threshold, finite_scores
 
 
 class ContaminationThreshold(Threshold):

@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from training.errors import ConfigError
-from training.thresholds.base import CalibrationData, Threshold, finite_scores
+from tripwire.core.errors import ConfigError
+from tripwire.training.thresholds.base import CalibrationData, Threshold, finite_scores
 
 
 class F1Threshold(Threshold):

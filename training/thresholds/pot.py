@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 from scipy.optimize import brentq
 
-from training.errors import ConfigError
-from training.thresholds.base import CalibrationData, Threshold, finite_scores
+from tripwire.core.errors import ConfigError
+from tripwire.training.thresholds.base import CalibrationData, Threshold, finite_scores
 
 log = logging.getLogger(__name__)
 

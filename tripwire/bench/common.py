@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
-from training.errors import ConfigError
+from tripwire.core.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from training.errors import ConfigError, DataError
+from tripwire.core.errors import ConfigError, DataError
 
 #: The checkout this module lives in (``tripwire/bench/datasets.py`` -> repo root).
 REPO_ROOT = Path(__file__).resolve().parents[2]

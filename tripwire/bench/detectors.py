@@ -2,9 +2,9 @@
 
 Two families share a run:
 
-* **Tripwire** detectors, built with ``training.detectors.make_detector(spec,
+* **Tripwire** detectors, built with ``tripwire.training.detectors.make_detector(spec,
   seed=seed)`` from any spec it accepts (``ae``, ``vae``, ``pyod:IForest``, ...).
-  They are fitted and scored on float32 rows, as ``training.scorer.Scorer`` does.
+  They are fitted and scored on float32 rows, as ``tripwire.core.scorer.Scorer`` does.
 * **PyOD baselines**, named by their PyOD class (``AutoEncoder``, ``VAE``,
   ``IForest``, ``ECOD``, ``KNN``, ``LOF``, ``HBOS``, ``COPOD``) and used directly
   with PyOD's default settings (only ``random_state`` and ``verbose`` set);
@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from training.errors import ConfigError
+from tripwire.core.errors import ConfigError
 
 
 class BenchDetector(Protocol):
@@ -115,7 +115,7 @@ def is_baseline(name: str) -> bool:
 
 def default_model() -> str:
     """The detector ``tripwire train`` uses without ``--model``."""
-    from training.settings import TrainSettings
+    from tripwire.training.settings import TrainSettings
 
     return str(next(f.default for f in dataclasses.fields(TrainSettings) if f.name == "model"))
 
@@ -140,9 +140,11 @@ def _baseline(name: str, seed: int) -> BenchDetector:
 
 def _tripwire(name: str, seed: int) -> BenchDetector:
     try:
-        from training.detectors import make_detector
+        from tripwire.training.detectors import make_detector
     except ImportError as e:
-        raise ConfigError(f"detector {name!r}: training.detectors.make_detector: {e}") from e
+        raise ConfigError(
+            f"detector {name!r}: tripwire.training.detectors.make_detector: {e}"
+        ) from e
     return Float32Detector(make_detector(name, seed=seed))
 
 

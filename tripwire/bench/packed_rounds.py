@@ -17,10 +17,10 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
-from stream.codecs import Codec
 from tripwire.bench import stream as bench
 from tripwire.bench.stream_ceilings import raw_aiokafka
 from tripwire.bench.stream_worker import throughput
+from tripwire.stream.wire.codecs import Codec
 
 
 def rounds(n: int, out: Path = Path("out/bench/packed-rounds")) -> list[tuple[float, float]]:

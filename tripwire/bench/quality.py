@@ -10,7 +10,7 @@ every seed:
    the detector. Calibration rows are never fitted on and never tested on;
 3. the detector is fitted on the fit rows, then scores the calibration rows and
    the test rows (remaining normal rows + **all** anomalies) in two calls;
-4. the threshold is Tripwire's ``fpr:<target>`` method (``training.thresholds``)
+4. the threshold is Tripwire's ``fpr:<target>`` method (``tripwire.training.thresholds``)
    learnt from the calibration scores only, so no test row and no label touches
    it; a test row is flagged when its score is strictly above it;
 5. ROC-AUC, PR-AUC (average precision), realised FPR and recall at the threshold
@@ -36,7 +36,6 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from training.errors import ConfigError, DataError
 from tripwire.bench import common
 from tripwire.bench.datasets import (
     Dataset,
@@ -47,6 +46,7 @@ from tripwire.bench.datasets import (
     split_rows,
 )
 from tripwire.bench.detectors import DEFAULT_DETECTORS, Factory, build
+from tripwire.core.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ def evaluate_scores(y_test: np.ndarray, scores: np.ndarray, threshold: float) ->
 
 def fit_threshold(calibration_scores: np.ndarray, target_fpr: float) -> float:
     """Tripwire's ``fpr:<target>`` threshold learnt from held-out normal scores."""
-    from training.thresholds import CalibrationData, parse_threshold
+    from tripwire.training.thresholds import CalibrationData, parse_threshold
 
     data = CalibrationData(train_scores=np.empty(0), normal_scores=calibration_scores)
     return float(parse_threshold(f"fpr:{target_fpr}").fit(data).value)

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from training.config import add_arguments, from_args, load_env
 from tripwire.bench import report
 from tripwire.bench.detectors import BASELINES
 from tripwire.bench.quality import QualitySettings, run_quality
+from tripwire.core.config import add_arguments, from_args, load_env
 
 log = logging.getLogger(__name__)
 

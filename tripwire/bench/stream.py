@@ -32,11 +32,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stream.app import MIN_FETCH_WAIT
-from stream.codecs import Codec
-from stream.settings import WorkerSettings
-from training.errors import ConfigError
-from training.registry import load_scorer
 from tripwire.bench.stream_ceilings import Rate, inference, raw_aiokafka
 from tripwire.bench.stream_data import (
     ENCODINGS,
@@ -62,12 +57,17 @@ from tripwire.bench.stream_worker import (
     throughput,
     wait_until,
 )
+from tripwire.core.errors import ConfigError
+from tripwire.core.registry import load_scorer
+from tripwire.stream.kafka.app import MIN_FETCH_WAIT
+from tripwire.stream.settings import WorkerSettings
+from tripwire.stream.wire.codecs import Codec
 
 log = logging.getLogger(__name__)
 
 #: Tansu delays a group join by half the session timeout.
 SESSION_TIMEOUT = 4.0
-#: The worker's default micro-batch wait (its fetch long-poll too, see stream.app).
+#: The worker's default micro-batch wait (its fetch long-poll too, see tripwire.stream.kafka.app).
 WORKER_MAX_WAIT = WorkerSettings().max_wait
 
 
@@ -237,7 +237,7 @@ class _Bench:
             self.result.ceiling_a[enc] = _rate(rate)
             log.info("ceiling A %s: %.0f records/s", enc, rate.records_per_s)
         X = vectors(self.rows, 0, 64 * self.s.max_batch, self.s.anomaly_fraction)
-        with _torch_threads(1):  # as the worker (stream.worker.single_threaded_inference)
+        with _torch_threads(1):  # as the worker (tripwire.stream.worker.single_threaded_inference)
             c = inference(self.scorer, X, self.s.max_batch)
         self.result.ceiling_c = {**_rate(c), "batch": self.s.max_batch, "torch_threads": 1}
         log.info("ceiling C: %.0f vectors/s", c.vectors_per_s)

@@ -2,7 +2,7 @@
 
 - **A, raw aiokafka**: a plain ``AIOKafkaConsumer`` in a fresh consumer group reads
   a topic from the beginning and decodes every record with the worker's own
-  :class:`stream.codecs.Codec` (no scoring, no outputs, no commits).
+  :class:`tripwire.stream.wire.codecs.Codec` (no scoring, no outputs, no commits).
 - **C, inference alone**: ``Scorer.score`` on micro-batches of the worker's batch
   size, no Kafka, as many as fit in ``seconds``.
 
@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 from aiokafka import AIOKafkaConsumer
 
-from stream.codecs import Codec
-from stream.records import InputRecord
-from training.scorer import Scorer
+from tripwire.core.scorer import Scorer
+from tripwire.stream.wire.codecs import Codec
+from tripwire.stream.wire.records import InputRecord
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from training.config import add_arguments, from_args, load_env
 from tripwire.bench import stream_report
 from tripwire.bench.stream import StreamBenchSettings, run_stream
+from tripwire.core.config import add_arguments, from_args, load_env
 
 log = logging.getLogger(__name__)
 

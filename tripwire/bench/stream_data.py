@@ -1,6 +1,6 @@
 """The stream benchmark's models, events and topics.
 
-Events are the founding tutorial's 50-feature rows (``training.data.demo_data``):
+Events are the founding tutorial's 50-feature rows (``tripwire.training.data.demo_data``):
 normal rows of the test split, with a fixed fraction of its anomalies mixed in at
 evenly spaced positions, in three encodings (see docs/formats.md):
 
@@ -25,8 +25,8 @@ import numpy as np
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from stream.codecs import F32_TYPE, ID_HEADER, PACKED_TYPE
-from stream.packed import encode_packed
+from tripwire.stream.wire.codecs import F32_TYPE, ID_HEADER, PACKED_TYPE
+from tripwire.stream.wire.packed import encode_packed
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class Rows:
 
 
 def demo_rows(seed: int) -> Rows:
-    from training.data import demo_data
+    from tripwire.training.data import demo_data
 
     train, test = demo_data(seed)
     assert train.y is not None and test.y is not None
@@ -161,8 +161,8 @@ async def produce_all(bootstrap: str, topic: str, records: Sequence[Record]) -> 
 
 def train_tripwire_model(registry: Path, seed: int) -> str:
     """Train and promote Tripwire's AE on the tutorial's data; return ``name@alias``."""
-    from training.pipeline import train
-    from training.settings import TrainSettings
+    from tripwire.training.pipeline import train
+    from tripwire.training.settings import TrainSettings
 
     ts = replace(
         TrainSettings(), demo=True, model="ae", registry=str(registry), name=MODEL_NAME,

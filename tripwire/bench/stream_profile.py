@@ -24,18 +24,18 @@ log = logging.getLogger(__name__)
 #: (group, markers): a sample belongs to the first group with a marker in its stack.
 GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("model inference (Scorer.score)", ("Scorer.score (",)),
-    ("decoding (codecs, InputRecord)", ("Codec.", "input_record (", "stream/packed.py")),
+    ("decoding (codecs, InputRecord)", ("Codec.", "input_record (", "stream/wire/packed.py")),
     ("building alerts and dead letters", ("BatchProcessor._emit", "AlertBuilder.",
                                           "dead_letter (", "_unscorable (",
                                           "BatchProcessor._refuse_vectors",
                                           "BatchProcessor._top_features")),
     ("other batch work (scoring.py, worker.py)", ("BatchProcessor.", "StreamWorker._process")),
     ("producing outputs (aiokafka producer)", ("aiokafka/producer/", "Delivery.",
-                                               "BatchProducer.", "stream/delivery.py")),
+                                               "BatchProducer.", "stream/kafka/producer.py")),
     ("fetching and parsing records (aiokafka consumer)", ("aiokafka/consumer/",
                                                           "_fetch_records")),
     ("metrics", ("record_batch (", "prometheus_client/", "LagTracker.")),
-    ("fast path (stream/fastpath.py)", ("stream/fastpath.py",)),
+    ("fast path (stream/kafka/consumer.py)", ("stream/kafka/consumer.py",)),
     ("Kafka protocol and sockets", ("aiokafka/conn.py", "aiokafka/protocol/",
                                     "asyncio/streams.py", "selector_events.py")),
 )  # fmt: skip

@@ -24,7 +24,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from training.errors import ConfigError
+from tripwire.core.errors import ConfigError
 
 PREFIX = "TRIPWIRE_"
 T = TypeVar("T")

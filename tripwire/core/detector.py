@@ -4,7 +4,7 @@ A detector is one class: ``__init__`` stores hyperparameters only, ``fit(X)`` le
 from normal rows and returns ``self`` (fitted attributes end in ``_``), and
 ``score(X)`` returns one float per row, **higher = more anomalous**. The
 anomaly/normal decision is not the detector's: a threshold object sits beside it
-(see ``training.thresholds``).
+(see ``tripwire.training.thresholds``).
 """
 
 from __future__ import annotations

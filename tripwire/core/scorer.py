@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from training.detectors.base import Detector
-from training.errors import DetectorError
+from tripwire.core.detector import Detector
+from tripwire.core.errors import DetectorError
 
 
 @dataclass(frozen=True)

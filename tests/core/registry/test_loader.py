@@ -11,10 +11,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.training.registry import conftest
-from tests.training.registry.conftest import SpyDetector, lookup
-from training.errors import ModelLoadError
-from training.registry import Registry, load_scorer
+from tests.fixtures import toy_registry as conftest
+from tests.fixtures.toy_registry import SpyDetector, lookup
+from tripwire.core.errors import ModelLoadError
+from tripwire.core.registry import load_scorer
+from tripwire.training.registry import Registry
 
 
 def _edit_manifest(reg: Registry, version: str, change: Callable[[dict[str, Any]], None]) -> None:
@@ -165,7 +166,7 @@ def test_unknown_kind_with_the_default_lookup(
     publish_mean()
     _edit_manifest(registry, "1", lambda m: m["detector"].update(kind="no-such-kind"))
     with pytest.raises(ModelLoadError, match="unknown detector kind 'no-such-kind'"):
-        load_scorer(registry.root, "demo@1")  # training.detectors.detector_class
+        load_scorer(registry.root, "demo@1")  # tripwire.training.detectors.detector_class
 
 
 def test_detector_files_that_fail_to_load(

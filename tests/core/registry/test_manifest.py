@@ -11,14 +11,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from training.registry.manifest import (
+from tripwire.core.registry.manifest import (
     SCHEMA_VERSION,
     artifact_name_problem,
+    check_version,
     environment_info,
     sha256_file,
     validate_manifest,
 )
-from training.registry.verify import check_version
 
 
 def valid() -> dict[str, Any]:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from stream.app import create_app
-from stream.consumer import CommittingConsumer
-from stream.fastpath import BatchConsumer
-from stream.settings import WorkerSettings
+from tripwire.stream.kafka.app import create_app
+from tripwire.stream.kafka.consumer import BatchConsumer, CommittingConsumer
+from tripwire.stream.settings import WorkerSettings
 
 
 def test_app_settings_and_consumer() -> None:

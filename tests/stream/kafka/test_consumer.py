@@ -1,6 +1,6 @@
 """The fast path on the real broker: in use, no stalls, commits only after acks.
 
-Each test runs a faust app in-process with :class:`stream.fastpath.BatchConsumer`
+Each test runs a faust app in-process with :class:`tripwire.stream.kafka.consumer.BatchConsumer`
 (as ``tripwire worker`` does) and plays the worker's part itself: take a batch,
 maybe ack it, commit, stop. Committed offsets are read back from the broker.
 """
@@ -18,16 +18,16 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from stream.app import MIN_FETCH_WAIT, create_app
-from stream.fastpath import BatchConsumer, batch_consumer, install
-from stream.metrics import Metrics
-from stream.settings import WorkerSettings
-from stream.worker import StreamWorker
 from tests.fixtures.kafka import create_topics
 from tests.fixtures.registry import N_FEATURES, Published, normal_rows
 from tests.stream.harness import f32_event
-from training.registry import load_scorer
+from tripwire.core.registry import load_scorer
 from tripwire.embedded import EmbeddedBroker
+from tripwire.stream.kafka.app import MIN_FETCH_WAIT, create_app
+from tripwire.stream.kafka.consumer import BatchConsumer, batch_consumer, install
+from tripwire.stream.observability.metrics import Metrics
+from tripwire.stream.settings import WorkerSettings
+from tripwire.stream.worker import StreamWorker
 
 pytestmark = pytest.mark.integration
 

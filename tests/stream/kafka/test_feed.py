@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pytest
 from faust.types import TP
 
-from stream.feed import Batch, RecordFeed
+from tripwire.stream.kafka.feed import Batch, RecordFeed
 
 P0, P1 = TP("t", 0), TP("t", 1)
 

@@ -17,10 +17,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from stream import delivery
-from stream.delivery import Delivery, DeliveryAborted, Queued, default_partition, murmur2
-from stream.metrics import Metrics
-from stream.records import OutputRecord
+from tripwire.stream.kafka import producer as delivery
+from tripwire.stream.kafka.producer import (
+    Delivery,
+    DeliveryAborted,
+    Queued,
+    default_partition,
+    murmur2,
+)
+from tripwire.stream.observability.metrics import Metrics
+from tripwire.stream.wire.records import OutputRecord
 
 
 class ScriptedProduce:

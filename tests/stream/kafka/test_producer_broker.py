@@ -20,13 +20,13 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import MessageSizeTooLargeError
 from prometheus_client import CollectorRegistry
 
-from stream import delivery
-from stream.delivery import BatchProducer, Delivery, Queued
-from stream.metrics import Metrics
-from stream.records import OutputRecord
 from tests.fixtures.kafka import create_topics
 from tests.stream.harness import Out, consume, produce
 from tripwire.embedded import EmbeddedBroker
+from tripwire.stream.kafka import producer as delivery
+from tripwire.stream.kafka.producer import BatchProducer, Delivery, Queued
+from tripwire.stream.observability.metrics import Metrics
+from tripwire.stream.wire.records import OutputRecord
 
 pytestmark = pytest.mark.integration
 

@@ -6,9 +6,9 @@ import ssl
 
 import faust
 
-from stream.security import aiokafka_options, faust_credentials
-from stream.settings import WorkerSettings
-from training.config import Secret
+from tripwire.core.config import Secret
+from tripwire.stream.kafka.security import aiokafka_options, faust_credentials
+from tripwire.stream.settings import WorkerSettings
 
 
 def settings(**kw: object) -> WorkerSettings:

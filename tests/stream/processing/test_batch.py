@@ -8,15 +8,15 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from stream.alerts import AlertBuilder, alert_id
-from stream.codecs import F32_TYPE, PACKED_TYPE
-from stream.cooldown import Cooldown
-from stream.records import InputRecord
-from stream.scoring import BatchProcessor, Topics
 from tests.fixtures.registry import Published, anomalous_rows, normal_rows
 from tests.stream.harness import packed
-from training.registry import load_scorer
-from training.scorer import Scorer
+from tripwire.core.registry import load_scorer
+from tripwire.core.scorer import Scorer
+from tripwire.stream.processing.batch import BatchProcessor, Topics
+from tripwire.stream.processing.cooldown import Cooldown
+from tripwire.stream.wire.alerts import AlertBuilder, alert_id
+from tripwire.stream.wire.codecs import F32_TYPE, PACKED_TYPE
+from tripwire.stream.wire.records import InputRecord
 
 TOPICS = Topics("alerts", "dlq", "scores")
 

@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from stream.metrics import Metrics
-from stream.reload import ModelWatcher, load_initial
 from tests.fixtures.registry import FAULTS, Published, corrupt_weights, manifest, point_alias
-from training.detectors import Detector, detector_class
-from training.errors import ModelLoadError
-from training.registry import Registry, load_scorer
+from tripwire.core.errors import ModelLoadError
+from tripwire.core.registry import load_scorer
+from tripwire.stream.observability.metrics import Metrics
+from tripwire.stream.processing.model_watcher import ModelWatcher, load_initial
+from tripwire.training.detectors import Detector, detector_class
+from tripwire.training.registry import Registry
 
 
 def sample(metrics: Metrics, metric: str, **labels: str) -> float:
@@ -111,7 +112,7 @@ def test_broken_versions_are_refused_and_the_old_one_keeps_serving(
         bad = publish(seed=1)
         FAULTS[fault](bad)
         point_alias(served, bad.version)
-    with caplog.at_level(logging.ERROR, logger="stream.reload"):
+    with caplog.at_level(logging.ERROR, logger="tripwire.stream.processing.model_watcher"):
         assert watcher.check() == "failure"
     assert watcher.current.version == served.version
     assert sample(metrics, "tripwire_model_reloads_total", result="failure") == 1

@@ -14,9 +14,9 @@ import random
 import struct
 from collections.abc import Callable
 
-from stream.codecs import F32_TYPE, JSON_TYPE, PACKED_TYPE
 from tests.fixtures.registry import N_FEATURES
 from tests.stream.harness import Out
+from tripwire.stream.wire.codecs import F32_TYPE, JSON_TYPE, PACKED_TYPE
 
 TEN_MB = 10 * 1024 * 1024
 Kind = Callable[[random.Random], tuple[Out, set[str]]]

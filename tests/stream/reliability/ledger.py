@@ -29,9 +29,6 @@ from typing import Any
 
 import numpy as np
 
-from stream.alerts import alert_id
-from stream.codecs import Codec, InvalidEvent
-from stream.records import InputRecord
 from tests.fixtures.registry import N_FEATURES, Published
 from tests.stream.harness import (
     Out,
@@ -43,6 +40,9 @@ from tests.stream.harness import (
     worker_settings,
 )
 from tripwire.embedded import EmbeddedBroker
+from tripwire.stream.wire.alerts import alert_id
+from tripwire.stream.wire.codecs import Codec, InvalidEvent
+from tripwire.stream.wire.records import InputRecord
 
 FIGURES_ENV = "TRIPWIRE_RELIABILITY_FIGURES"
 Where = tuple[int, int]  # (partition, offset) of an input record

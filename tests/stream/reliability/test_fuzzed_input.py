@@ -20,20 +20,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stream.alerts import AlertBuilder
-from stream.codecs import F32_TYPE, JSON_TYPE, PACKED_TYPE
-from stream.cooldown import Cooldown
-from stream.metrics import INVALID_REASONS
-from stream.packed import encode_packed
-from stream.records import InputRecord
-from stream.scoring import BatchProcessor, Topics
 from tests.fixtures.registry import N_FEATURES, anomalous_rows, normal_rows, publish_model
 from tests.stream.harness import Out, WorkerProcess, f32_event, json_event, packed_event
 from tests.stream.reliability.fuzz import TEN_MB, malformed_records, ten_megabytes
 from tests.stream.reliability.ledger import new_run
-from training.registry import load_scorer
-from training.scorer import Scorer
+from tripwire.core.registry import load_scorer
+from tripwire.core.scorer import Scorer
 from tripwire.embedded import EmbeddedBroker
+from tripwire.stream.observability.metrics import INVALID_REASONS
+from tripwire.stream.processing.batch import BatchProcessor, Topics
+from tripwire.stream.processing.cooldown import Cooldown
+from tripwire.stream.wire.alerts import AlertBuilder
+from tripwire.stream.wire.codecs import F32_TYPE, JSON_TYPE, PACKED_TYPE
+from tripwire.stream.wire.packed import encode_packed
+from tripwire.stream.wire.records import InputRecord
 
 PARTITIONS = 3
 N_VALID, N_MALFORMED, N_HUGE = 10_000, 10_200, 3

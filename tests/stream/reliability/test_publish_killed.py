@@ -25,7 +25,8 @@ import pytest
 from tests.fixtures.registry import Watcher
 from tests.stream.harness import REPO
 from tests.stream.reliability.ledger import Figures
-from training.registry import Registry, load_scorer
+from tripwire.core.registry import load_scorer
+from tripwire.training.registry import Registry
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,7 @@
 """Scenario 6: registry faults under a running worker, and at its start.
 
-``tests/stream/test_reload.py`` checks each fault against ``ModelWatcher`` alone, and
+``tests/stream/processing/test_model_watcher.py`` checks each fault against
+``ModelWatcher`` alone, and
 ``test_worker_reload_scaleout.py`` one fault (another feature schema) under a real
 worker. Here a real ``tripwire worker`` serves a live stream while the production
 alias is pointed, one after the other, at every kind of broken version: it keeps

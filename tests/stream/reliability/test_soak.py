@@ -28,13 +28,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stream.alerts import alert_id
 from tests.fixtures.registry import Published, normal_rows, publish_model
 from tests.stream.harness import WorkerProcess, consume, f32_event, wait_for
 from tests.stream.reliability.ledger import Figures, Ledger, new_run
 from tests.stream.reliability.traffic import POOL, RateProducer
-from training.registry import load_scorer
+from tripwire.core.registry import load_scorer
 from tripwire.embedded import EmbeddedBroker
+from tripwire.stream.wire.alerts import alert_id
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

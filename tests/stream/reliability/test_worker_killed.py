@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stream.alerts import alert_id
 from tests.fixtures.registry import anomalous_rows, normal_rows, publish_model
 from tests.stream.harness import (
     MAX_MESSAGE_BYTES,
@@ -25,8 +24,9 @@ from tests.stream.harness import (
     wait_for,
 )
 from tests.stream.reliability.ledger import Ledger, check_redeliveries, new_run
-from training.registry import load_scorer
+from tripwire.core.registry import load_scorer
 from tripwire.embedded import EmbeddedBroker
+from tripwire.stream.wire.alerts import alert_id
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

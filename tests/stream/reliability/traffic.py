@@ -18,8 +18,8 @@ from collections.abc import Iterator
 import numpy as np
 from aiokafka import AIOKafkaProducer
 
-from stream.codecs import F32_TYPE
 from tests.fixtures.registry import anomalous_rows, normal_rows
+from tripwire.stream.wire.codecs import F32_TYPE
 
 #: Longer than any stall a test injects: sends wait for the broker instead of failing.
 REQUEST_TIMEOUT_MS = 180_000

@@ -10,10 +10,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stream.alerts import ALERT_NAMESPACE, AlertBuilder, Scored, alert_id, rfc3339, severity
-from stream.cooldown import Cooldown
-from stream.dlq import MAX_DETAIL_CHARS, dead_letter
-from stream.records import InputRecord
+from tripwire.stream.processing.cooldown import Cooldown
+from tripwire.stream.wire.alerts import (
+    ALERT_NAMESPACE,
+    AlertBuilder,
+    Scored,
+    alert_id,
+    rfc3339,
+    severity,
+)
+from tripwire.stream.wire.dead_letters import MAX_DETAIL_CHARS, dead_letter
+from tripwire.stream.wire.records import InputRecord
 
 S = Scored("evt-1", "card-9", "features", 3, 1234, None, 1_764_324_000_000.0, 2.5, True)
 TOP = [{"name": "f1", "value": 9.0, "contribution": 4.0}]

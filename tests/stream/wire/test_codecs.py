@@ -9,16 +9,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream.codecs import (
+from tests.stream.harness import packed
+from tripwire.stream.observability.metrics import INVALID_REASONS
+from tripwire.stream.wire.codecs import (
     F32_TYPE,
     PACKED_TYPE,
     Codec,
     InvalidEvent,
 )
-from stream.metrics import INVALID_REASONS
-from stream.packed import encode_packed
-from stream.records import InputRecord
-from tests.stream.harness import packed
+from tripwire.stream.wire.packed import encode_packed
+from tripwire.stream.wire.records import InputRecord
 
 NAMES = ("a", "b", "c")
 CODEC = Codec(NAMES, max_message_bytes=10_000)

@@ -13,10 +13,10 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream.codecs import F32_TYPE, ID_HEADER, PACKED_TYPE, TS_HEADER, Codec
-from stream.errors import InvalidEvent
-from stream.packed import encode_packed
-from stream.records import Decoded, InputRecord
+from tripwire.stream.wire.codecs import F32_TYPE, ID_HEADER, PACKED_TYPE, TS_HEADER, Codec
+from tripwire.stream.wire.errors import InvalidEvent
+from tripwire.stream.wire.packed import encode_packed
+from tripwire.stream.wire.records import Decoded, InputRecord
 
 D = 4
 CODEC = Codec([f"f{i}" for i in range(D)], max_message_bytes=64)

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.detectors.ae import AutoEncoder, default_hidden_sizes
-from training.errors import DetectorError
+from tripwire.core.errors import DetectorError
+from tripwire.training.detectors.ae import AutoEncoder, default_hidden_sizes
 
 from .test_deep import low_rank
 

@@ -12,7 +12,7 @@ import torch
 from pyod.utils.data import generate_data
 from sklearn.metrics import roc_auc_score
 
-from training.detectors import Detector, detector_class, make_detector
+from tripwire.training.detectors import Detector, detector_class, make_detector
 
 # Small budgets: the point is the contract, not the best model.
 SPECS: dict[str, dict[str, Any]] = {

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from training.detectors.ae import AutoEncoder
-from training.detectors.deep import WEIGHTS_FILE
-from training.errors import DetectorError
+from tripwire.core.errors import DetectorError
+from tripwire.training.detectors.ae import AutoEncoder
+from tripwire.training.detectors.deep import WEIGHTS_FILE
 
 
 def low_rank(n: int = 400, d: int = 8, seed: int = 0) -> np.ndarray:
@@ -56,7 +56,7 @@ def test_dropout_only_applies_while_training():
 
 
 def test_summary_is_logged(caplog):
-    with caplog.at_level(logging.INFO, logger="training.detectors.deep"):
+    with caplog.at_level(logging.INFO, logger="tripwire.training.detectors.deep"):
         AutoEncoder(seed=0, epochs=3).fit(low_rank(n=100))
     assert any("trained 3 epochs" in r.getMessage() for r in caplog.records)
 

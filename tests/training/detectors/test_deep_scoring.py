@@ -17,9 +17,9 @@ import pytest
 import torch
 from torch import nn
 
-from training.detectors.ae import AutoEncoder
-from training.detectors.deep import DeepDetector
-from training.detectors.vae import VAE, gaussian_nll_terms
+from tripwire.training.detectors.ae import AutoEncoder
+from tripwire.training.detectors.deep import DeepDetector
+from tripwire.training.detectors.vae import VAE, gaussian_nll_terms
 
 from .test_deep import low_rank
 

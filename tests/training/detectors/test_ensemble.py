@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from training.detectors import make_detector
-from training.detectors.ensemble import ENSEMBLE_FILE, KNNEnsemble, parse_scalings
-from training.detectors.knn import KNN
-from training.detectors.surprise import Surprise
-from training.errors import DetectorError
+from tripwire.core.errors import DetectorError
+from tripwire.training.detectors import make_detector
+from tripwire.training.detectors.ensemble import ENSEMBLE_FILE, KNNEnsemble, parse_scalings
+from tripwire.training.detectors.knn import KNN
+from tripwire.training.detectors.surprise import Surprise
 
 
 def mixed_units(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

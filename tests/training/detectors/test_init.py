@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
-from training.detectors import KINDS, detector_class, make_detector
-from training.detectors.ae import AutoEncoder
-from training.detectors.vae import VAE
-from training.errors import DetectorError
+from tripwire.core.errors import DetectorError
+from tripwire.training.detectors import KINDS, detector_class, make_detector
+from tripwire.training.detectors.ae import AutoEncoder
+from tripwire.training.detectors.vae import VAE
 
 
 def test_builtin_kinds_resolve():
@@ -48,6 +48,9 @@ def test_invalid_values_raise():
 
 
 def test_importing_the_package_does_not_import_torch_or_pyod():
-    code = "import sys, training.detectors; print('torch' in sys.modules, 'pyod' in sys.modules)"
+    code = (
+        "import sys, tripwire.training.detectors; "
+        "print('torch' in sys.modules, 'pyod' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]

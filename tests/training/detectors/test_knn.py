@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from sklearn.neighbors import NearestNeighbors
 
-from training.detectors.knn import (
+from tripwire.core.errors import DetectorError
+from tripwire.training.detectors.knn import (
     KD_TREE_MAX_FEATURES,
     KNN,
     REFERENCE_FILE,
     NeighbourIndex,
     nearest,
 )
-from training.errors import DetectorError
 
 
 def blobs(n: int, d: int, seed: int = 0) -> np.ndarray:

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from training.detectors.deep import ACTIVATIONS, mlp
-from training.detectors.layers import compile_layers, run_layers
+from tripwire.training.detectors.deep import ACTIVATIONS, mlp
+from tripwire.training.detectors.layers import compile_layers, run_layers
 
 
 def _input(d: int, rows: int = 256, seed: int = 0) -> torch.Tensor:

@@ -9,9 +9,9 @@ from pyod.models.ecod import ECOD
 from pyod.models.iforest import IForest
 from pyod.utils.data import generate_data
 
-from training.detectors import detector_class, make_detector
-from training.detectors.pyod import MODEL_FILE, _probe_mode, find_pyod_model, pyod_class
-from training.errors import DetectorError
+from tripwire.core.errors import DetectorError
+from tripwire.training.detectors import detector_class, make_detector
+from tripwire.training.detectors.pyod import MODEL_FILE, _probe_mode, find_pyod_model, pyod_class
 
 
 @pytest.fixture(scope="module")

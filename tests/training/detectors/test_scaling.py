@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from training.detectors.scaling import Standardizer
-from training.errors import DetectorError
+from tripwire.core.errors import DetectorError
+from tripwire.training.detectors.scaling import Standardizer
 
 
 def test_standardises_to_zero_mean_unit_variance():

@@ -10,8 +10,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from training.detectors.surprise import Surprise
-from training.errors import DetectorError
+from tripwire.core.errors import DetectorError
+from tripwire.training.detectors.surprise import Surprise
 
 finite = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from training.detectors.vae import LOG_VAR_MAX, LOG_VAR_MIN, VAE, gaussian_nll_terms
-from training.errors import DetectorError
+from tripwire.core.errors import DetectorError
+from tripwire.training.detectors.vae import LOG_VAR_MAX, LOG_VAR_MIN, VAE, gaussian_nll_terms
 
 from .test_deep import low_rank
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from training.registry import Registry, _fs
+from tripwire.training.registry import Registry, _fs
 
 DURABLE_STEPS = (
     "lock_dir", "fsync_file", "fsync_dir", "write_json_durable", "rename_noreplace",

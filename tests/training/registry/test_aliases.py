@@ -8,8 +8,9 @@ from collections.abc import Callable
 
 import pytest
 
-from training.errors import RegistryError
-from training.registry import Registry, parse_ref
+from tripwire.core.errors import RegistryError
+from tripwire.core.registry import parse_ref
+from tripwire.training.registry import Registry
 
 
 @pytest.fixture

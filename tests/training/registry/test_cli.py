@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import tripwire.cli
-from training.registry import Registry
+from tripwire.training.registry import Registry
 
 
 @pytest.fixture
@@ -21,10 +21,10 @@ def tripwire_cli(
 ) -> Callable[..., tuple[int, str, str]]:
     """``run("registry", "list", ...) -> (exit code, stdout, stderr)`` on ``registry``.
 
-    Only the registry commands are registered (``training.cli`` is another module),
+    Only the registry commands are registered (``tripwire.training.cli`` is another module),
     and the registry directory comes from ``TRIPWIRE_REGISTRY``.
     """
-    monkeypatch.setattr(tripwire.cli, "COMMAND_MODULES", ("training.registry.cli",))
+    monkeypatch.setattr(tripwire.cli, "COMMAND_MODULES", ("tripwire.training.registry.cli",))
     monkeypatch.setenv("TRIPWIRE_REGISTRY", str(registry.root))
 
     def run(*argv: str) -> tuple[int, str, str]:

@@ -20,7 +20,7 @@ import pytest
 from tests.fixtures.registry import Watcher
 from tests.training.registry.publisher import manifest as simple_manifest
 from tests.training.registry.publisher import write_artifacts
-from training.registry import Registry
+from tripwire.training.registry import Registry
 
 REPO = Path(__file__).resolve().parents[3]
 

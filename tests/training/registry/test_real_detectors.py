@@ -1,4 +1,4 @@
-"""The registry with the real detectors, found through ``training.detectors.detector_class``."""
+"""The registry with the real detectors, found through ``detector_class``."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from tests.training.registry.conftest import manifest_for
-from training.detectors import make_detector
-from training.errors import ModelLoadError
-from training.registry import Registry, load_scorer
+from tests.fixtures.toy_registry import manifest_for
+from tripwire.core.errors import ModelLoadError
+from tripwire.core.registry import load_scorer
+from tripwire.training.detectors import make_detector
+from tripwire.training.registry import Registry
 
 
 @pytest.fixture

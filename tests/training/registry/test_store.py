@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.training.registry.conftest import MeanDetector, lookup, manifest_for
+from tests.fixtures.toy_registry import MeanDetector, lookup, manifest_for
 from tests.training.registry.publisher import manifest as simple_manifest
 from tests.training.registry.publisher import write_artifacts
-from training.errors import RegistryError
-from training.registry import SCHEMA_VERSION, Registry, _fs, load_scorer
-from training.registry.manifest import sha256_file
+from tripwire.core.errors import RegistryError
+from tripwire.core.registry import SCHEMA_VERSION, load_scorer
+from tripwire.core.registry.manifest import sha256_file
+from tripwire.training.registry import Registry, _fs
 
 REPO = Path(__file__).resolve().parents[3]
 

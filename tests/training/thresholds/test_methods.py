@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.errors import ConfigError
-from training.thresholds import (
+from tripwire.core.errors import ConfigError
+from tripwire.training.thresholds import (
     CalibrationData,
     ContaminationThreshold,
     F1Threshold,

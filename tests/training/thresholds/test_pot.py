@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from training.thresholds import CalibrationData, PotThreshold
-from training.thresholds.pot import fit_gpd, gpd_loglik, pot_quantile
+from tripwire.training.thresholds import CalibrationData, PotThreshold
+from tripwire.training.thresholds.pot import fit_gpd, gpd_loglik, pot_quantile
 
 SEEDS = range(5)
 
@@ -63,7 +63,7 @@ def test_grimshaw_fit_matches_scipy_maximum_likelihood(shape: float) -> None:
 
 def test_too_few_peaks_falls_back_to_empirical_quantile_with_warning(caplog) -> None:
     x = np.random.default_rng(0).exponential(size=200)  # 2% of 200 = 4 peaks
-    with caplog.at_level(logging.WARNING, logger="training.thresholds.pot"):
+    with caplog.at_level(logging.WARNING, logger="tripwire.training.thresholds.pot"):
         t = PotThreshold(q=1e-2).fit(CalibrationData(np.zeros(1), x))
     assert t.details_["fallback"] and "peaks" in t.details_["fallback"]
     assert t.value == float(np.quantile(x, 0.99, method="higher"))

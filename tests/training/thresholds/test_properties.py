@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from training.thresholds import (
+from tripwire.training.thresholds import (
     CalibrationData,
     ContaminationThreshold,
     F1Threshold,

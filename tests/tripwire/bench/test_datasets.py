@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from training.errors import ConfigError, DataError
 from tripwire.bench import datasets
 from tripwire.bench.datasets import find_datasets, load_dataset, split_rows
+from tripwire.core.errors import ConfigError, DataError
 
 
 @settings(max_examples=60, deadline=None)

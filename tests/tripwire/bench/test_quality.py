@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.errors import ConfigError
-from training.thresholds import CalibrationData, parse_threshold
 from tripwire.bench import cli
 from tripwire.bench.datasets import split_rows
 from tripwire.bench.quality import QualitySettings, run_quality
+from tripwire.core.errors import ConfigError
+from tripwire.training.thresholds import CalibrationData, parse_threshold
 
 METRICS = ("roc_auc", "pr_auc", "fpr", "recall")
 

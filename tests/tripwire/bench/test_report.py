@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from training.errors import ConfigError
-from training.thresholds import CalibrationData, parse_threshold
 from tripwire.bench import report
 from tripwire.bench.quality import QualityResult, RunRecord
+from tripwire.core.errors import ConfigError
+from tripwire.training.thresholds import CalibrationData, parse_threshold
 
 
 def _rec(dataset: str, det: str, seed: int, roc: float | None, fpr: float = 0.01,

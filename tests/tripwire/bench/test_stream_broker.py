@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stream.codecs import Codec
 from tripwire.bench import stream_report
 from tripwire.bench.stream import StreamBenchSettings, run_stream
 from tripwire.bench.stream_ceilings import raw_aiokafka
@@ -17,6 +16,7 @@ from tripwire.bench.stream_data import Rows, produce_all, records_for
 from tripwire.bench.stream_probe import run_probe
 from tripwire.bench.stream_worker import offer
 from tripwire.embedded import EmbeddedBroker
+from tripwire.stream.wire.codecs import Codec
 
 pytestmark = pytest.mark.integration
 

@@ -9,13 +9,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from stream.codecs import Codec
-from stream.records import Decoded, InputRecord
-from training.errors import ConfigError
 from tripwire.bench import stream_report
 from tripwire.bench.stream import StreamBenchSettings, StreamResult
 from tripwire.bench.stream_data import Rows, encode, is_anomaly, packed_records, vectors
 from tripwire.bench.stream_profile import GROUPS, OTHER, ROOT, parse
+from tripwire.core.errors import ConfigError
+from tripwire.stream.wire.codecs import Codec
+from tripwire.stream.wire.records import Decoded, InputRecord
 
 CODEC = Codec([f"f{i}" for i in range(3)], 1_000_000)
 
@@ -71,7 +71,7 @@ def test_packed_records_carry_every_vector_with_its_id() -> None:
 
 def test_profile_groups_samples_by_the_first_matching_marker() -> None:
     raw = "\n".join([
-        f"_run (w.py:1);score (s.py:2);Scorer.score ({ROOT}training/scorer.py:55) 6",
+        f"_run (w.py:1);score (s.py:2);Scorer.score ({ROOT}tripwire/core/scorer.py:55) 6",
         "main (a.py:1);Codec.decode_batch (/x/stream/codecs.py:130) 3",
         "main (a.py:1);select (/usr/lib/python3.11/selectors.py:468) 1",
         "garbage line",
@@ -80,7 +80,7 @@ def test_profile_groups_samples_by_the_first_matching_marker() -> None:
     assert p.samples == 10
     assert p.scoring_share == pytest.approx(0.6)
     assert p.groups[GROUPS[1][0]] == pytest.approx(0.3) and p.groups[OTHER] == pytest.approx(0.1)
-    assert p.top[0] == ("Scorer.score (training/scorer.py)", pytest.approx(0.6))
+    assert p.top[0] == ("Scorer.score (tripwire/core/scorer.py)", pytest.approx(0.6))
     assert parse("").samples == 0
 
 

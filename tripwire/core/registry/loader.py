@@ -7,28 +7,27 @@ scorer, torch via the detectors) happen only when a model is actually loaded.
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from training.errors import ModelLoadError, RegistryError
-from training.registry.reader import RegistryReader
-from training.registry.verify import check_version
+from tripwire.core.errors import ModelLoadError, RegistryError
+from tripwire.core.registry.manifest import check_version
+from tripwire.core.registry.reader import RegistryReader
 
 if TYPE_CHECKING:
-    from training.detectors.base import Detector
-    from training.scorer import Scorer
+    from tripwire.core.detector import Detector
+    from tripwire.core.scorer import Scorer
 
 DetectorLookup = Callable[[str], "type[Detector]"]
 
 
 def _default_detector_class(kind: str) -> type[Detector]:
-    """``training.detectors.detector_class``, imported only when a model is loaded."""
-    detectors = importlib.import_module("training.detectors")
-    cls: type[Detector] = detectors.detector_class(kind)
-    return cls
+    """``tripwire.core.kinds.detector_class``, imported only when a model is loaded."""
+    from tripwire.core.kinds import detector_class
+
+    return detector_class(kind)
 
 
 def load_scorer(
@@ -48,7 +47,7 @@ def load_scorer(
         ``NAME@latest``. To follow an alias without racing its moves, read
         ``Registry.alias_version`` and load ``NAME@<that version>``.
     detector_class : callable, optional
-        ``kind -> Detector subclass``; defaults to ``training.detectors.detector_class``.
+        ``kind -> Detector subclass``; defaults to ``tripwire.core.kinds.detector_class``.
 
     Raises
     ------
@@ -77,7 +76,7 @@ def load_scorer(
 
     detector = _build_detector(version_dir, manifest["detector"], detector_class, label)
 
-    from training.scorer import Scorer
+    from tripwire.core.scorer import Scorer
 
     names = tuple(manifest["features"]["names"])
     _probe(detector, len(names), label)

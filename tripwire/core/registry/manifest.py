@@ -1,5 +1,8 @@
 """The ``manifest.json`` of a model version: schema, validation, hashing, environment.
 
+``check_version`` reads, validates and hash-checks one version directory: what
+``load_scorer`` runs before any deserialisation.
+
 Import-light on purpose (standard library only): the stream worker reads manifests.
 See docs/ARCHITECTURE.md, "manifest.json", for the schema.
 """
@@ -7,6 +10,7 @@ See docs/ARCHITECTURE.md, "manifest.json", for the schema.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import platform
@@ -215,3 +219,36 @@ def artifact_problems(version_dir: Path, artifacts: dict[str, str]) -> list[tupl
         if name != MANIFEST_FILE and name not in artifacts:
             problems.append((name, "file not listed in the manifest's artifacts"))
     return problems
+
+
+def check_version(
+    version_dir: Path, name: str, version: str
+) -> tuple[dict[str, Any] | None, list[tuple[str, str]]]:
+    """Read, validate and hash-check one version directory, loading nothing.
+
+    Returns
+    -------
+    manifest : dict or None
+        The parsed manifest, or ``None`` when it is missing, unreadable or invalid.
+    problems : list of (file, problem)
+        ``file`` is relative to ``version_dir`` (``""`` for the directory itself);
+        empty when the version is intact.
+    """
+    if not version_dir.is_dir():
+        return None, [("", "version directory is missing")]
+    path = version_dir / MANIFEST_FILE
+    try:
+        with open(path, encoding="utf-8") as f:
+            manifest = json.load(f)
+    except FileNotFoundError:
+        return None, [(MANIFEST_FILE, "missing: half-written or not published by tripwire")]
+    except (OSError, ValueError) as e:
+        return None, [(MANIFEST_FILE, f"not valid JSON: {e}")]
+    invalid = validate_manifest(manifest)
+    if invalid:
+        return None, [(MANIFEST_FILE, p) for p in invalid]
+    if (manifest["name"], manifest["version"]) != (name, version):
+        where = f"{manifest['name']}@{manifest['version']}"
+        return None, [(MANIFEST_FILE, f"describes {where} but lives in {name}/{version}/")]
+    problems = artifact_problems(version_dir, manifest["artifacts"])
+    return (None if problems else manifest), problems

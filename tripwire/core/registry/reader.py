@@ -16,8 +16,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from training.errors import RegistryError
-from training.registry.manifest import (
+from tripwire.core.errors import RegistryError
+from tripwire.core.registry.manifest import (
     LATEST,
     MANIFEST_FILE,
     is_alias_name,

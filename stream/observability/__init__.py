@@ -1,0 +1,2 @@
+"""What the worker tells operators: its Prometheus metrics, the ``/metrics`` HTTP
+server, consumer lag."""

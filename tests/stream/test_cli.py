@@ -1,0 +1,31 @@
+"""``tripwire worker``: its --help and its refusal to start without a model."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import fields
+
+from tripwire.stream.settings import WorkerSettings
+
+
+def test_help_documents_every_setting() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "tripwire", "worker", "--help"],
+        capture_output=True, text=True, check=True, env={"COLUMNS": "200", "PATH": ""},
+    ).stdout  # fmt: skip
+    for f in fields(WorkerSettings):
+        option = "--model" if f.name == "model_ref" else "--" + f.name.replace("_", "-")
+        assert option in out, option
+        assert f"TRIPWIRE_{f.name.upper()}" in out, f.name
+    assert "docs/formats.md" in out
+
+
+def test_worker_refuses_to_start_without_a_model(tmp_path: object) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "tripwire", "worker", "--bootstrap", "127.0.0.1:1",
+         "--model", "nope", "--registry", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "cannot load model nope" in proc.stderr
