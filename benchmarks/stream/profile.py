@@ -29,7 +29,8 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
                                           "dead_letter (", "_unscorable (",
                                           "BatchProcessor._refuse_vectors",
                                           "BatchProcessor._top_features")),
-    ("other batch work (scoring.py, worker.py)", ("BatchProcessor.", "StreamWorker._process")),
+    ("other batch work (processing/batch.py, worker.py)", ("BatchProcessor.",
+                                                          "StreamWorker._process")),
     ("producing outputs (aiokafka producer)", ("aiokafka/producer/", "Delivery.",
                                                "BatchProducer.", "stream/kafka/producer.py")),
     ("fetching and parsing records (aiokafka consumer)", ("aiokafka/consumer/",
@@ -104,9 +105,7 @@ class Profiler:
             return
         cmd = [exe, "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw",
                "--nonblocking", "--output", str(out)]  # fmt: skip
-        self.proc = subprocess.Popen(  # noqa: S603 - fixed argv
-            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def stop(self) -> Profile | None:
         """Stop sampling; the profile, or ``None`` if py-spy was missing or failed."""

@@ -1,15 +1,19 @@
-"""The stream benchmark's markdown tables, target checks and files."""
+"""The harness's stream report: the worker beside its ceilings, the targets, the doc section.
+
+The worker's own tables come from :mod:`tripwire.bench.stream_report`; this adds the
+ceilings and the naive peer to the throughput table, the broker-alone floor to the
+latency table, the targets of issue 5 and the py-spy profile.
+"""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from tripwire.bench.common import replace_section
-from tripwire.bench.stream import StreamResult
-from tripwire.bench.stream_profile import GROUPS
+from benchmarks.common import replace_section
+from benchmarks.stream.profile import GROUPS
+from benchmarks.stream.run import HarnessResult
+from tripwire.bench import stream_report
 
 SCORING_GROUP = GROUPS[0][0]
 
@@ -56,7 +60,7 @@ def _fmt(value: float | None, unit: str) -> str:
     return f"{value:.1f}×"
 
 
-def targets(r: StreamResult) -> list[Target]:
+def targets(r: HarnessResult) -> list[Target]:
     """The issue's targets, evaluated on one run."""
     a, w = r.ceiling_a, r.worker
     bare = r.ceiling_b.get("events_per_s")
@@ -100,60 +104,28 @@ def targets(r: StreamResult) -> list[Target]:
     ]
 
 
-def markdown(r: StreamResult) -> str:
+def markdown(r: HarnessResult) -> str:
     """The results section: throughput, latency, memory, targets, how it was run."""
-    m = r.meta
-    machine = m["machine"]
-    load = [f"{x:.1f}" for x in (*m["load_average_start"][:1], *m.get("load_average_end", [])[:1])]
     lines = [
-        f"Run {m['date']} on {machine['cpu']} ({machine['cpus_usable']} usable CPUs, "
-        f"{machine['platform']}; load average {' -> '.join(load)} from start to end), broker: "
-        f"{m['broker']}, code {m['code']}, "
-        f"faust-streaming {m['versions'].get('faust-streaming')}, "
-        f"aiokafka {m['versions'].get('aiokafka')}, torch {m['versions'].get('torch')}.",
-        "",
-        f"Command: `{m['command']}`",
+        *stream_report.run_line(r),
         "",
         "### Throughput",
         "",
         *_throughput_table(r),
-        "",
-        "### Latency (event time → alert produced, binary events, "
-        f"{100 * m['settings']['anomaly_fraction']:g}% anomalous)",
-        "",
-        "| offered events/s | achieved | alerts | p50 | p95 | p99 | max | worker CPU "
-        "| broker alone p50 / p99 |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for x in r.latency:
-        floor = x.get("broker", {})
-        lines.append(
-            f"| {x['offered']:,.0f} | {x['achieved']:,.0f} | {x['alerts']} | "
-            + " | ".join(_ms(x[k]) for k in ("p50", "p95", "p99", "max"))
-            + f" | {x['cpu_percent']:.0f}% | {_ms(floor.get('p50'))} / {_ms(floor.get('p99'))} |"
-        )
-    lines += [
+        *stream_report.latency_table(r, broker=True),
         "",
         "*Broker alone*: a plain aiokafka reader (no group, same fetch long-poll as the worker) "
         "of the same offered stream: producer → broker → consumer with no processing, the "
         "floor the worker's latency sits on.",
+        *stream_report.memory_line(r),
     ]
-    mem = r.memory
-    if mem:
-        lines += [
-            "",
-            f"Worker memory: peak RSS {mem['peak_rss'] / 2**20:.0f} MiB; RSS "
-            f"{mem['rss_after_warmup'] / 2**20:.0f} MiB after warm-up (the binary backlog), "
-            f"{mem['rss_end'] / 2**20:.0f} MiB after the latency runs "
-            f"({100 * mem['growth']:+.1f}%).",
-        ]
     lines += ["", "### Targets (issue 5)", "", "| target | measured | bound | holds |",
               "|---|---:|---:|:-:|", *(t.row() for t in targets(r))]  # fmt: skip
     lines += _profiles(r)
     return "\n".join(lines) + "\n"
 
 
-def _profiles(r: StreamResult) -> list[str]:
+def _profiles(r: HarnessResult) -> list[str]:
     """Where the worker's CPU went (py-spy), per profiled run."""
     if not r.profiles:
         return []
@@ -177,7 +149,7 @@ def _share(x: float | None) -> str:
     return "—" if not x else f"{100 * x:.1f}%"
 
 
-def _throughput_table(r: StreamResult) -> list[str]:
+def _throughput_table(r: HarnessResult) -> list[str]:
     bare = r.ceiling_b.get("events_per_s")
     naive = r.naive.get("events_per_s")
     rows = [
@@ -220,30 +192,14 @@ def _x(num: float, den: float | None) -> str:
     return f"{num / den:.1f}×" if den else "n/a"
 
 
-def _ms(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:.0f} ms"
-
-
-def write(r: StreamResult, out_dir: Path) -> tuple[Path, Path]:
+def write(r: HarnessResult, out_dir: Path) -> tuple[Path, Path]:
     """Write ``stream.md`` and ``stream.json`` (raw numbers + targets) into ``out_dir``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    md, js = out_dir / "stream.md", out_dir / "stream.json"
-    md.write_text("# Stream benchmark\n\n" + markdown(r), encoding="utf-8")
-    payload: dict[str, Any] = {
-        **r.to_dict(),
-        "targets": [
-            {
-                "name": t.name,
-                "measured": t.measured,
-                "bound": t.bound,
-                "at_most": t.at_most,
-                "holds": t.holds,
-            }
-            for t in targets(r)
-        ],  # fmt: skip
-    }
-    js.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
-    return md, js
+    checked = [
+        {"name": t.name, "measured": t.measured, "bound": t.bound, "at_most": t.at_most,
+         "holds": t.holds}
+        for t in targets(r)
+    ]  # fmt: skip
+    return stream_report.write(r, out_dir, markdown(r), {"targets": checked})
 
 
 def update_doc(path: Path, section: str) -> None:

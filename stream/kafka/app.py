@@ -20,8 +20,8 @@ Settings that matter for correctness and are not faust's defaults:
 - ``broker_max_poll_records``: at most a quarter of that buffer per hand-over from
   the consumer thread. Without it one hand-over is everything the last fetch
   returned, and brokers may return far more than ``max_partition_fetch_bytes``
-  (Tansu: ~25,000 200-byte records, 5 MB, per partition per fetch): a worker that
-  fell behind held ~75,000 parsed records at once, its RSS jumping by tens of MB.
+  (Tansu does, docs/reliability.md): a worker that fell behind held every parsed
+  record of those fetches at once, its RSS jumping.
   The rest of a fetch waits in aiokafka as raw bytes, parsed when handed over.
 """
 

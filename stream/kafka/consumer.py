@@ -1,14 +1,15 @@
 """The worker's fast path: whole fetches into micro-batches, past faust's per-event path.
 
-Why (faust-streaming 0.15.3 / mode-streaming 0.7.1, read from their source and
-measured in docs/performance.md): the stock path from the fetcher to an agent costs
-~160 µs of event-loop time *per message*, and it stalls:
+Why (faust-streaming and mode-streaming at the versions :mod:`tripwire.stream.compat`
+pins, read from their source; the costs are measured in docs/performance.md): the
+stock path from the fetcher to an agent costs event-loop time *per message*, and it
+stalls:
 
 1. ``Consumer._drain_messages`` calls ``Service.wait_first(callback(message),
    suspend_flow.wait())`` for every message: four tasks created, ``asyncio.wait``,
-   three cancelled (~84 µs).
+   three cancelled.
 2. The conductor, channel queue, ``Event`` per message, sensors and stream
-   iteration cost another ~75 µs, although the worker wants raw bytes in batches.
+   iteration cost as much again, although the worker wants raw bytes in batches.
 3. When a stream buffer passes ``stream_buffer_maxsize / 1.25``,
    ``Consumer.on_buffer_full`` takes the partition out of the active set; aiokafka's
    ``fetched_records`` then sleeps on its waiter for the full 1.0 s timeout faust
@@ -186,7 +187,7 @@ class BatchConsumer(CommittingConsumer):
         log is still ahead, and halves, down to ``fetch_max_wait``, after each call
         that ends caught up (a long wait delays events: Tansu holds a fetch for its
         whole wait). It settles near the shortest wait the broker answers instead of
-        flapping between the two ends (a soak lost ~20 s to that).
+        flapping between the two ends (which cost the soak time: docs/reliability.md).
         """
         behind = self.consumer_thread.behind()
         now = self.fetch_max_wait if self._fetch_wait is None else self._fetch_wait

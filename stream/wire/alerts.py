@@ -100,7 +100,7 @@ def rfc3339(epoch_seconds: float) -> str:
     >>> rfc3339(0.25)
     '1970-01-01T00:00:00.250000Z'
     """
-    # isoformat is ~2.5x faster than strftime and pads the year to 4 digits
+    # isoformat is faster than strftime and pads the year to 4 digits
     return datetime.fromtimestamp(epoch_seconds, UTC).isoformat("T", "microseconds")[:-6] + "Z"
 
 
@@ -188,9 +188,9 @@ def _require_finite(*values: float) -> None:
 def _dumps(doc: dict[str, Any]) -> bytes:
     """Compact JSON bytes of ``doc``.
 
-    orjson (~10x faster than ``json`` here) refuses lone surrogates, which a Kafka
-    key that is not UTF-8 leaves in the entity (``surrogateescape``); those few
-    documents go through ``json`` with ASCII escapes.
+    orjson (much faster than ``json`` here: docs/performance.md, item 12) refuses
+    lone surrogates, which a Kafka key that is not UTF-8 leaves in the entity
+    (``surrogateescape``); those few documents go through ``json`` with ASCII escapes.
     """
     try:
         return orjson.dumps(doc)

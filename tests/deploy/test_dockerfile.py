@@ -160,7 +160,7 @@ def test_exposed_port_and_healthcheck_default_are_the_workers_metrics_port(
 
 
 class _Metrics(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         ok = self.path == "/metrics"
         self.send_response(200 if ok else 404)
         self.end_headers()

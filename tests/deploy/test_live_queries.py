@@ -126,7 +126,7 @@ def _stop(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
 
 
 def _get(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback only
+    with urllib.request.urlopen(url, timeout=5) as resp:
         return json.loads(resp.read())
 
 

@@ -243,7 +243,7 @@ class WorkerProcess:
         env["TRIPWIRE_METRICS_HOST"] = "127.0.0.1"
         env["PYTHONPATH"] = str(REPO)
         self.log_path = log_path
-        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop/kill
+        self._log = open(log_path, "ab")  # closed in stop/kill
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tripwire", "worker"],
             env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO,

@@ -194,13 +194,13 @@ class DeepDetector(Detector):
         shared by every call, possibly from several threads).
         """
 
-    def _after_fit(self, Z: np.ndarray) -> None:  # noqa: B027 - optional hook
+    def _after_fit(self, Z: np.ndarray) -> None:
         """Hook run on the standardised fit rows once the best weights are restored."""
 
     def _extra_state(self) -> dict[str, Any]:
         return {}
 
-    def _restore_extra_state(self, state: dict[str, Any]) -> None:  # noqa: B027
+    def _restore_extra_state(self, state: dict[str, Any]) -> None:
         """Read back what :meth:`_extra_state` wrote."""
 
     # -- fitting -------------------------------------------------------------
@@ -302,8 +302,8 @@ class DeepDetector(Detector):
 
         Returns float64 scores of shape (n,) and non-negative per-feature
         contributions of shape (n, n_features) in the network's float32 (converting
-        them all to float64 cost ~10% of a big batch; callers use a few rows).
-        Rows with NaN/inf give NaN/inf.
+        them all to float64 cost a noticeable share of a big batch; callers use a
+        few rows). Rows with NaN/inf give NaN/inf.
         """
         raw, contrib = self._score_standardised(self._standardise(X))
         return self._finish_scores(raw), contrib

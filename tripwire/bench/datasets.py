@@ -15,10 +15,6 @@ import numpy as np
 
 from tripwire.core.errors import ConfigError, DataError
 
-#: The checkout this module lives in (``tripwire/bench/datasets.py`` -> repo root).
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SHARED_DATASETS = Path("shared", "datasets", "adbench")
-
 
 @dataclass(frozen=True)
 class Dataset:
@@ -46,26 +42,6 @@ class Split:
     fit: np.ndarray
     calibration: np.ndarray
     test: np.ndarray
-
-
-def default_datasets_dir(cwd: Path | None = None) -> Path:
-    """``shared/datasets/adbench`` beside the checkout (or, failing that, the cwd).
-
-    Raises
-    ------
-    ConfigError
-        Neither candidate exists; the message lists both and how to choose a folder.
-    """
-    cwd = Path.cwd() if cwd is None else cwd
-    candidates = [REPO_ROOT.parent / SHARED_DATASETS, cwd.resolve().parent / SHARED_DATASETS]
-    for candidate in candidates:
-        if candidate.is_dir():
-            return candidate
-    tried = ", ".join(str(c) for c in dict.fromkeys(candidates))
-    raise ConfigError(
-        f"no datasets folder given and none found at {tried}; "
-        "pass --datasets DIR or set TRIPWIRE_DATASETS"
-    )
 
 
 def find_datasets(folder: Path, pattern: str) -> list[Path]:

@@ -40,7 +40,6 @@ from tripwire.bench import common
 from tripwire.bench.datasets import (
     Dataset,
     Split,
-    default_datasets_dir,
     find_datasets,
     load_dataset,
     split_rows,
@@ -58,8 +57,7 @@ class QualitySettings:
     datasets: str = field(
         default="",
         metadata={
-            "help": "folder of .npz files (keys X, y; y=1 anomaly); empty = "
-            "shared/datasets/adbench beside the checkout's parent directory",
+            "help": "folder of .npz files (keys X, y; y=1 anomaly); required",
             "metavar": "DIR",
         },
     )
@@ -93,14 +91,6 @@ class QualitySettings:
     )
     torch_threads: int = field(
         default=1, metadata={"help": "torch.set_num_threads for the run (0 = leave as is)"}
-    )
-    update_doc: str = field(
-        default="",
-        metadata={
-            "help": "markdown file whose results section (between the bench-quality "
-            "markers) is replaced by this run's tables; empty = none",
-            "metavar": "PATH",
-        },
     )
 
     def __post_init__(self) -> None:
@@ -268,14 +258,8 @@ def environment(settings: QualitySettings, command: str, folder: Path) -> dict[s
             "python": platform.python_version(),
         },
         "versions": versions,
-        "code": code_revision(),
         "settings": {**asdict(settings), "datasets": str(folder)},
     }
-
-
-def code_revision() -> str | None:
-    """``<commit>``, ``+dirty`` if the packages this benchmark runs have uncommitted edits."""
-    return common.code_revision(("training", "tripwire"))
 
 
 def run_quality(
@@ -288,7 +272,9 @@ def run_quality(
     ConfigError
         The datasets folder is missing or holds no matching file.
     """
-    folder = Path(settings.datasets) if settings.datasets else default_datasets_dir()
+    if not settings.datasets:
+        raise ConfigError("no datasets folder: give --datasets DIR (or TRIPWIRE_DATASETS)")
+    folder = Path(settings.datasets)
     paths = find_datasets(folder, settings.datasets_glob)
     seeds = settings.seed_values()
     result = QualityResult(environment(settings, command, folder), {}, [])

@@ -45,9 +45,6 @@ def run(args: argparse.Namespace) -> int:
     command = shlex.join(["tripwire", *sys.argv[1:]])
     result = run_quality(settings, command=command)
     md, js = report.write(result, Path(settings.out))
-    if settings.update_doc:
-        report.update_doc(Path(settings.update_doc), report.markdown(result))
-        log.info("updated %s", settings.update_doc)
     sys.stdout.write(md.read_text(encoding="utf-8"))
     log.info("wrote %s and %s", md, js)
     return 0

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 from scipy.stats import betabinom, rankdata
 
-from tripwire.bench.common import replace_section
 from tripwire.bench.detectors import label
 from tripwire.bench.quality import QualityResult, RunRecord
 
@@ -27,8 +26,6 @@ METRICS: tuple[str, ...] = (
 MIN_TEST_NORMALS = 500
 #: Realised FPR must lie in [low * target, high * target] (0.5% - 2% for 1%).
 BAND = (0.5, 2.0)
-DOC_BEGIN = "<!-- BEGIN tripwire bench quality results -->"
-DOC_END = "<!-- END tripwire bench quality results -->"
 
 
 @dataclass
@@ -238,7 +235,8 @@ def markdown(result: QualityResult) -> str:
         f"(shared with other jobs: times are noisy), torch threads: {settings['torch_threads']}  ",
         "Versions: "
         + ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
-        + f"; code {meta.get('code') or 'unknown'} (+dirty: uncommitted edits in the checkout)  ",
+        + _code(meta)
+        + "  ",
         f"Seeds {', '.join(settings['seeds'])}; threshold `fpr:{settings['target_fpr']}` on "
         "held-out normal rows; averaged = mean over datasets of the per-dataset mean over "
         "seeds; rank = mean rank among these detectors (1 = best) over datasets where all "
@@ -262,6 +260,13 @@ def markdown(result: QualityResult) -> str:
     return "\n".join(out) + "\n"
 
 
+def _code(meta: dict[str, Any]) -> str:
+    """The checkout's revision, when the run recorded one (the project's harness does)."""
+    if "code" not in meta:
+        return ""
+    return f"; code {meta['code'] or 'unknown'} (+dirty: uncommitted edits in the checkout)"
+
+
 def write(result: QualityResult, out_dir: Path) -> tuple[Path, Path]:
     """Write ``quality.md`` and ``quality.json`` (raw runs + summary) into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -270,8 +275,3 @@ def write(result: QualityResult, out_dir: Path) -> tuple[Path, Path]:
     payload = {**result.to_dict(), "summary": summary(result)}
     js.write_text(json.dumps(payload, indent=1, allow_nan=False) + "\n", encoding="utf-8")
     return md, js
-
-
-def update_doc(path: Path, section: str) -> None:
-    """Replace the bench-quality section of ``path`` with ``section`` (ConfigError if absent)."""
-    replace_section(path, section, DOC_BEGIN, DOC_END, "Detection quality")

@@ -1,22 +1,18 @@
-"""Stream benchmark: the worker beside its ceilings and a naive peer, in one run.
+"""Stream benchmark: a ``tripwire worker``'s capacity on a cluster, in one run.
 
 Steps (everything on one broker, the embedded one unless ``--bootstrap``):
 
-1. Train Tripwire's AE (the tutorial's 50-feature data) into a temporary registry,
-   and PyOD's ``AutoEncoder`` for the naive peer.
+1. Train Tripwire's AE (the tutorial's 50-feature data) into a temporary registry.
 2. Fill three input topics with the same events: JSON, binary (one vector per
    record) and packed (``packed_size`` vectors per record), ``anomaly_fraction``
    of them anomalous.
-3. Ceiling A: a plain aiokafka consumer group reads and decodes each topic.
-   Ceiling C: the model scores micro-batches of ``max_batch`` in-process.
-   Ceiling B: a stock faust agent doing nothing reads the binary topic.
-   Naive peer: a faust agent scoring one binary event at a time with PyOD.
-4. ``tripwire worker`` (a child process) reads each topic; after the binary run the
+3. ``tripwire worker`` (a child process) reads each topic; after the binary run the
    same worker gets events at fixed offered rates for the alert latency, and its
    RSS is compared with the RSS after warm-up.
 
-See :mod:`tripwire.bench.stream_worker` for how the worker is measured and
-docs/performance.md for the results and what they mean.
+See :mod:`tripwire.bench.stream_worker` for how the worker is measured. The
+project's own harness (``python -m benchmarks stream``, docs/performance.md) runs
+these steps beside the worker's ceilings and a naive peer.
 """
 
 from __future__ import annotations
@@ -32,23 +28,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tripwire.bench.stream_ceilings import Rate, inference, raw_aiokafka
 from tripwire.bench.stream_data import (
     ENCODINGS,
     create_topics,
     demo_rows,
     produce_all,
     records_for,
-    train_pyod_model,
     train_tripwire_model,
-    vectors,
 )
-from tripwire.bench.stream_faust import PeerResult, run_peer
 from tripwire.bench.stream_meta import meta
-from tripwire.bench.stream_probe import run_probe
 from tripwire.bench.stream_worker import (
     Offered,
     Sample,
+    StartProfiler,
     Window,
     WorkerProcess,
     alert_latencies,
@@ -59,16 +51,11 @@ from tripwire.bench.stream_worker import (
 )
 from tripwire.core.errors import ConfigError
 from tripwire.core.registry import load_scorer
-from tripwire.stream.kafka.app import MIN_FETCH_WAIT
-from tripwire.stream.settings import WorkerSettings
-from tripwire.stream.wire.codecs import Codec
 
 log = logging.getLogger(__name__)
 
 #: Tansu delays a group join by half the session timeout.
 SESSION_TIMEOUT = 4.0
-#: The worker's default micro-batch wait (its fetch long-poll too, see tripwire.stream.kafka.app).
-WORKER_MAX_WAIT = WorkerSettings().max_wait
 
 
 @dataclass(frozen=True)
@@ -89,12 +76,6 @@ class StreamBenchSettings:
         default=1_000_000, metadata={"help": "feature vectors of the packed run"}
     )
     packed_size: int = field(default=100, metadata={"help": "vectors per packed record"})
-    bare_events: int = field(
-        default=30_000, metadata={"help": "events read by the bare faust agent (ceiling B)"}
-    )
-    naive_events: int = field(
-        default=2_000, metadata={"help": "events scored by the naive PyOD faust agent"}
-    )
     partitions: int = field(default=3, metadata={"help": "partitions of every input topic"})
     anomaly_fraction: float = field(
         default=0.01, metadata={"help": "share of anomalous events (they make alerts)"}
@@ -109,32 +90,19 @@ class StreamBenchSettings:
     )
     rate_seconds: float = field(default=6.0, metadata={"help": "seconds of each latency run"})
     max_batch: int = field(default=256, metadata={"help": "the worker's --max-batch"})
-    profile: bool = field(
-        default=True,
-        metadata={"help": "sample the worker with py-spy during its binary and packed runs "
-                  "(skipped when py-spy is not installed)"},
-    )  # fmt: skip
     seed: int = field(default=0, metadata={"help": "seed of the data and the models"})
-    update_doc: str = field(
-        default="",
-        metadata={
-            "help": "markdown file whose results section (between the bench-stream "
-            "markers) is replaced by this run's tables; empty = none",
-            "metavar": "PATH",
-        },
-    )
 
     def __post_init__(self) -> None:
-        counts = {k: getattr(self, k) for k in (
-            "events", "packed_events", "packed_size", "bare_events", "naive_events",
-            "partitions", "max_batch",
-        )}  # fmt: skip
-        for name, value in counts.items():
-            if value < 1:
-                raise ConfigError(f"{name} must be >= 1, got {value}")
+        self._check_counts("events", "packed_events", "packed_size", "partitions", "max_batch")
         if not 0.0 < self.anomaly_fraction < 1.0 or self.rate_seconds <= 0:
             raise ConfigError("anomaly_fraction must be in (0, 1) and rate_seconds > 0")
         self.parse_rates(1.0)
+
+    def _check_counts(self, *names: str) -> None:
+        for name in names:
+            value = getattr(self, name)
+            if value < 1:
+                raise ConfigError(f"{name} must be >= 1, got {value}")
 
     def parse_rates(self, maximum: float) -> list[float]:
         """``rates`` in events/s, ``N%`` taken of ``maximum``."""
@@ -155,12 +123,7 @@ class StreamResult:
     """Everything one run measured (written as stream.json)."""
 
     meta: dict[str, Any]
-    ceiling_a: dict[str, dict[str, float]] = field(default_factory=dict)
-    ceiling_b: dict[str, float] = field(default_factory=dict)
-    ceiling_c: dict[str, float] = field(default_factory=dict)
-    naive: dict[str, float] = field(default_factory=dict)
     worker: dict[str, dict[str, float]] = field(default_factory=dict)
-    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
     latency: list[dict[str, Any]] = field(default_factory=list)
     memory: dict[str, float] = field(default_factory=dict)
 
@@ -170,22 +133,16 @@ class StreamResult:
 
 def run_stream(settings: StreamBenchSettings, command: str = "") -> StreamResult:
     """Run the whole benchmark (module docstring); stop everything it started."""
-    out = Path(settings.out)
-    (out / "logs").mkdir(parents=True, exist_ok=True)
     result = StreamResult(meta=meta(asdict(settings), command))
-    with ExitStack() as stack:
-        bootstrap = settings.bootstrap or _start_broker(stack, out / "logs" / "tansu.log")
-        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tw-bench-")))
-        bench = _Bench(settings, bootstrap, work, out / "logs", result)
+    with WorkerBench.started(settings, result) as bench:
         bench.prepare()
-        bench.ceilings()
-        bench.peers()
         bench.workers()
     result.meta["load_average_end"] = os.getloadavg()
     return result
 
 
-def _start_broker(stack: ExitStack, log_path: Path) -> str:
+def start_broker(stack: ExitStack, log_path: Path) -> str:
+    """The embedded broker, stopped with ``stack``; its bootstrap address."""
     from tripwire.embedded import EmbeddedBroker
 
     broker = stack.enter_context(EmbeddedBroker(log_path=log_path))
@@ -193,8 +150,13 @@ def _start_broker(stack: ExitStack, log_path: Path) -> str:
     return broker.bootstrap
 
 
-class _Bench:
-    """The steps of one run, sharing topics, models and the result."""
+class WorkerBench:
+    """The steps of one run, sharing topics, the model and the result.
+
+    Subclasses add steps (``benchmarks.stream.run``) and may profile the worker
+    (:meth:`profiler`) or time the broker alone at each offered rate
+    (:meth:`broker_latency`); by default neither is done.
+    """
 
     def __init__(
         self, settings: StreamBenchSettings, bootstrap: str, work: Path, logs: Path,
@@ -211,14 +173,24 @@ class _Bench:
         self.counts = {"json": settings.events, "binary": settings.events,
                        "packed": settings.packed_events}  # fmt: skip
 
+    @classmethod
+    @contextmanager
+    def started(cls, settings: StreamBenchSettings, result: StreamResult) -> Iterator[Any]:
+        """An instance on the configured (or a fresh embedded) broker and a temp dir."""
+        out = Path(settings.out)
+        (out / "logs").mkdir(parents=True, exist_ok=True)
+        with ExitStack() as stack:
+            bootstrap = settings.bootstrap or start_broker(stack, out / "logs" / "tansu.log")
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tw-bench-")))
+            yield cls(settings, bootstrap, work, out / "logs", result)
+
     def prepare(self) -> None:
         s = self.s
         self.rows = demo_rows(s.seed)
         log.info("training the models")
         self.model_ref = train_tripwire_model(self.work / "registry", s.seed)
         self.scorer = load_scorer(self.work / "registry", self.model_ref)
-        self.pyod_path = self.work / "pyod.pkl"
-        train_pyod_model(self.rows, self.pyod_path, s.seed)
+        self.prepare_models()
         asyncio.run(create_topics(self.bootstrap, list(self.topics.values()), s.partitions))
         for enc, topic in self.topics.items():
             records = records_for(enc, self.rows, self.counts[enc], s.anomaly_fraction,
@@ -226,49 +198,37 @@ class _Bench:
             rate = asyncio.run(produce_all(self.bootstrap, topic, records))
             log.info("produced %d %s records (%.0f/s)", len(records), enc, rate)
 
+    def prepare_models(self) -> None:
+        """Train further models before the topics are filled (none here)."""
+
     def n_records(self, enc: str) -> int:
         n = self.counts[enc]
         return -(-n // self.s.packed_size) if enc == "packed" else n
 
-    def ceilings(self) -> None:
-        codec = Codec(self.scorer.feature_names, 1_000_000)
-        for enc, topic in self.topics.items():
-            rate = asyncio.run(raw_aiokafka(self.bootstrap, topic, self.n_records(enc), codec))
-            self.result.ceiling_a[enc] = _rate(rate)
-            log.info("ceiling A %s: %.0f records/s", enc, rate.records_per_s)
-        X = vectors(self.rows, 0, 64 * self.s.max_batch, self.s.anomaly_fraction)
-        with _torch_threads(1):  # as the worker (tripwire.stream.worker.single_threaded_inference)
-            c = inference(self.scorer, X, self.s.max_batch)
-        self.result.ceiling_c = {**_rate(c), "batch": self.s.max_batch, "torch_threads": 1}
-        log.info("ceiling C: %.0f vectors/s", c.vectors_per_s)
-
-    def peers(self) -> None:
-        s, topic = self.s, self.topics["binary"]
-        bare = run_peer("bare", self.bootstrap, topic, s.bare_events, self.logs, timeout=600)
-        self.result.ceiling_b = _peer(bare)
-        log.info("ceiling B: %.0f events/s", bare.events_per_s)
-        alerts = f"bench-naive-alerts-{self.tag}"
-        asyncio.run(create_topics(self.bootstrap, [alerts], s.partitions))
-        naive = run_peer("naive", self.bootstrap, topic, s.naive_events, self.logs,
-                         timeout=600, model=self.pyod_path, alerts=alerts)  # fmt: skip
-        self.result.naive = _peer(naive)
-        log.info("naive peer: %.0f events/s", naive.events_per_s)
-
     def workers(self) -> None:
         for enc in ("json", "packed"):
-            with _worker(self, enc) as worker:
+            with worker_for(self, enc) as worker:
                 self._throughput(worker, enc)
-        with _worker(self, "binary") as worker:
+        with worker_for(self, "binary") as worker:
             window = self._throughput(worker, "binary")
             self._latency(worker, window.vectors_per_s)
 
+    def profiler(self, enc: str) -> StartProfiler | None:
+        """What samples the worker during its ``enc`` throughput run (none here)."""
+        return None
+
+    def record_profile(self, enc: str, profile: Any) -> None:
+        """Keep what :meth:`profiler` measured (nothing here)."""
+
+    def broker_latency(self, rate: float) -> list[float]:
+        """Latencies (ms) of the broker alone at ``rate`` (not measured here)."""
+        return []
+
     def _throughput(self, worker: WorkerProcess, enc: str) -> Window:
-        profile_to = self.logs / f"pyspy-{enc}.txt" if self.s.profile and enc != "json" else None
-        window, profile = throughput(worker, self.counts[enc], timeout=900, profile_to=profile_to)
+        window, profile = throughput(worker, self.counts[enc], timeout=900,
+                                     profiler=self.profiler(enc))  # fmt: skip
         if profile is not None:
-            self.result.profiles[enc] = {
-                "samples": profile.samples, "groups": profile.groups, "top": profile.top,
-            }  # fmt: skip
+            self.record_profile(enc, profile)
         per_record = self.s.packed_size if enc == "packed" else 1
         self.result.worker[enc] = {
             "vectors": window.vectors, "seconds": window.seconds,
@@ -287,13 +247,11 @@ class _Bench:
         s = self.s
         warm = worker.memory()
         consumed = self.counts["binary"]
-        reference = f"bench-latref-{self.tag}"
-        asyncio.run(create_topics(self.bootstrap, [reference], s.partitions))
         phases: list[tuple[Offered, list[float]]] = []
         for rate in s.parse_rates(maximum):
-            floor = self._probe(reference, rate)
+            floor = self.broker_latency(rate)
             before = wait_until(worker, consumed, 60)
-            offered = self._offer(self.topics["binary"], rate)
+            offered = self.offer(self.topics["binary"], rate)
             consumed += offered.sent
             after = wait_until(worker, consumed, 120)
             window = Window.between(before, after, by_batches=False)
@@ -303,7 +261,7 @@ class _Bench:
         end = worker.memory()
         last = Sample.take(worker)
         expected = int(last.anomalies) if last else 0
-        latencies = asyncio.run(alert_latencies(self.bootstrap, self._alerts("binary"), expected))
+        latencies = asyncio.run(alert_latencies(self.bootstrap, self.alerts("binary"), expected))
         for p, floor in phases:
             lat = latencies.get(p.prefix.rstrip("-"), [])
             assert p.worker is not None
@@ -317,31 +275,24 @@ class _Bench:
             "growth": (end["VmRSS"] - warm["VmRSS"]) / warm["VmRSS"],
         }  # fmt: skip
 
-    def _offer(self, topic: str, rate: float) -> Offered:
+    def offer(self, topic: str, rate: float) -> Offered:
+        """Offer binary events to ``topic`` at ``rate`` for ``rate_seconds``."""
         s = self.s
         return asyncio.run(offer(self.bootstrap, topic, self.rows, rate, s.rate_seconds,
                                  s.anomaly_fraction, prefix=f"r{round(rate)}-"))  # fmt: skip
 
-    def _probe(self, topic: str, rate: float) -> list[float]:
-        """The broker's own latency at ``rate``: a plain reader of ``topic`` (stream_probe)."""
-        n = max(1, int(rate * self.s.rate_seconds))
-        wait_ms = round(1000 * max(WORKER_MAX_WAIT, MIN_FETCH_WAIT))
-        lat = run_probe(self.bootstrap, topic, n, self.logs, lambda: self._offer(topic, rate),
-                        fetch_max_wait_ms=wait_ms)  # fmt: skip
-        return lat[len(lat) // 10 :]  # the first tenth: the reader's fetches settling
-
-    def _alerts(self, enc: str) -> str:
+    def alerts(self, enc: str) -> str:
         return f"bench-alerts-{enc}-{self.tag}"
 
 
 @contextmanager
-def _worker(bench: _Bench, enc: str) -> Iterator[WorkerProcess]:
+def worker_for(bench: WorkerBench, enc: str) -> Iterator[WorkerProcess]:
     """A ``tripwire worker`` on ``enc``'s topic, stopped afterwards."""
     b = bench
     worker = WorkerProcess(
         b.logs / f"worker-{enc}.log", bootstrap=b.bootstrap, registry=b.work / "registry",
         model_ref=b.model_ref.split("@")[0], input_topic=b.topics[enc],
-        alert_topic=b._alerts(enc), dlq_topic=f"bench-dlq-{enc}-{b.tag}",
+        alert_topic=b.alerts(enc), dlq_topic=f"bench-dlq-{enc}-{b.tag}",
         group_id=f"bench-worker-{enc}-{b.tag}", max_batch=b.s.max_batch,
         session_timeout=SESSION_TIMEOUT,
     )  # fmt: skip
@@ -349,28 +300,3 @@ def _worker(bench: _Bench, enc: str) -> Iterator[WorkerProcess]:
         yield worker
     finally:
         worker.stop()
-
-
-@contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _rate(r: Rate) -> dict[str, float]:
-    return {
-        "records": r.records, "vectors": r.vectors, "seconds": r.seconds,
-        "records_per_s": r.records_per_s, "vectors_per_s": r.vectors_per_s,
-        "cpu_percent": r.cpu_percent,
-    }  # fmt: skip
-
-
-def _peer(r: PeerResult) -> dict[str, float]:
-    return {"events": r.events, "seconds": r.seconds, "events_per_s": r.events_per_s,
-            "cpu_percent": r.cpu_percent}  # fmt: skip

@@ -1,4 +1,4 @@
-"""The stream benchmark's models, events and topics.
+"""The stream benchmark's model, events and topics.
 
 Events are the founding tutorial's 50-feature rows (``tripwire.training.data.demo_data``):
 normal rows of the test split, with a fixed fraction of its anomalies mixed in at
@@ -14,12 +14,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import pickle
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from aiokafka import AIOKafkaProducer
@@ -171,13 +169,3 @@ def train_tripwire_model(registry: Path, seed: int) -> str:
     result = train(ts)
     log.info("trained %s version %s", MODEL_NAME, result.version)
     return f"{MODEL_NAME}@production"
-
-
-def train_pyod_model(rows: Rows, path: Path, seed: int, n_rows: int = 2000) -> Any:
-    """PyOD's AutoEncoder fitted on normal rows (a few epochs: speed, not quality)."""
-    from pyod.models.auto_encoder import AutoEncoder
-
-    clf = AutoEncoder(epoch_num=3, batch_size=256, verbose=0, random_state=seed)
-    clf.fit(rows.train_normal[:n_rows])
-    path.write_bytes(pickle.dumps(clf))
-    return clf

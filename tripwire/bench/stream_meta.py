@@ -1,4 +1,4 @@
-"""Where and how a stream benchmark ran: date, machine, load, versions, code."""
+"""Where and how a stream benchmark ran: date, machine, load, versions."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tripwire.bench import common
 
 
 def meta(settings: dict[str, Any], command: str) -> dict[str, Any]:
-    """Date, machine, versions, code revision and settings of a run."""
+    """Date, machine, versions and settings of a run."""
     versions = common.package_versions(
         ("faust-streaming", "aiokafka", "torch", "numpy", "pyod", "tripwire")
     )
@@ -27,7 +27,6 @@ def meta(settings: dict[str, Any], command: str) -> dict[str, Any]:
         },
         "broker": settings["bootstrap"] or "embedded Tansu",
         "versions": versions,
-        "code": code_revision(),
         "settings": settings,
         "started": time.time(),
         "load_average_start": os.getloadavg(),
@@ -43,8 +42,3 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def code_revision() -> str | None:
-    """``<commit>``, ``+dirty`` if the packages the benchmark runs have uncommitted edits."""
-    return common.code_revision(("stream", "training", "tripwire"))

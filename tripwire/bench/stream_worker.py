@@ -18,20 +18,20 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from aiokafka import AIOKafkaConsumer
 
 from tripwire.bench.stream_data import Record, Rows, encode, new_producer, vectors
-from tripwire.bench.stream_faust import stop
-from tripwire.bench.stream_profile import Profile, Profiler
 from tripwire.embedded import free_port
 
 SCRAPE_EVERY = 0.04
@@ -49,8 +49,8 @@ class WorkerProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TRIPWIRE_")}
         env.update({f"TRIPWIRE_{k.upper()}": str(v) for k, v in settings.items()})
         env.update(TRIPWIRE_METRICS_PORT=str(self.port), TRIPWIRE_METRICS_HOST="127.0.0.1")
-        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(  # noqa: S603 - our own command
+        self._log = open(log_path, "ab")  # closed in stop()
+        self.proc = subprocess.Popen(
             [sys.executable, "-m", "tripwire", "--log-level", "WARNING", "worker"],
             env=env, stdout=self._log, stderr=subprocess.STDOUT,
         )  # fmt: skip
@@ -59,7 +59,7 @@ class WorkerProcess:
         """Unlabelled samples of ``/metrics`` (empty while it is not up)."""
         try:
             url = f"http://127.0.0.1:{self.port}/metrics"
-            with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback
+            with urllib.request.urlopen(url, timeout=5) as resp:
                 body = resp.read().decode()
         except OSError:
             return {}
@@ -166,12 +166,23 @@ def wait_until(worker: WorkerProcess, consumed: float, timeout: float) -> Sample
         time.sleep(SCRAPE_EVERY)
 
 
+class Stoppable(Protocol):
+    """A running profiler: ``stop()`` ends it and returns what it measured."""
+
+    def stop(self) -> Any: ...
+
+
+#: Starts profiling the process ``pid``; returns what stops it.
+StartProfiler = Callable[[int], Stoppable]
+
+
 def throughput(
-    worker: WorkerProcess, total: int, timeout: float, profile_to: Path | None = None
-) -> tuple[Window, Profile | None]:
+    worker: WorkerProcess, total: int, timeout: float, profiler: StartProfiler | None = None
+) -> tuple[Window, Any]:
     """The worker's rate over a backlog of ``total`` vectors (from its first batch).
 
-    With ``profile_to``, py-spy samples the worker over the same window.
+    With ``profiler``, it samples the worker over the same window; the second value
+    is what its ``stop()`` returned (``None`` without one).
     """
     first = wait_until(worker, 1, timeout)
     if first.consumed > total / 2:
@@ -179,11 +190,11 @@ def throughput(
             f"the worker read {first.consumed:.0f} of {total} vectors before the first scrape: "
             "too few to time, use more events"
         )
-    profiler = Profiler(worker.proc.pid, profile_to) if profile_to is not None else None
+    running = profiler(worker.proc.pid) if profiler is not None else None
     try:
         last = wait_until(worker, total, timeout)
     finally:
-        profile = profiler.stop() if profiler is not None else None
+        profile = running.stop() if running is not None else None
     return Window.between(first, last), profile
 
 
@@ -272,3 +283,14 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
         "p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95)),
         "p99": float(np.percentile(a, 99)), "max": float(a.max()),
     }  # fmt: skip
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """SIGTERM, wait, SIGKILL if it lingers."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()

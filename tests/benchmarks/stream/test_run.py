@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tripwire.bench import stream_report
-from tripwire.bench.stream import StreamBenchSettings, run_stream
-from tripwire.bench.stream_ceilings import raw_aiokafka
+from benchmarks.stream import report as stream_report
+from benchmarks.stream.ceilings import raw_aiokafka
+from benchmarks.stream.probe import run_probe
+from benchmarks.stream.run import HarnessSettings, run_harness
 from tripwire.bench.stream_data import Rows, produce_all, records_for
-from tripwire.bench.stream_probe import run_probe
 from tripwire.bench.stream_worker import offer
 from tripwire.embedded import EmbeddedBroker
 from tripwire.stream.wire.codecs import Codec
@@ -59,12 +59,12 @@ def test_the_probe_times_every_offered_record(
 
 @pytest.mark.slow
 def test_a_tiny_run_measures_everything(broker: EmbeddedBroker, tmp_path: Path) -> None:
-    settings = StreamBenchSettings(
+    settings = HarnessSettings(
         bootstrap=broker.bootstrap, out=str(tmp_path / "out"), events=40_000,
         packed_events=500_000, packed_size=50, bare_events=500, naive_events=50,
         rates=("500", "50%"), rate_seconds=1.0, profile=False,
     )  # fmt: skip
-    result = run_stream(settings, command="test")
+    result = run_harness(settings, command="test")
     assert set(result.ceiling_a) == set(result.worker) == {"json", "binary", "packed"}
     assert result.worker["binary"]["vectors"] > 0 and result.ceiling_b["events"] == 499
     assert result.naive["events_per_s"] > 0 and result.ceiling_c["vectors_per_s"] > 0

@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tripwire.bench import datasets
 from tripwire.bench.datasets import find_datasets, load_dataset, split_rows
 from tripwire.core.errors import ConfigError, DataError
 
@@ -90,16 +89,3 @@ def test_find_datasets_in_natural_order(tmp_path: Path) -> None:
         find_datasets(tmp_path, "9*.npz")
     with pytest.raises(ConfigError, match="does not exist"):
         find_datasets(tmp_path / "missing", "*.npz")
-
-
-def test_default_folder_is_beside_the_checkout(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    repo = tmp_path / "work" / "main"
-    repo.mkdir(parents=True)
-    monkeypatch.setattr(datasets, "REPO_ROOT", repo)
-    with pytest.raises(ConfigError, match="TRIPWIRE_DATASETS"):
-        datasets.default_datasets_dir(cwd=repo)
-    shared = tmp_path / "work" / "shared" / "datasets" / "adbench"
-    shared.mkdir(parents=True)
-    assert datasets.default_datasets_dir(cwd=tmp_path) == shared

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -10,7 +9,6 @@ import pytest
 
 from tripwire.bench import report
 from tripwire.bench.quality import QualityResult, RunRecord
-from tripwire.core.errors import ConfigError
 from tripwire.training.thresholds import CalibrationData, parse_threshold
 
 
@@ -99,17 +97,3 @@ def test_ideal_in_band_matches_simulated_fpr_thresholds() -> None:
     assert 0.5 < expected < 0.9  # a case where chance misses matter
     assert hits / n == pytest.approx(expected, abs=4 * np.sqrt(expected * (1 - expected) / n))
     assert report.ideal_in_band(20_000, 50_000, 0.01, 0.005, 0.02) > 0.999
-
-
-def test_update_doc_replaces_only_the_results_section(tmp_path: Path) -> None:
-    doc = tmp_path / "quality.md"
-    doc.write_text(f"intro\n{report.DOC_BEGIN}\nold\n{report.DOC_END}\noutro\n")
-    report.update_doc(doc, "new table\n")
-    assert doc.read_text() == f"intro\n{report.DOC_BEGIN}\nnew table\n{report.DOC_END}\noutro\n"
-    doc.write_text("no markers\n")
-    with pytest.raises(ConfigError, match="no '<!-- BEGIN"):
-        report.update_doc(doc, "x\n")
-    assert doc.read_text() == "no markers\n"
-    fresh = tmp_path / "new.md"
-    report.update_doc(fresh, "t\n")
-    assert report.DOC_BEGIN in fresh.read_text()

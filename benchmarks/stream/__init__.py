@@ -1,0 +1,1 @@
+"""The stream harness: ceilings, peers, the broker-alone probe, py-spy profiles, report."""
