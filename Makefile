@@ -67,4 +67,4 @@ soak: install ## the 10-minute soak of the worker (not part of make test)
 	TRIPWIRE_SOAK=1 $(BIN)/pytest tests/stream/reliability/test_soak.py -m soak -s $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info build

@@ -21,8 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -31,6 +29,7 @@ from benchmarks.stream.ceilings import Rate, inference, raw_aiokafka
 from benchmarks.stream.peers import PeerResult, run_peer, train_pyod_model
 from benchmarks.stream.probe import run_probe
 from benchmarks.stream.profile import Profile, Profiler
+from tripwire.bench.quality import torch_threads
 from tripwire.bench.stream import StreamBenchSettings, StreamResult, WorkerBench
 from tripwire.bench.stream_data import create_topics, vectors
 from tripwire.bench.stream_meta import meta
@@ -115,7 +114,7 @@ class Harness(WorkerBench):
             self.result.ceiling_a[enc] = _rate(rate)
             log.info("ceiling A %s: %.0f records/s", enc, rate.records_per_s)
         X = vectors(self.rows, 0, 64 * self.s.max_batch, self.s.anomaly_fraction)
-        with _torch_threads(1):  # as the worker (stream.worker.single_threaded_inference)
+        with torch_threads(1):  # as the worker (stream.worker.single_threaded_inference)
             c = inference(self.scorer, X, self.s.max_batch)
         self.result.ceiling_c = {**_rate(c), "batch": self.s.max_batch, "torch_threads": 1}
         log.info("ceiling C: %.0f vectors/s", c.vectors_per_s)
@@ -154,18 +153,6 @@ class Harness(WorkerBench):
         lat = run_probe(self.bootstrap, reference, n, self.logs,
                         lambda: self.offer(reference, rate), fetch_max_wait_ms=wait_ms)  # fmt: skip
         return lat[len(lat) // 10 :]  # the first tenth: the reader's fetches settling
-
-
-@contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _rate(r: Rate) -> dict[str, float]:

@@ -1,8 +1,5 @@
-"""Decisions of the worker and its consumer that need no broker.
-
-Where a batch is processed (on the event loop while quick, in a thread once slow) and
-when the fetch long-poll backs off.
-"""
+"""Decisions of the worker that need no broker: where a batch is processed (on the
+event loop while quick, in a thread once slow), the GIL switch interval."""
 
 from __future__ import annotations
 
@@ -84,45 +81,3 @@ async def test_quick_batches_run_on_the_loop_slow_ones_in_the_scoring_thread(
     assert threads[1] == loop_thread and threads[4] == loop_thread
     assert threads[2].startswith("tripwire-score") and threads[3].startswith("tripwire-score")
     assert np.isfinite(result.scores).all()
-
-
-class FakeThread:
-    """Stands in for the consumer thread: whether the log is ahead, the wait set."""
-
-    def __init__(self) -> None:
-        self.ahead = False
-        self.wait_ms = 10
-
-    def behind(self) -> bool:
-        return self.ahead
-
-    def set_fetch_wait(self, seconds: float) -> bool:
-        changed = self.wait_ms != round(seconds * 1000)
-        self.wait_ms = round(seconds * 1000)
-        return changed
-
-
-def test_the_long_poll_fits_what_the_broker_needs(
-    worker: StreamWorker, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    consumer = worker.consumer
-    thread = FakeThread()
-    monkeypatch.setattr(consumer, "_thread", thread)
-    consumer.fetch_max_wait = 0.01
-    consumer._adapt_fetch_wait(False)  # empty and caught up: stays short
-    consumer._adapt_fetch_wait(True)
-    assert thread.wait_ms == 10
-    thread.ahead = True
-    waits = []
-    for _ in range(8):  # empty while the log is ahead: doubles, up to the cap
-        consumer._adapt_fetch_wait(False)
-        waits.append(thread.wait_ms)
-    assert waits == [20, 40, 80, 160, 320, 500, 500, 500]
-    consumer._adapt_fetch_wait(True)  # records, still behind: the wait that works stays
-    assert thread.wait_ms == 500
-    thread.ahead = False
-    waits = []
-    for got in (True, False, True, True, True, True, True, True):  # caught up: halves
-        consumer._adapt_fetch_wait(got)
-        waits.append(thread.wait_ms)
-    assert waits == [250, 125, 62, 31, 16, 10, 10, 10]

@@ -1,4 +1,4 @@
-"""Anomaly event and score record JSON, dead-letter headers, cooldown memory."""
+"""Anomaly event and score record JSON."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tripwire.stream.processing.cooldown import Cooldown
 from tripwire.stream.wire.alerts import (
     ALERT_NAMESPACE,
     AlertBuilder,
@@ -19,8 +18,6 @@ from tripwire.stream.wire.alerts import (
     rfc3339,
     severity,
 )
-from tripwire.stream.wire.dead_letters import MAX_DETAIL_CHARS, dead_letter
-from tripwire.stream.wire.records import InputRecord
 
 S = Scored("evt-1", "card-9", "features", 3, 1234, None, 1_764_324_000_000.0, 2.5, True)
 TOP = [{"name": "f1", "value": 9.0, "contribution": 4.0}]
@@ -103,68 +100,3 @@ def test_non_finite_score_is_refused_not_written_as_invalid_json() -> None:
     bad = Scored("e", "k", "t", 0, 0, None, None, float("nan"), False)
     with pytest.raises(ValueError):
         AlertBuilder.score_record(bad, threshold=1.0, model=("m", "1"))
-
-
-# -- dead letters --------------------------------------------------------------------
-
-
-def record(value: bytes = b"{bad", headers: list | None = None) -> InputRecord:
-    return InputRecord("features", 1, 77, 1_700_000_000_123, b"key", value, headers or [])
-
-
-def test_dead_letter_keeps_the_original_and_says_why() -> None:
-    orig = [("content-type", b"application/json"), ("trace", b"xyz")]
-    out = dead_letter(
-        record(headers=orig), "dlq", reason="malformed", error="JSONDecodeError",
-        detail="Expecting value", max_value_bytes=1000,
-    )  # fmt: skip
-    assert (out.topic, out.key, out.value) == ("dlq", b"key", b"{bad")
-    h = dict(out.headers or [])
-    assert h["content-type"] == b"application/json" and h["trace"] == b"xyz"
-    assert h["tripwire-reason"] == b"malformed" and h["tripwire-error"] == b"JSONDecodeError"
-    assert h["tripwire-detail"] == b"Expecting value"
-    assert h["tripwire-source-topic"] == b"features"
-    assert (h["tripwire-source-partition"], h["tripwire-source-offset"]) == (b"1", b"77")
-    assert h["tripwire-source-timestamp"] == b"1700000000123"
-    assert "tripwire-truncated" not in h and "tripwire-indices" not in h
-
-
-def test_dead_letter_truncates_oversize_and_replaces_earlier_dlq_headers() -> None:
-    replayed = [("tripwire-reason", b"schema"), ("tripwire-source-offset", b"5")]
-    out = dead_letter(
-        record(b"x" * 50, replayed), "dlq", reason="oversize", error="InvalidEvent",
-        detail="d" * 5000, max_value_bytes=10, indices=[3, 17],
-    )  # fmt: skip
-    assert out.value == b"x" * 10
-    names = [k for k, _ in out.headers or []]
-    assert names.count("tripwire-reason") == 1 and names.count("tripwire-source-offset") == 1
-    h = dict(out.headers or [])
-    assert h["tripwire-reason"] == b"oversize" and h["tripwire-truncated"] == b"50"
-    assert h["tripwire-indices"] == b"3,17"
-    assert len(h["tripwire-detail"]) == MAX_DETAIL_CHARS
-
-
-# -- cooldown --------------------------------------------------------------------
-
-
-def test_cooldown_suppresses_per_entity_for_its_window() -> None:
-    c = Cooldown(10.0)
-    assert c.allow("a", 0.0) and c.allow("b", 1.0)
-    assert not c.allow("a", 9.9) and not c.allow("b", 10.9)
-    assert c.allow("a", 10.0) and c.allow("b", 11.0)
-
-
-def test_cooldown_off_allows_everything_and_remembers_nothing() -> None:
-    c = Cooldown(0.0)
-    assert all(c.allow("a", float(t)) for t in range(5)) and len(c) == 0
-
-
-def test_cooldown_memory_is_bounded_by_time_and_by_count() -> None:
-    c = Cooldown(10.0, max_entities=100)
-    for i in range(1000):
-        c.allow(f"e{i}", i * 0.001)
-    assert len(c) == 100  # count bound: the oldest are forgotten
-    assert c.allow("e0", 1.0)  # forgotten, so it may alert again (safe direction)
-    assert not c.allow("e999", 1.0)
-    c.allow("late", 100.0)
-    assert len(c) == 1  # time bound: everything older than the window expired
