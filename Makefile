@@ -7,23 +7,31 @@ TORCH   ?= torch==2.13.0
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: install system-deps demo test test-fast lint format typecheck tree bench-stream bench-quality soak clean
+.PHONY: install system-deps lock demo test test-fast lint format typecheck tree bench-stream bench-quality soak clean
 
 $(BIN)/tripwire: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -e ".[train,dev]"
 	@touch $@
 
 install: $(BIN)/tripwire ## create .venv and install Tripwire with dev tools
 
-# Prometheus server + promtool, and docker-compose (schema check of docker-compose.yml;
+# Prometheus server + promtool, Alertmanager + amtool, and docker-compose (schema check of docker-compose.yml;
 # no Docker engine needed), Debian packages for the deploy tests.
 system-deps:
-	@command -v promtool >/dev/null && command -v prometheus >/dev/null && command -v docker-compose >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq prometheus docker-compose >/dev/null; \
-	  else echo "install Debian's 'prometheus' and 'docker-compose' packages for the deploy tests" >&2; exit 1; fi; }
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null && command -v docker-compose >/dev/null \
+	  && command -v amtool >/dev/null && command -v prometheus-alertmanager >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq prometheus prometheus-alertmanager docker-compose >/dev/null; \
+	  else echo "install Debian's 'prometheus', 'prometheus-alertmanager' and 'docker-compose' packages for the deploy tests" >&2; exit 1; fi; }
+
+# Hashed lock files of the images (requirements/README.md); needs pip-tools.
+LOCK_ARGS := --quiet --generate-hashes --no-emit-index-url --no-emit-find-links --strip-extras \
+	--allow-unsafe --constraint requirements/torch-cpu.txt
+lock:
+	pip-compile $(LOCK_ARGS) --output-file requirements/worker.lock pyproject.toml
+	pip-compile $(LOCK_ARGS) --extra train --output-file requirements/trainer.lock pyproject.toml
 
 demo: install ## train, publish, stream the tutorial's data through Kafka, print metrics
 	$(BIN)/tripwire demo
