@@ -1,9 +1,12 @@
 """``tripwire worker``: serve a registry model on a Kafka topic.
 
-Start-up order: validate the settings, load the model (refusing to start, exit 2,
-if it cannot serve), wait for the broker and the input topic, create missing output
-topics, start ``/metrics``, then run the faust worker until SIGTERM/SIGINT (graceful:
-in-flight batches are delivered and committed) or a fatal error (exit 1).
+Start-up order: validate the settings; serve ``/metrics``, ``/healthz`` and
+``/readyz`` (``stream.health``) and start the event loop's heartbeat and broker
+probe; load the model (refusing to start, exit 2, if it cannot serve; with
+``--wait-for-model`` an alias not published yet is waited for); wait for the broker
+and the input topic, create missing output topics; then run the faust worker until
+SIGTERM/SIGINT (graceful: in-flight batches are delivered and committed, within
+``--drain-timeout``) or a fatal error (exit 1).
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import threading
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -19,6 +24,11 @@ from tripwire.core.config import add_arguments, env_name, from_args, load_env
 from tripwire.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
+
+#: Seconds between two looks for a model that is not published yet.
+MODEL_POLL = 5.0
+#: Exit code when the drain after SIGTERM exceeded ``--drain-timeout``.
+EXIT_DRAIN_TIMEOUT = 1
 
 DESCRIPTION = """\
 Consume feature vectors from Kafka, score them in micro-batches with a model from
@@ -69,28 +79,51 @@ def register(subparsers: Any) -> None:
 
 def run_worker(settings: Any) -> int:
     """Run the worker until it is stopped; return the process exit code."""
-    import faust
-
-    from tripwire.stream.kafka.topics import prepare_topics
     from tripwire.stream.observability.exporter import MetricsServer
+    from tripwire.stream.observability.health import Health
     from tripwire.stream.observability.metrics import Metrics
-    from tripwire.stream.processing.model_watcher import load_initial
-    from tripwire.stream.worker import StreamWorker
 
     settings.validate()
-    scorer = load_initial(settings.registry, settings.model_ref)
-    log.info(
-        "model %s version %s loaded: %d features, threshold %.6g",
-        scorer.name, scorer.version, scorer.n_features, scorer.threshold,
-    )  # fmt: skip
+    # First of all, so /metrics and /healthz answer while the rest starts.
+    metrics, health = Metrics(CollectorRegistry()), Health()
+    server = MetricsServer(metrics, health, settings.metrics_host, settings.metrics_port)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    partitions = loop.run_until_complete(prepare_topics(settings))
+    try:
+        return _serve(settings, metrics, health, loop)
+    finally:
+        server.stop()
+        if not loop.is_closed():
+            loop.close()
+
+
+def _serve(settings: Any, metrics: Any, health: Any, loop: asyncio.AbstractEventLoop) -> int:
+    from tripwire.stream import compat
+    from tripwire.stream.kafka.broker_probe import probe_broker
+    from tripwire.stream.kafka.topics import prepare_topics
+    from tripwire.stream.observability.health import heartbeat
+    from tripwire.stream.worker import StreamWorker
+
+    helpers = [loop.create_task(heartbeat(health))]
+    helpers.append(loop.create_task(probe_broker(settings, health)))
+    try:
+        scorer = loop.run_until_complete(_load_model(settings))
+        health.model_loaded = True
+        partitions = loop.run_until_complete(prepare_topics(settings))
+    except BaseException:
+        for task in helpers:
+            task.cancel()
+        # bounded: a client library that swallows a cancellation must not hang the exit
+        loop.run_until_complete(asyncio.wait(helpers, timeout=5))
+        raise
     log.info("input topic %s has %d partitions", settings.input_topic, partitions)
-    metrics = Metrics(CollectorRegistry())
-    server = MetricsServer(metrics, settings.metrics_host, settings.metrics_port)
-    worker = StreamWorker(settings, scorer, metrics)
-    runner = faust.Worker(
+    worker = StreamWorker(settings, scorer, metrics, health)
+
+    def on_stop_signal() -> None:
+        if settings.drain_timeout > 0:
+            arm_drain_deadline(settings.drain_timeout)
+
+    runner = compat.worker_with_stop_hook(on_stop_signal)(
         worker.app, loop=loop, loglevel=logging.getLogger().level,
         override_logging=False, redirect_stdouts=False, quiet=True,
     )  # fmt: skip
@@ -102,6 +135,52 @@ def run_worker(settings: Any) -> int:
         code = 0
     finally:
         worker.close()
-        server.stop()
     log.info("worker stopped (exit code %d)", code)
     return code
+
+
+async def _load_model(settings: Any) -> Any:
+    """The model to start with, loaded off the loop (which keeps ticking meanwhile).
+
+    With ``--wait-for-model``, an alias that is not published yet is waited for
+    (polled every ``MODEL_POLL`` seconds); anything else wrong with the model ends
+    the start (``ModelLoadError``, exit 2).
+    """
+    from tripwire.core.registry import RegistryReader
+    from tripwire.stream.processing.model_watcher import load_initial
+
+    loop = asyncio.get_running_loop()
+    reader = RegistryReader(settings.registry)
+    name, alias = settings.model_name, settings.model_alias
+    while settings.wait_for_model and reader.root.is_dir():
+        if await loop.run_in_executor(None, reader.alias_version, name, alias) is not None:
+            break
+        log.warning("model %s@%s is not published yet; waiting for it", name, alias)
+        await asyncio.sleep(MODEL_POLL)
+    scorer = await loop.run_in_executor(None, load_initial, settings.registry, settings.model_ref)
+    log.info(
+        "model %s version %s loaded: %d features, threshold %.6g",
+        scorer.name, scorer.version, scorer.n_features, scorer.threshold,
+    )  # fmt: skip
+    return scorer
+
+
+def arm_drain_deadline(seconds: float) -> threading.Timer:
+    """Exit the process if it is still running ``seconds`` from now.
+
+    A thread, so that it fires even if the event loop is stuck in the drain. What
+    was not committed by then is consumed and scored again after the restart
+    (at-least-once holds; only duplicates grow).
+    """
+
+    def give_up() -> None:
+        log.critical(
+            "stopping took more than --drain-timeout %gs; exiting without waiting further "
+            "(uncommitted events are scored again after the restart)", seconds,
+        )  # fmt: skip
+        os._exit(EXIT_DRAIN_TIMEOUT)
+
+    timer = threading.Timer(seconds, give_up)
+    timer.daemon = True
+    timer.start()
+    return timer

@@ -8,7 +8,8 @@ and nowhere else, so an upgrade is checked in one module:
 
 - faust / mode: the consumer's private hooks (:class:`FaustConsumer` gives them
   public names) and state (read offsets, committed offsets, active partitions,
-  unacked messages), a service's stop flag, the producer inside faust's producer;
+  unacked messages), a service's stop flag, the producer inside faust's producer,
+  the worker's stop-signal hook (:func:`worker_with_stop_hook`);
 - aiokafka: the fetcher's long-poll and partition states (:class:`ConsumerThread`);
 - prometheus_client: a histogram's buckets (:func:`observe_many`).
 
@@ -195,6 +196,22 @@ class ConsumerThread(AIOKafkaConsumerThread):
 
 
 # -- prometheus_client -------------------------------------------------------------------
+
+
+def worker_with_stop_hook(on_stop_signal: Callable[[], object]) -> type:
+    """``faust.Worker`` that calls ``on_stop_signal()`` when SIGTERM or SIGINT arrives.
+
+    Both signals reach ``mode.Worker._schedule_shutdown``; the hook runs before the
+    graceful stop starts (the worker arms its drain deadline there).
+    """
+    import faust
+
+    class Worker(faust.Worker):
+        def _schedule_shutdown(self, signal: Any) -> None:
+            on_stop_signal()
+            super()._schedule_shutdown(signal)
+
+    return Worker
 
 
 def observe_many(histogram: Histogram, values: np.ndarray) -> None:

@@ -81,6 +81,20 @@ class WorkerSettings:
         default=DEFAULT_METRICS_PORT,
         metadata=_m("port of the /metrics endpoint (0: any free port)", "PORT"),
     )
+    wait_for_model: bool = field(
+        default=False,
+        metadata=_m(
+            "wait (not ready) until the model alias is published, instead of refusing to start"
+        ),
+    )
+    drain_timeout: float = field(
+        default=25.0,
+        metadata=_m(
+            "after SIGTERM, seconds to deliver and commit the batches in flight before "
+            "exiting anyway (0: no bound); keep the orchestrator's grace period above it",
+            "SECONDS",
+        ),
+    )
     session_timeout: float = field(
         default=10.0,
         metadata=_m(
@@ -156,6 +170,7 @@ class WorkerSettings:
             "max_wait": self.max_wait, "top_k": self.top_k, "cooldown": self.cooldown,
             "reload_interval": self.reload_interval, "metrics_port": self.metrics_port,
             "topic_partitions": self.topic_partitions, "connect_timeout": self.connect_timeout,
+            "drain_timeout": self.drain_timeout,
         }  # fmt: skip
         for name, value in positive.items():
             if value <= 0:

@@ -65,6 +65,7 @@ from tripwire.stream import compat
 from tripwire.stream.kafka.app import create_app
 from tripwire.stream.kafka.consumer import Batch, batch_consumer
 from tripwire.stream.kafka.producer import BatchProducer, Delivery
+from tripwire.stream.observability.health import Health
 from tripwire.stream.observability.lag import LagTracker
 from tripwire.stream.observability.metrics import Metrics
 from tripwire.stream.processing.batch import BatchProcessor, BatchResult, Topics, record_batch
@@ -100,9 +101,18 @@ class StreamWorker:
     scorer : Scorer
         The model to start with (see ``tripwire.stream.processing.model_watcher.load_initial``).
     metrics : Metrics
+    health : Health, optional
+        Told when the consumer joins its group (an assignment, maybe empty) and leaves
+        it (a revocation), for ``/readyz``.
     """
 
-    def __init__(self, settings: WorkerSettings, scorer: Scorer, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        scorer: Scorer,
+        metrics: Metrics,
+        health: Health | None = None,
+    ) -> None:
         single_threaded_inference()
         sys.setswitchinterval(GIL_SWITCH_INTERVAL)
         self.settings = settings
@@ -137,6 +147,12 @@ class StreamWorker:
         self._inline = True  # see score()
         self._reloading = ThreadPoolExecutor(1, thread_name_prefix="tripwire-reload")
         self.app.task(self._run)
+        self.health = health or Health()
+        # mode's signal stubs do not accept bound methods (mode-streaming 0.7.1)
+        assigned: Any = self.app.on_partitions_assigned
+        revoked: Any = self.app.on_partitions_revoked
+        assigned.connect(self._joined)
+        revoked.connect(self._left)
         self.app.timer(LAG_INTERVAL, name=f"{settings.group_id}.lag")(self._update_lag)
         if settings.reload_interval > 0:
             self.app.timer(settings.reload_interval, name=f"{settings.group_id}.reload")(
@@ -222,6 +238,12 @@ class StreamWorker:
             return
         log.critical("cannot process a batch, stopping the worker: %r", error, exc_info=error)
         await self.app.crash(error)
+
+    def _joined(self, sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        self.health.in_group = True
+
+    def _left(self, sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        self.health.in_group = False
 
     async def _update_lag(self) -> None:
         try:

@@ -28,7 +28,12 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
     """Defaults in --help, descriptions kept as written."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: Commands whose process must start fast (the worker serves /healthz within its
+#: first second): only their own module is imported to parse their arguments.
+FAST_COMMANDS = {"worker": "stream.cli"}
+
+
+def build_parser(modules: tuple[str, ...] = COMMAND_MODULES) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tripwire",
         description="Streaming anomaly detection on Kafka: train, publish, score, serve.",
@@ -40,13 +45,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="logging level [env TRIPWIRE_LOG_LEVEL]",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for name in modules:
         importlib.import_module(name).register(sub)
     return parser
 
 
+def command_of(argv: list[str]) -> str | None:
+    """The subcommand ``argv`` names (after the top-level options), if any."""
+    args = iter(argv)
+    for arg in args:
+        if arg == "--log-level":
+            next(args, None)
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    fast = FAST_COMMANDS.get(command_of(argv) or "")
+    parser = build_parser((fast,) if fast else COMMAND_MODULES)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(),

@@ -3,12 +3,25 @@
 Built against a ``CollectorRegistry`` passed in (never the global default), so tests
 and several workers in one process stay apart. Names follow the Prometheus
 conventions: ``tripwire_`` prefix, ``_total`` counters, base units (seconds).
-Series with labels are pre-created so dashboards see zeros rather than gaps.
+Series with labels are pre-created so dashboards see zeros rather than gaps. The
+registry also carries prometheus_client's process, GC and platform collectors
+(``process_resident_memory_bytes``, ``process_start_time_seconds``, ...), which the
+restart and memory alerts read.
 """
 
 from __future__ import annotations
 
+import os
+import platform
+import subprocess
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
 
 #: Why an input record went to the dead-letter topic (the ``reason`` label and the
 #: ``tripwire-reason`` DLQ header).
@@ -43,6 +56,14 @@ LATENCY_BUCKETS = (
     5.0,
     10.0,
     30.0,
+    # A backlog or a stalled partition makes outputs minutes late: without these, p99
+    # would flatten at the last finite bucket instead of showing it.
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+    1800.0,
+    3600.0,
 )
 INFERENCE_BUCKETS = (
     0.0001,
@@ -63,11 +84,41 @@ INFERENCE_BUCKETS = (
 SCORE_RATIO_BUCKETS = (0.1, 0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0)
 
 
+#: Env var an image build sets to the commit it was built from (docs/deploy.md).
+REVISION_ENV = "TRIPWIRE_REVISION"
+
+
 class Metrics:
     """The worker's metrics, registered on ``registry``."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        # the default registry's collectors, here on ours (never the global one)
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
+        self.build_info = Gauge(
+            "tripwire_build_info",
+            "1, labelled with the versions this worker runs.",
+            ["version", "revision", "python", "faust", "torch"],
+            registry=registry,
+        )
+        self.build_info.labels(**build_labels()).set(1)
+        self.ready = Gauge(
+            "tripwire_ready",
+            "1 while /readyz answers 200 (model loaded, broker reachable, in the group).",
+            registry=registry,
+        )
+        self.broker_up = Gauge(
+            "tripwire_broker_up",
+            "1 while the last probe of the broker (a metadata request) succeeded.",
+            registry=registry,
+        )
+        self.heartbeat_age = Gauge(
+            "tripwire_event_loop_heartbeat_age_seconds",
+            "Seconds since the event loop last ticked, computed at scrape time.",
+            registry=registry,
+        )
         self.events_consumed = Counter(
             "tripwire_events_consumed_total",
             "Input records consumed (valid or not), one per feature vector.",
@@ -157,8 +208,54 @@ class Metrics:
             registry=registry,
         )
 
+    def watch_health(
+        self,
+        ready: Callable[[], bool],
+        broker_up: Callable[[], bool],
+        heartbeat_age: Callable[[], float],
+    ) -> None:
+        """Compute the health gauges from these functions at every scrape."""
+        self.ready.set_function(lambda: float(ready()))
+        self.broker_up.set_function(lambda: float(broker_up()))
+        self.heartbeat_age.set_function(heartbeat_age)
+
     def set_model(self, name: str, version: str, threshold: float) -> None:
         """Point the ``_info`` gauge and threshold at the serving model."""
         self.model_info.clear()
         self.model_info.labels(name=name, version=version).set(1)
         self.threshold.set(threshold)
+
+
+def build_labels() -> dict[str, str]:
+    """``version``, ``revision``, ``python``, ``faust``, ``torch`` of this process.
+
+    Read from package metadata, without importing faust or torch.
+    """
+
+    def version(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "none"
+
+    return {
+        "version": version("tripwire"),
+        "revision": revision(),
+        "python": platform.python_version(),
+        "faust": version("faust-streaming"),
+        "torch": version("torch"),
+    }
+
+
+def revision() -> str:
+    """The commit this code is: ``$TRIPWIRE_REVISION`` (images), else git, else unknown."""
+    if os.environ.get(REVISION_ENV):
+        return os.environ[REVISION_ENV]
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],  # noqa: S607 - optional, PATH lookup
+            cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"

@@ -81,16 +81,38 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
+#: Suffix of the variable that names a file holding a secret (``TRIPWIRE_<FIELD>_FILE``).
+FILE_SUFFIX = "_FILE"
+
+
 def load_env(cls: type[T], environ: Mapping[str, str] | None = None) -> T:
-    """Build ``cls`` from its defaults overridden by ``TRIPWIRE_<FIELD>`` variables."""
+    """Build ``cls`` from its defaults overridden by ``TRIPWIRE_<FIELD>`` variables.
+
+    A ``Secret`` field can also come from a file, ``TRIPWIRE_<FIELD>_FILE`` (Docker
+    and Kubernetes secrets are files): its content, one trailing newline dropped.
+    Setting both is an error.
+    """
     environ = os.environ if environ is None else environ
     hints = _hints(cls)
     kwargs: dict[str, Any] = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         key = env_name(f.name)
-        if key in environ:
+        if _base_type(hints[f.name]) is Secret and key + FILE_SUFFIX in environ:
+            if key in environ:
+                raise ConfigError(f"set {key} or {key}{FILE_SUFFIX}, not both")
+            kwargs[f.name] = Secret(_read_secret(key + FILE_SUFFIX, environ[key + FILE_SUFFIX]))
+        elif key in environ:
             kwargs[f.name] = _convert(hints[f.name], environ[key], key)
     return cls(**kwargs)
+
+
+def _read_secret(name: str, path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{name}={path}: cannot read the secret file: {e}") from None
+    return value.removesuffix("\n")
 
 
 def add_arguments(parser: argparse.ArgumentParser, cls: type, defaults: Any) -> None:
