@@ -21,7 +21,10 @@ TRAINER_SETTINGS_MODULE = "tripwire.training.settings"
 
 #: Env vars read outside the settings dataclasses, with the file that reads each one
 #: (checked by test_compose.py, so this list cannot drift silently).
-PROCESS_ENV = {"TRIPWIRE_LOG_LEVEL": "tripwire/cli.py"}
+PROCESS_ENV = {
+    "TRIPWIRE_LOG_LEVEL": "tripwire/cli.py",
+    "TRIPWIRE_REVISION": "stream/observability/metrics.py",
+}
 
 
 def worker_settings_module() -> ModuleType:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,24 @@ RULES_DIR = REPO / "deploy" / "rules"
 
 #: Grafana's built-in interval variables, replaced before Prometheus sees a query.
 GRAFANA_INTERVALS = ("__rate_interval", "__interval", "__range")
+#: The dashboard's own template variables and what "All" selects.
+GRAFANA_VARIABLES = {"instance": ".*"}
+
+#: Series the worker does not export but the rules and the dashboard read: kafka-
+#: exporter's (danielqsj/kafka-exporter v1.8, the compose file's), the recording rule
+#: written by deploy/prometheus-entrypoint.sh, and kube-state-metrics' (Kubernetes).
+EXTERNAL_SERIES = frozenset(
+    {
+        "kafka_consumergroup_lag",
+        "kafka_consumergroup_lag_sum",
+        "kafka_consumergroup_current_offset",
+        "kafka_consumergroup_current_offset_sum",
+        "kafka_consumergroup_members",
+        "kafka_topic_partition_current_offset",
+        "tripwire:workers_expected",
+        "kube_deployment_spec_replicas",
+    }
+)
 
 AGGREGATORS = frozenset(
     "sum min max avg group stddev stdvar count count_values bottomk topk quantile "
@@ -124,6 +143,8 @@ def substitute_grafana(expr: str, interval: str = "1m") -> str:
     """``expr`` with Grafana's interval variables replaced by ``interval``."""
     for var in GRAFANA_INTERVALS:
         expr = expr.replace("${" + var + "}", interval).replace("$" + var, interval)
+    for var, value in GRAFANA_VARIABLES.items():
+        expr = expr.replace("${" + var + "}", value).replace("$" + var, value)
     if "$" in expr:
         raise ValueError(f"unsubstituted Grafana variable in {expr!r}")
     return expr
@@ -220,3 +241,21 @@ def exported_names(registry_metrics: Any) -> set[str]:
         for suffix in suffixes[family.type]:
             names.add(family.name + suffix)
     return names
+
+
+ENTRYPOINT = REPO / "deploy" / "prometheus-entrypoint.sh"
+
+
+def generated_rules(directory: Path, workers: int) -> Path:
+    """The rule file deploy/prometheus-entrypoint.sh writes for ``TRIPWIRE_WORKERS``.
+
+    Runs the real script (``PROMETHEUS_BIN=true`` in place of Prometheus).
+    """
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "TRIPWIRE_WORKERS": str(workers),
+        "TRIPWIRE_GENERATED_RULES": str(directory),
+        "PROMETHEUS_BIN": "true",
+    }
+    subprocess.run(["sh", str(ENTRYPOINT)], env=env, check=True, capture_output=True)
+    return directory / "expected.rules.yml"

@@ -20,10 +20,11 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy import app
+from tests.deploy import app, promql
 from tests.deploy.compose import (
     COMPOSE_FILE,
     REPO,
+    REQUIRED_ENV,
     environment,
     host_path_for,
     interpolate,
@@ -98,39 +99,56 @@ def test_images_are_pinned(services: dict) -> None:
         assert tag != "latest" and re.search(r"\d", tag), f"{name}: {image!r} is not pinned"
 
 
+#: The image and the Dockerfile target (None: the default, last stage) of each app service.
+APP_IMAGES = {"worker": ("tripwire", None), "trainer": ("tripwire-trainer", "trainer")}
+
+
 def test_app_image_tag_is_the_project_version(services: dict) -> None:
     version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
-    for name in APP_SERVICES:
-        assert services[name]["image"] == f"tripwire:{version}"
+    for name, (image, target) in APP_IMAGES.items():
+        assert services[name]["image"] == f"{image}:{version}"
         assert services[name]["build"]["dockerfile"] == "Dockerfile"
+        assert services[name]["build"].get("target") == target
         assert (REPO / services[name]["build"]["context"] / "Dockerfile").is_file()
+        if target:
+            assert re.search(rf"^FROM \S+ AS {target}$", (REPO / "Dockerfile").read_text(), re.M)
 
 
 def test_docker_compose_validates_the_file(tmp_path: Path) -> None:
     """docker-compose's schema check; and a broken copy is rejected (the check bites)."""
     tool = shutil.which("docker-compose")
     assert tool, "docker-compose missing: `make system-deps` installs Debian's package"
+    env = {"PATH": "/usr/bin:/bin", **REQUIRED_ENV}
     ok = subprocess.run(
-        [tool, "-f", str(COMPOSE_FILE), "config", "-q"], capture_output=True, text=True
+        [tool, "-f", str(COMPOSE_FILE), "config", "-q"], capture_output=True, text=True, env=env
     )
     assert ok.returncode == 0, ok.stderr
     broken = tmp_path / "docker-compose.yml"
     broken.write_text(COMPOSE_FILE.read_text().replace("stop_grace_period:", "stop_grace:"))
-    bad = subprocess.run([tool, "-f", str(broken), "config", "-q"], capture_output=True, text=True)
+    bad = subprocess.run(
+        [tool, "-f", str(broken), "config", "-q"], capture_output=True, text=True, env=env
+    )
     assert bad.returncode != 0 and "stop_grace" in bad.stderr
+    unset = subprocess.run(
+        [tool, "-f", str(COMPOSE_FILE), "config", "-q"], capture_output=True, text=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert unset.returncode != 0 and "TRIPWIRE_RUNBOOK_URL" in unset.stderr, "required"
 
 
 def test_our_reading_matches_docker_compose() -> None:
     """Merge keys and interpolation as the tests read them = as Compose resolves them."""
     tool = shutil.which("docker-compose")
     assert tool, "docker-compose missing: `make system-deps` installs Debian's package"
-    env = {"PATH": "/usr/bin:/bin", "TRIPWIRE_PARTITIONS": "3", "TRIPWIRE_IMAGE_TAG": "9.9"}
+    env = {"PATH": "/usr/bin:/bin", "TRIPWIRE_PARTITIONS": "3", "TRIPWIRE_IMAGE_TAG": "9.9",
+           "TRIPWIRE_WORKERS": "4", **REQUIRED_ENV}  # fmt: skip
     out = subprocess.run(
         [tool, "-f", str(COMPOSE_FILE), "config"], capture_output=True, text=True, env=env,
         check=True,
     ).stdout  # fmt: skip
     resolved = yaml.safe_load(out)["services"]
     ours = load(env)["services"]
+    assert resolved["worker"]["deploy"]["replicas"] == 4
     for name, service in ours.items():
         assert environment(resolved[name]) == environment(service), name
         assert resolved[name]["image"] == service["image"], name
@@ -203,10 +221,8 @@ def test_topic_init_creates_the_topics(services: dict) -> None:
     assert env["PARTITIONS"] == "6"
     raw = environment(load_raw()["services"]["topic-init"])
     assert raw["PARTITIONS"] == "${TRIPWIRE_PARTITIONS:-6}"
-    assert (
-        environment(load({"TRIPWIRE_PARTITIONS": "3"})["services"]["topic-init"])["PARTITIONS"]
-        == "3"
-    )
+    partitions = {"TRIPWIRE_PARTITIONS": "3", **REQUIRED_ENV}
+    assert environment(load(partitions)["services"]["topic-init"])["PARTITIONS"] == "3"
 
 
 # --- app services: trainer, worker --------------------------------------------------
@@ -222,7 +238,7 @@ def test_trainer_publishes_to_the_registry_volume(services: dict) -> None:
     assert not is_bind(source) and not read_only
     assert _option(command, "--promote")
     assert trainer.get("restart") == "no"
-    assert trainer["healthcheck"] == {"disable": True}
+    assert trainer["profiles"] == ["train"], "training is an explicit act"
 
 
 def _settings_from_cli(
@@ -270,9 +286,12 @@ def test_worker_scales(services: dict) -> None:
     assert worker.get("restart") in ("always", "unless-stopped", "on-failure")
     assert _command(worker) == ["worker"]
     deps = worker["depends_on"]
-    assert deps["trainer"]["condition"] == "service_completed_successfully"
+    assert set(deps) == {"kafka", "topic-init"}, "no dependency on the trainer"
     assert deps["topic-init"]["condition"] == "service_completed_successfully"
     assert deps["kafka"]["condition"] == "service_healthy"
+    raw = load_raw()["services"]["worker"]
+    assert raw["deploy"]["replicas"] == "${TRIPWIRE_WORKERS:-1}"
+    assert app.effective(app.worker_classes(), environment(worker), "wait_for_model") is True
 
 
 def test_worker_reads_the_trainers_registry_read_only(services: dict) -> None:
@@ -381,10 +400,16 @@ def test_prometheus_service_mounts_config_and_rules(services: dict) -> None:
     assert host_path_for(prom, config_path) == REPO / "deploy" / "prometheus.yml"
     config = yaml.safe_load((REPO / "deploy" / "prometheus.yml").read_text())
     container_dir = str(Path(config_path).parent)
+    generated = f"{container_dir}/generated"
+    assert generated + ":mode=1777" in prom["tmpfs"], "the entry point writes its rule here"
     for pattern in config["rule_files"]:
+        if pattern.startswith("generated/"):
+            continue
         host = host_path_for(prom, f"{container_dir}/{pattern}")
         assert host is not None, f"rule files {pattern!r} are not mounted"
         assert list(host.parent.glob(host.name)), f"{pattern!r} matches no file"
+    entry = prom["entrypoint"]
+    assert entry[0] == "/bin/sh" and host_path_for(prom, entry[1]) == promql.ENTRYPOINT
     data = {target: source for source, target, _ in volume_mounts(prom)}
     assert not is_bind(data[args["storage.tsdb.path"]]), "TSDB on a named volume"
 
@@ -410,7 +435,124 @@ def test_grafana_is_provisioned(services: dict) -> None:
     env = environment(grafana)
     home = host_path_for(grafana, env["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"])
     assert home is not None and home.is_file()
-    raw = environment(load_raw()["services"]["grafana"])
-    assert raw["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD")
-    secret = load({"GRAFANA_ADMIN_PASSWORD": "s3cret"})["services"]["grafana"]
-    assert environment(secret)["GF_SECURITY_ADMIN_PASSWORD"] == "s3cret"
+    assert "GF_SECURITY_ADMIN_PASSWORD" not in env, "no password in the environment"
+    assert env["GF_SECURITY_ADMIN_PASSWORD__FILE"] == "/run/secrets/grafana_admin_password"
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+
+
+# --- issue 15: what `up` starts, exposure, secrets, health checks ---------------------
+
+
+def _default_profile(services: dict) -> dict:
+    """The services `docker compose up` starts: those in no profile."""
+    return {name: s for name, s in services.items() if not s.get("profiles")}
+
+
+def test_up_twice_publishes_nothing(services: dict) -> None:
+    """No service that `up` starts can write the registry or runs `tripwire train`.
+
+    So a second `up` (or a scale-out) changes no model: the trainer is only started
+    with `--profile train`, and nothing in the default profile depends on it (Compose
+    would pull it in).
+    """
+    default = _default_profile(services)
+    assert "trainer" not in default and {"worker", "prometheus", "alertmanager"} <= set(default)
+    trainer_mounts = volume_mounts(services["trainer"])
+    registry_volumes = {src for src, tgt, _ in trainer_mounts if tgt == "/registry"}
+    for name, service in default.items():
+        assert "trainer" not in (service.get("depends_on") or {}), name
+        command = _command(service)
+        assert "train" not in command[:1] and "--promote" not in command, name
+        for source, target, read_only in volume_mounts(service):
+            if source in registry_volumes:
+                assert read_only, f"{name} mounts the registry writable"
+
+
+def test_monitoring_does_not_depend_on_the_app(services: dict) -> None:
+    app_services = {"worker", "trainer", "topic-init", "kafka"}
+    for name in ("prometheus", "alertmanager", "grafana"):
+        deps = set(services[name].get("depends_on") or {})
+        assert not deps & app_services, f"{name} waits for {deps & app_services}"
+
+
+def test_published_ports_are_loopback_only(services: dict) -> None:
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on all interfaces"
+
+
+def test_secrets_are_files_and_ignored_everywhere(compose: dict, services: dict) -> None:
+    declared = compose["secrets"]
+    for name, spec in declared.items():
+        path = (REPO / spec["file"]).resolve()
+        assert path.parent == (REPO / "deploy" / "secrets").resolve(), name
+        rel = path.relative_to(REPO).as_posix()
+        ignored = subprocess.run(["git", "check-ignore", "-q", rel], cwd=REPO)
+        assert ignored.returncode == 0, f"{rel} is not git-ignored"
+    used = {s for svc in services.values() for s in svc.get("secrets", [])}
+    assert used == set(declared)
+    for path in (".env", "deploy/secrets/grafana_admin_password"):
+        assert subprocess.run(["git", "check-ignore", "-q", path], cwd=REPO).returncode == 0
+    from tests.deploy.test_dockerfile import ignored as docker_ignored
+
+    assert docker_ignored(".env") and docker_ignored("deploy/secrets/grafana_admin_password")
+
+
+def test_secrets_init_creates_each_file_once(tmp_path: Path, compose: dict) -> None:
+    script = REPO / "deploy" / "secrets" / "init"
+    env = {"PATH": "/usr/bin:/bin", "TRIPWIRE_SECRETS_DIR": str(tmp_path)}
+    subprocess.run(["sh", str(script)], env=env, check=True, capture_output=True)
+    files = {p.name: p.read_text() for p in tmp_path.iterdir()}
+    assert set(files) == {Path(s["file"]).name for s in compose["secrets"].values()
+                          if "kafka" not in s["file"]}  # fmt: skip
+    assert len(files["grafana_admin_password"]) >= 20
+    assert oct((tmp_path / "grafana_admin_password").stat().st_mode & 0o777) == "0o600"
+    subprocess.run(["sh", str(script)], env=env, check=True, capture_output=True)
+    assert files == {p.name: p.read_text() for p in tmp_path.iterdir()}, "kept on rerun"
+
+
+def test_alertmanager_receivers_read_the_secret_files(services: dict) -> None:
+    am = services["alertmanager"]
+    args = dict(a.lstrip("-").split("=", 1) for a in _command(am))
+    config_host = host_path_for(am, args["config.file"])
+    assert config_host == REPO / "deploy" / "alertmanager" / "alertmanager.yml"
+    config = yaml.safe_load(config_host.read_text())
+    files = {c["url_file"] for r in config["receivers"] for c in r.get("webhook_configs", [])}
+    assert files == {f"/run/secrets/{s}" for s in am["secrets"]}
+
+
+def test_worker_health_check_probes_readiness_on_its_metrics_port(services: dict) -> None:
+    test = services["worker"]["healthcheck"]["test"]
+    assert test[:2] == ["CMD", "python"] and "/readyz" in test[-1]
+    port = app.default(app.worker_classes(), "metrics_port")
+    assert f"'TRIPWIRE_METRICS_PORT', '{port}'" in test[-1]
+
+
+def test_stop_grace_covers_the_drain_timeout(services: dict) -> None:
+    worker = services["worker"]
+    drain = app.effective(app.worker_classes(), environment(worker), "drain_timeout")
+    grace = int(worker["stop_grace_period"].rstrip("s"))
+    assert 0 < drain and grace >= drain + 5, (grace, drain)
+
+
+def test_rules_name_the_workers_group_and_input_topic(services: dict) -> None:
+    classes, env = app.worker_classes(), environment(services["worker"])
+    group = app.effective(classes, env, "group_id")
+    topic = app.effective(classes, env, "input_topic")
+    for expr in promql.rule_exprs():
+        for value in re.findall(r'consumergroup="([^"]+)"', expr.expr):
+            assert value == group, expr.source
+        for value in re.findall(r'topic="([^"]+)"', expr.expr):
+            assert value == topic, expr.source
+    exporter = services["kafka-exporter"]
+    assert "--kafka.server=kafka:9092" in exporter["command"]
+    assert "--offset.show-all" in exporter["command"], "lag of unowned partitions too"
+
+
+def test_expected_workers_and_replicas_come_from_one_variable() -> None:
+    raw = load_raw()["services"]
+    assert raw["worker"]["deploy"]["replicas"] == "${TRIPWIRE_WORKERS:-1}"
+    assert environment(raw["prometheus"])["TRIPWIRE_WORKERS"] == "${TRIPWIRE_WORKERS:-1}"
+    assert "--enable-feature=expand-external-labels" in raw["prometheus"]["command"]
+    runbook = environment(raw["prometheus"])["TRIPWIRE_RUNBOOK_URL"]
+    assert runbook.startswith("${TRIPWIRE_RUNBOOK_URL:?"), "required"

@@ -84,24 +84,68 @@ def stages() -> list[Stage]:
     return parse(DOCKERFILE.read_text())
 
 
+def _by_name(stages: list[Stage]) -> dict[str, Stage]:
+    return {s.name: s for s in stages if s.name}
+
+
+def lineage(stages: list[Stage], stage: Stage) -> list[tuple[str, str]]:
+    """The instructions that make ``stage``: its parents' (FROM another stage) first."""
+    named = _by_name(stages)
+    parent = named.get(stage.image)
+    return (lineage(stages, parent) if parent else []) + stage.instructions
+
+
+def _all(instructions: list[tuple[str, str]], keyword: str) -> list[str]:
+    return [rest for kw, rest in instructions if kw == keyword]
+
+
 @pytest.fixture(scope="module")
 def final(stages: list[Stage]) -> Stage:
     return stages[-1]
 
 
-def test_every_stage_is_python_311_slim(stages: list[Stage]) -> None:
-    assert stages
-    for stage in stages:
-        assert re.fullmatch(r"python:3\.11(\.\d+)?-slim(-\w+)?", stage.image), stage.image
+BASE = re.compile(r"python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}")
 
 
-def test_final_stage_runs_as_the_non_root_user_it_creates(final: Stage) -> None:
-    users = final.all("USER")
-    assert users, "no USER: the container would run as root"
-    uid = users[-1].split(":")[0]
-    assert uid not in ("root", "0")
-    created = " ".join(final.all("RUN"))
-    assert re.search(rf"useradd\b.*--uid {uid}\b", created), f"user {uid} not created"
+def test_every_stage_is_python_311_slim_pinned_by_digest(stages: list[Stage]) -> None:
+    named = _by_name(stages)
+    roots = {s.image for s in stages if s.image not in named}
+    assert len(roots) == 1, roots
+    (base,) = roots
+    assert BASE.fullmatch(base), f"{base}: pin the digest, not only the tag"
+    digest = base.partition("@")[2]
+    docs = (REPO / "docs" / "deploy.md").read_text()
+    assert digest in docs, "docs/deploy.md says where the digest is from"
+
+
+def test_worker_is_the_default_target_and_the_trainer_a_named_one(stages: list[Stage]) -> None:
+    assert stages[-1].name == "worker"
+    named = _by_name(stages)
+    assert "trainer" in named
+    worker_venv = [c for c in named["worker"].all("COPY") if "/opt/venv" in c]
+    trainer_venv = [c for c in named["trainer"].all("COPY") if "/opt/venv" in c]
+    assert worker_venv == ["--from=build-worker /opt/venv /opt/venv"]
+    assert trainer_venv == ["--from=build-trainer /opt/venv /opt/venv"]
+
+
+@pytest.mark.parametrize(
+    ("stage", "lock"), [("worker", "worker.lock"), ("trainer", "trainer.lock")]
+)
+def test_locked_dependencies_are_installed_before_the_sources(
+    stages: list[Stage], stage: str, lock: str
+) -> None:
+    build = _by_name(stages)[f"build-{stage}"]
+    steps = lineage(stages, build)
+    locked = [i for i, (kw, rest) in enumerate(steps)
+              if kw == "RUN" and "--require-hashes" in rest and f"/tmp/{lock}" in rest]  # fmt: skip
+    packages = ("training", "stream", "tripwire")
+    sources = [i for i, (kw, rest) in enumerate(steps)
+               if kw == "COPY" and rest.split()[0] in packages]  # fmt: skip
+    app = [i for i, (kw, rest) in enumerate(steps)
+           if kw == "RUN" and re.search(r"pip install --no-deps \.(\s|$)", rest)]  # fmt: skip
+    assert locked and sources and app, steps
+    assert max(locked) < min(sources) < app[0], "locks, then sources, then the app alone"
+    assert all("--no-deps" in r for kw, r in steps if kw == "RUN" and "pip install" in r)
 
 
 def _torch_pin() -> str:
@@ -111,32 +155,76 @@ def _torch_pin() -> str:
     return m.group(1)
 
 
-def test_cpu_torch_is_installed_first_and_pinned_like_the_project(stages: list[Stage]) -> None:
-    build = stages[0]
-    runs = build.all("RUN")
-    torch_runs = [i for i, r in enumerate(runs) if re.search(r"\btorch==", r)]
-    assert len(torch_runs) == 1, runs
-    torch_run = runs[torch_runs[0]]
-    version = re.search(r"torch==([\w.]+)", torch_run)
-    assert version and version.group(1) == _torch_pin()
-    index = re.search(r"--index-url\s+\"?([^\s\"]+)", torch_run)
-    assert index and index.group(1).rstrip("/").endswith("/whl/cpu")
-    app_install = [i for i, r in enumerate(runs) if re.search(r"pip install \.(\s|$)", r)]
-    assert app_install and app_install[0] > torch_runs[0], "torch before `pip install .`"
+def _lock(name: str) -> dict[str, tuple[str, list[str]]]:
+    """``{name: (version, hashes)}`` of a pip-compile lock file."""
+    text = (REPO / "requirements" / name).read_text().replace("\\\n", " ")
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r"^([A-Za-z0-9_.\-]+)==(\S+)(.*)$", line)
+        if m:
+            out[m.group(1).lower()] = (m.group(2), re.findall(r"--hash=sha256:(\w{64})", line))
+    return out
+
+
+TRAINING_ONLY = {"pyod", "numba", "llvmlite", "matplotlib"}
+
+
+def test_locks_are_hashed_pin_cpu_torch_and_keep_training_out_of_the_worker() -> None:
+    worker, trainer = _lock("worker.lock"), _lock("trainer.lock")
+    for lock in (worker, trainer):
+        assert all(hashes for _, hashes in lock.values()), "every package hashed"
+        assert lock["torch"][0] == _torch_pin() + "+cpu"
+        assert not any(n.startswith(("nvidia-", "cuda-", "triton")) for n in lock), "CUDA"
+    assert not TRAINING_ONLY & set(worker), "the worker image is slim"
+    assert TRAINING_ONLY <= set(trainer)
+    for name, (version, _) in worker.items():
+        assert trainer[name][0] == version, f"{name}: the two images disagree"
+
+
+def test_locks_satisfy_pyproject() -> None:
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    locks = {
+        "worker.lock": project["dependencies"],
+        "trainer.lock": project["dependencies"] + project["optional-dependencies"]["train"],
+    }
+    for lock_name, requirements in locks.items():
+        lock = _lock(lock_name)
+        for spec in requirements:
+            req = Requirement(spec)
+            version = lock[req.name.lower()][0]
+            assert req.specifier.contains(Version(version), prereleases=True), (lock_name, spec)
+
+
+def test_tests_run_the_images_torch() -> None:
     import torch
 
     assert torch.__version__.split("+")[0] == _torch_pin(), "tests run the image's torch"
 
 
-def test_final_stage_copies_the_venv_not_the_build_tools(final: Stage) -> None:
-    copies = final.all("COPY")
-    assert any(c.startswith("--from=build") and "/opt/venv" in c for c in copies)
-    assert not any("pip install" in r for r in final.all("RUN"))
+def test_final_stage_runs_as_the_non_root_user_it_creates(stages: list[Stage]) -> None:
+    for stage in ("worker", "trainer"):
+        steps = lineage(stages, _by_name(stages)[stage])
+        users = _all(steps, "USER")
+        assert users, f"{stage}: no USER, the container would run as root"
+        uid = users[-1].split(":")[0]
+        assert uid not in ("root", "0")
+        assert re.search(rf"useradd\b.*--uid {uid}\b", " ".join(_all(steps, "RUN")))
 
 
-def test_entrypoint_is_the_tripwire_command(final: Stage) -> None:
-    assert json.loads(final.all("ENTRYPOINT")[-1]) == ["tripwire"]
-    assert json.loads(final.all("CMD")[-1]) == ["worker"]
+def test_final_stages_copy_the_venv_not_the_build_tools(stages: list[Stage]) -> None:
+    for stage in ("worker", "trainer", "runtime"):
+        assert not any("pip install" in r for r in _by_name(stages)[stage].all("RUN"))
+
+
+def test_entrypoint_is_the_tripwire_command(stages: list[Stage]) -> None:
+    named = _by_name(stages)
+    for stage, cmd in (("worker", ["worker"]), ("trainer", ["train", "--help"])):
+        steps = lineage(stages, named[stage])
+        assert json.loads(_all(steps, "ENTRYPOINT")[-1]) == ["tripwire"]
+        assert json.loads(_all(steps, "CMD")[-1]) == cmd
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     assert "tripwire" in scripts
 
@@ -157,38 +245,46 @@ def test_exposed_port_and_healthcheck_default_are_the_workers_metrics_port(
     var = env_name("metrics_port")
     m = re.search(rf"['\"]{var}['\"],\s*['\"](\d+)['\"]", code)
     assert m and int(m.group(1)) == port
+    assert "/healthz" in code, "liveness: the event loop, not only the HTTP thread"
 
 
-class _Metrics(http.server.BaseHTTPRequestHandler):
+class _Health(http.server.BaseHTTPRequestHandler):
+    status = 200
+
     def do_GET(self) -> None:
-        ok = self.path == "/metrics"
-        self.send_response(200 if ok else 404)
+        code = self.status if self.path == "/healthz" else 404
+        self.send_response(code)
         self.end_headers()
-        self.wfile.write(b"tripwire_events_consumed_total 0\n" if ok else b"")
 
     def log_message(self, *args: object) -> None:
         pass
 
 
-def test_healthcheck_command_passes_on_a_live_endpoint_and_fails_without(
-    final: Stage,
-) -> None:
+class _Unhealthy(_Health):
+    status = 503
+
+
+def _probe(command: list[str], port: int) -> int:
+    env = {"PATH": "/usr/bin:/bin", env_name("metrics_port"): str(port)}
+    return subprocess.run(command, env=env, capture_output=True, timeout=30).returncode
+
+
+def test_healthcheck_passes_on_200_and_fails_on_503_and_a_closed_port(final: Stage) -> None:
     command = [sys.executable, *_healthcheck(final)[1:]]
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Metrics)
-    thread = threading.Thread(target=server.serve_forever)
-    thread.start()
-    try:
-        port = server.server_address[1]
-        env = {"PATH": "/usr/bin:/bin", env_name("metrics_port"): str(port)}
-        ok = subprocess.run(command, env=env, capture_output=True, timeout=30)
-        assert ok.returncode == 0, ok.stderr
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-    env = {"PATH": "/usr/bin:/bin", env_name("metrics_port"): str(port)}  # now closed
-    down = subprocess.run(command, env=env, capture_output=True, timeout=30)
-    assert down.returncode != 0
+    codes = []
+    for handler in (_Health, _Unhealthy):
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        thread = threading.Thread(target=server.serve_forever)
+        thread.start()
+        try:
+            port = server.server_address[1]
+            codes.append(_probe(command, port))
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join()
+    codes.append(_probe(command, port))  # now closed
+    assert codes[0] == 0 and codes[1] != 0 and codes[2] != 0, codes
 
 
 # --- build context ------------------------------------------------------------------
@@ -256,5 +352,6 @@ def test_copied_sources_exist_and_are_in_the_context(stages: list[Stage]) -> Non
                 copied.add(source.strip("/"))
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert project["project"]["readme"] in copied, "pip install . needs the readme"
+    assert {"requirements/worker.lock", "requirements/trainer.lock"} <= copied
     for package, directory in project["tool"]["setuptools"]["package-dir"].items():
         assert directory in copied, f"package {package} ({directory}/) not copied"

@@ -7,6 +7,7 @@ the 24-column grid without overlaps, and the panels an operator needs.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -65,11 +66,49 @@ def test_dashboard_identity(dashboard: dict[str, Any]) -> None:
     assert dashboard.get("id") is None, "a provisioned dashboard carries no database id"
 
 
+def _variables(dashboard: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {v["name"]: v for v in dashboard["templating"]["list"]}
+
+
+def test_datasource_and_instance_variables(
+    dashboard: dict[str, Any], datasource: dict[str, Any]
+) -> None:
+    variables = _variables(dashboard)
+    ds = variables["datasource"]
+    assert ds["type"] == "datasource" and ds["query"] == "prometheus"
+    assert ds["current"]["value"] == datasource["uid"], "defaults to the provisioned one"
+    instance = variables["instance"]
+    assert instance["type"] == "query" and instance["includeAll"] and instance["multi"]
+    assert instance["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+    assert instance["definition"] == 'label_values(up{job="tripwire-worker"}, instance)'
+    assert instance["allValue"] == promql.GRAFANA_VARIABLES["instance"]
+
+
+def test_worker_queries_are_scoped_to_the_selected_instances(dashboard: dict[str, Any]) -> None:
+    for panel in _panels(dashboard):
+        for target in panel["targets"]:
+            for token in promql.tokenize(target["expr"]):
+                if token.kind == "ident" and token.text.startswith(("tripwire_", "process_")):
+                    rest = target["expr"][token.start + len(token.text) :]
+                    assert rest.startswith("{") and 'instance=~"$instance"' in rest.split("}")[0], (
+                        panel["title"], target["expr"])  # fmt: skip
+
+
+def test_last_batch_age_is_empty_before_the_first_batch(dashboard: dict[str, Any]) -> None:
+    """The gauge is 0 until a batch finished: time() - 0 would show ~56 years."""
+    (panel,) = [p for p in _panels(dashboard) if p["title"] == "Last batch age"]
+    (target,) = panel["targets"]
+    assert "tripwire_last_processed_timestamp_seconds" in target["expr"]
+    guard = r"and \(tripwire_last_processed_timestamp_seconds\{[^}]*\} > 0\)"
+    assert re.search(guard, target["expr"])
+    assert panel["fieldConfig"]["defaults"]["noValue"]
+
+
 def test_every_panel_and_target_uses_the_provisioned_datasource(
     dashboard: dict[str, Any], datasource: dict[str, Any]
 ) -> None:
     for panel in _panels(dashboard):
-        wanted = {"type": "prometheus", "uid": datasource["uid"]}
+        wanted = {"type": "prometheus", "uid": "${datasource}"}
         assert panel["datasource"] == wanted, panel["title"]
         assert panel["targets"], f"{panel['title']}: no query"
         ref_ids = [t["refId"] for t in panel["targets"]]
@@ -126,7 +165,14 @@ def test_score_distribution_is_a_heatmap_of_the_score_histogram(
         ("latency p99", "histogram_quantile(0.99, sum by (le) (rate(tripwire_end_to_end_"),
         ("DLQ by reason", "sum by (reason) (rate(tripwire_invalid_events_total"),
         ("consumer lag", "tripwire_consumer_lag"),
-        ("model version", "by (name, version) (tripwire_model_info)"),
+        ("model version", "by (name, version) (tripwire_model_info"),
+        ("build info", "(instance, version, revision, python, faust, torch) (tripwire_build_info"),
+        ("readiness", "tripwire_ready"),
+        ("broker up", "tripwire_broker_up"),
+        ("loop heartbeat", "tripwire_event_loop_heartbeat_age_seconds"),
+        ("memory", "process_resident_memory_bytes"),
+        ("restarts", "changes(process_start_time_seconds"),
+        ("lag from outside", "kafka_consumergroup_lag{"),
         ("reloads by result", "sum by (result) (increase(tripwire_model_reloads_total"),
         ("produce errors", "tripwire_produce_errors_total"),
         ("last processed age", "time() - tripwire_last_processed_timestamp_seconds"),

@@ -1,4 +1,4 @@
-"""``tripwire worker``: its --help and its refusal to start without a model."""
+"""``tripwire worker``: its --help, its refusal to start without a model or a port."""
 
 from __future__ import annotations
 
@@ -24,8 +24,24 @@ def test_help_documents_every_setting() -> None:
 def test_worker_refuses_to_start_without_a_model(tmp_path: object) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "tripwire", "worker", "--bootstrap", "127.0.0.1:1",
-         "--model", "nope", "--registry", str(tmp_path)],
+         "--model", "nope", "--registry", str(tmp_path), "--metrics-port", "0"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 2
     assert "cannot load model nope" in proc.stderr
+
+
+def test_a_taken_metrics_port_is_a_clear_error() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "tripwire", "worker", "--bootstrap", "127.0.0.1:1",
+             "--model", "m", "--metrics-host", "127.0.0.1", "--metrics-port", str(port)],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in proc.stderr

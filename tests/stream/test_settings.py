@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -35,3 +36,18 @@ def test_settings_from_env_and_secret_masking() -> None:
     s = load_env(WorkerSettings, {"TRIPWIRE_MAX_BATCH": "64", "TRIPWIRE_SASL_PASSWORD": "hunter2"})
     assert s.max_batch == 64 and isinstance(s.sasl_password, Secret)
     assert "hunter2" not in repr(s) and s.sasl_password.reveal() == "hunter2"
+
+
+def test_secrets_from_files(tmp_path: Path) -> None:
+    secret = tmp_path / "sasl_password"
+    secret.write_text("hunter2\n")
+    s = load_env(WorkerSettings, {"TRIPWIRE_SASL_PASSWORD_FILE": str(secret)})
+    assert isinstance(s.sasl_password, Secret) and s.sasl_password.reveal() == "hunter2"
+    assert "hunter2" not in repr(s)
+    with pytest.raises(ConfigError, match="not both"):
+        load_env(WorkerSettings, {"TRIPWIRE_SASL_PASSWORD_FILE": str(secret),
+                                  "TRIPWIRE_SASL_PASSWORD": "x"})  # fmt: skip
+    with pytest.raises(ConfigError, match="cannot read the secret file"):
+        load_env(WorkerSettings, {"TRIPWIRE_SASL_PASSWORD_FILE": str(secret) + ".missing"})
+    # only secrets come from files: other fields ignore a _FILE variable
+    assert load_env(WorkerSettings, {"TRIPWIRE_BOOTSTRAP_FILE": str(secret)}).bootstrap == ""

@@ -9,6 +9,7 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 
 from tripwire.stream.observability.exporter import MetricsServer
+from tripwire.stream.observability.health import Health
 from tripwire.stream.observability.metrics import Metrics
 from tripwire.stream.processing.batch import BatchResult, record_batch
 
@@ -21,7 +22,7 @@ def test_record_batch_and_the_http_endpoint() -> None:
         inference_seconds=0.003,
     )  # fmt: skip
     record_batch(metrics, result, threshold=2.0)
-    server = MetricsServer(metrics, "127.0.0.1", 0)
+    server = MetricsServer(metrics, Health(), "127.0.0.1", 0)
     try:
         body = urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics").read().decode()
     finally:

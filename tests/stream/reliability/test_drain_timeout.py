@@ -1,0 +1,54 @@
+"""SIGTERM while the broker is frozen: the worker exits within --drain-timeout.
+
+The drain after SIGTERM (deliver the batches in flight, commit, leave the group)
+needs the broker; frozen (SIGSTOP), it would wait for client timeouts. The bound is
+what the orchestrator's grace period is set from (docs/deploy.md): past it the
+worker exits by itself, and what it did not commit is scored again after the
+restart. A dedicated broker: freezing the session's shared one would stall others.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.registry import normal_rows, publish_model
+from tests.stream.harness import WorkerProcess, f32_event, produce, topics_for, wait_for
+from tests.stream.harness import worker_settings as settings_for
+from tripwire.embedded import EmbeddedBroker
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+DRAIN = 3.0
+SCORED = "tripwire_events_scored_total"
+
+
+def test_sigterm_with_a_frozen_broker_exits_within_the_drain_timeout(tmp_path: Path) -> None:
+    pub = publish_model(tmp_path / "registry")
+    with EmbeddedBroker(log_path=tmp_path / "tansu.log") as broker:
+        topics = topics_for(broker, "drain", 1)
+        settings = settings_for(broker, pub, topics)
+        worker = WorkerProcess(tmp_path / "worker.log", drain_timeout=DRAIN, **settings)
+        try:
+            rows = normal_rows(50)
+            produce(broker.bootstrap, topics["features"],
+                    [f32_event(f"e{i}", r, "k") for i, r in enumerate(rows)])  # fmt: skip
+            wait_for(lambda: worker.metric(SCORED) >= 50, 60, "the first events scored")
+            assert broker.process is not None
+            os.kill(broker.process.pid, signal.SIGSTOP)
+            try:
+                started = time.monotonic()
+                worker.proc.send_signal(signal.SIGTERM)
+                code = worker.proc.wait(60)
+                took = time.monotonic() - started
+            finally:
+                os.kill(broker.process.pid, signal.SIGCONT)
+        finally:
+            worker.stop()
+    print(f"exit {code} {took:.1f} s after SIGTERM (drain timeout {DRAIN:g} s)")
+    assert "--drain-timeout" in worker.log(), "the bound, not the broker, ended the drain"
+    assert code == 1 and took < DRAIN + 5, (code, took)
