@@ -30,7 +30,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
 
 #: Commands whose process must start fast (the worker serves /healthz within its
 #: first second): only their own module is imported to parse their arguments.
-FAST_COMMANDS = {"worker": "stream.cli"}
+FAST_COMMANDS = {"worker": "tripwire.stream.cli"}
 
 
 def build_parser(modules: tuple[str, ...] = COMMAND_MODULES) -> argparse.ArgumentParser:

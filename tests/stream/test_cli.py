@@ -45,3 +45,23 @@ def test_a_taken_metrics_port_is_a_clear_error() -> None:
         )  # fmt: skip
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert f"cannot serve metrics on 127.0.0.1:{port}" in proc.stderr
+
+
+def test_the_worker_parses_with_its_module_alone() -> None:
+    """`tripwire worker` imports only its own command module (it must answer /healthz
+    within its first second); that module is the one the full CLI registers."""
+    from tripwire.cli import COMMAND_MODULES, FAST_COMMANDS, command_of
+
+    assert set(FAST_COMMANDS.values()) <= set(COMMAND_MODULES)
+    assert command_of(["--log-level", "DEBUG", "worker", "--max-batch", "8"]) == "worker"
+    assert command_of(["--log-level=DEBUG", "train"]) == "train"
+    code = (
+        "import sys; from tripwire.cli import build_parser, FAST_COMMANDS; "
+        "build_parser((FAST_COMMANDS['worker'],)); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('stream', 'training') "
+        "or m.startswith(('tripwire.training', 'tripwire.bench', 'torch', 'faust'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="/"
+    )
+    assert out.stdout.strip() == "[]", out.stdout
