@@ -3,6 +3,7 @@
 pytest_plugins = [
     "tests.fixtures.kafka",
     "tests.fixtures.leaks",
+    "tests.fixtures.machine",
     "tests.fixtures.registry",
     "tests.fixtures.toy_registry",
 ]

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from tripwire.training.detectors.deep import ChunkScorer, DeepDetector, LossTerms, mlp
-from tripwire.training.detectors.layers import compile_layers, run_layers
+from tripwire.training.detectors.deep import DeepDetector, LossTerms, RowScorer, mlp
+from tripwire.training.detectors.layers import forward, jit, pack
 
 
 def default_hidden_sizes(n_features: int) -> list[int]:
@@ -75,16 +76,39 @@ class AutoEncoder(DeepDetector):
     def _loss(self, module: nn.Module, batch: torch.Tensor) -> LossTerms:
         return {"loss": torch.mean((module(batch) - batch) ** 2)}
 
-    def _chunk_scorer(self, module: nn.Module) -> ChunkScorer:
+    def _row_scorer(self, module: nn.Module) -> RowScorer:
         assert isinstance(module, _AENet)
-        layers = compile_layers(module.encoder, module.decoder)  # = module.forward
+        net = pack(module.encoder, module.decoder)  # = module.forward
 
-        def score_chunk(batch: torch.Tensor, scores: torch.Tensor, contrib: torch.Tensor) -> None:
-            # (module(batch) - batch) ** 2 and its row means, written in place
-            sq = torch.sub(run_layers(layers, batch), batch, out=contrib).square_()
-            torch.mean(sq, dim=1, out=scores)
+        def score_rows(Z: np.ndarray, scores: np.ndarray, contrib: np.ndarray) -> None:
+            _score_rows(Z, net.weights, net.biases, net.shapes, scores, contrib)
 
-        return score_chunk
+        return score_rows
 
     def _extra_state(self) -> dict[str, Any]:
         return {"hidden_sizes": self._sizes(self.n_features_)}
+
+
+@jit
+def _score_rows(
+    Z: np.ndarray,
+    weights: np.ndarray,
+    biases: np.ndarray,
+    shapes: np.ndarray,
+    scores: np.ndarray,
+    contrib: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """Squared errors (n, d) and their row means (n,) of rows ``Z``, one row at a time."""
+    n, d = Z.shape
+    buf = np.zeros((2, weights.shape[1]), dtype=np.float32)
+    for r in range(n):
+        for j in range(d):
+            buf[0, j] = Z[r, j]
+        out = forward(buf, weights, biases, shapes)
+        total = 0.0
+        for j in range(d):
+            err = buf[out, j] - Z[r, j]
+            err = err * err
+            contrib[r, j] = err
+            total += err
+        scores[r] = total / d

@@ -10,12 +10,11 @@ Determinism: all torch randomness (weight init, shuffling, dropout, sampling)
 happens inside ``torch.random.fork_rng`` seeded from ``seed``, so fitting twice
 with one seed gives the same weights and the caller's global RNG state is left as
 it was. (``fork_rng`` is process-global: do not fit two detectors in parallel
-threads of one process.) Scoring pads every chunk to a fixed number of rows so
-each row goes through the same matrix-multiply kernels whatever batch it arrives
-in, which makes a row's score independent of its batch, not merely close. The
-scoring pass is compiled once per fitted module (``tripwire.training.detectors.layers``):
-the same kernels on the same padded chunks, bit for bit, without ``nn.Module``'s
-call overhead, which dominated the time per row of big batches.
+threads of one process.) Scoring does not run torch: the fitted network is packed
+into arrays once (``tripwire.training.detectors.layers``) and a numba kernel scores one row
+at a time with the same instructions whatever the batch, the row's position in it
+or its address, so a row's score and contributions are the same bits in any batch
+by construction (a BLAS matrix multiply gives no such guarantee).
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ import sys
 from abc import abstractmethod
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, Self
 
 import numpy as np
 import torch
@@ -35,8 +34,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from tripwire.core.detector import Detector
-from tripwire.core.errors import DetectorError
 from tripwire.training.detectors.scaling import Standardizer
+from tripwire.core.errors import DetectorError
 
 logger = logging.getLogger(__name__)
 
@@ -53,9 +52,9 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 
 #: One training step's loss terms; ``"loss"`` is minimised, the rest are logged.
 LossTerms = dict[str, torch.Tensor]
-#: Scores one zero-padded chunk of standardised rows (rows, d) into float32 ``scores``
-#: (rows,) and ``contributions`` (rows, d): ``score_chunk(batch, scores, contributions)``.
-ChunkScorer = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]
+#: Scores standardised float32 rows (n, d) into float64 ``scores`` (n,) and float32
+#: ``contributions`` (n, d), row by row: ``score_rows(Z, scores, contributions)``.
+RowScorer = Callable[[np.ndarray, np.ndarray, np.ndarray], None]
 
 
 def mlp(sizes: list[int], activation: str, dropout: float) -> nn.Sequential:
@@ -112,10 +111,8 @@ class DeepDetector(Detector):
         Dropout after every hidden layer while training (0 = off).
     """
 
-    #: Scoring pads each chunk to this many rows (see the module docstring).
-    score_chunk_rows: ClassVar[int] = 256
-    #: ``module_`` and its compiled :class:`ChunkScorer`, built on first use.
-    _compiled_: tuple[nn.Module, ChunkScorer] | None = None
+    #: ``module_`` and its :class:`RowScorer`, built on first use.
+    _compiled_: tuple[nn.Module, RowScorer] | None = None
 
     def __init__(
         self,
@@ -185,13 +182,14 @@ class DeepDetector(Detector):
         """Mean loss over ``batch`` (n, d) in standardised space, key ``"loss"``."""
 
     @abstractmethod
-    def _chunk_scorer(self, module: nn.Module) -> ChunkScorer:
-        """Compile the fitted ``module`` (eval mode) into a function scoring one chunk.
+    def _row_scorer(self, module: nn.Module) -> RowScorer:
+        """Pack the fitted ``module`` (eval mode) into a function scoring rows.
 
-        The function writes raw float32 scores (rows,) and non-negative contributions
-        (rows, d) of a chunk of standardised rows into the given output views; it
-        runs under ``torch.inference_mode`` and must not keep per-call state (it is
-        shared by every call, possibly from several threads).
+        The function writes raw float64 scores (n,) and non-negative float32
+        contributions (n, d) of standardised rows into the given arrays, each row a
+        function of that row alone (a kernel built on ``tripwire.training.detectors.layers``);
+        it must not keep per-call state (it is shared by every call, possibly from
+        several threads).
         """
 
     def _after_fit(self, Z: np.ndarray) -> None:
@@ -309,39 +307,19 @@ class DeepDetector(Detector):
         return self._finish_scores(raw), contrib
 
     def _score_standardised(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Raw float64 scores (n,) and float32 contributions (n, d) of standardised rows.
+        """Raw float64 scores (n,) and float32 contributions (n, d) of standardised rows."""
+        Z = np.ascontiguousarray(Z, dtype=np.float32)
+        scores = np.empty(len(Z), dtype=np.float64)
+        contrib = np.empty(Z.shape, dtype=np.float32)
+        if len(Z):
+            self._compiled_scorer()(Z, scores, contrib)
+        return scores, contrib
 
-        The rows go through the network in chunks of ``score_chunk_rows``, the last
-        one padded with zero rows, all cut from one buffer per call.
-        """
-        n, d = Z.shape
-        step = self.score_chunk_rows
-        if n == 0:
-            return np.empty(0), np.empty((0, d), dtype=np.float32)
-        if n % step:
-            padded = np.zeros((n + step - n % step, d), dtype=np.float32)
-            padded[:n] = Z
-        else:  # torch only reads it; from_numpy wants it writable all the same
-            padded = np.require(Z, np.float32, ["C_CONTIGUOUS", "WRITEABLE"])
-        scores = torch.empty(len(padded), dtype=torch.float32)
-        contrib = torch.empty(padded.shape, dtype=torch.float32)
-        score_chunk = self._compiled_scorer()
-        m = len(padded) // step
-        with torch.inference_mode():  # unbind: one call makes all the chunk views
-            for batch, s, c in zip(
-                torch.from_numpy(padded).view(m, step, d).unbind(0),
-                scores.view(m, step).unbind(0),
-                contrib.view(m, step, d).unbind(0),
-                strict=True,
-            ):
-                score_chunk(batch, s, c)
-        return scores[:n].numpy().astype(np.float64), contrib[:n].numpy()
-
-    def _compiled_scorer(self) -> ChunkScorer:
-        """The :class:`ChunkScorer` of ``module_``, compiled once per module."""
+    def _compiled_scorer(self) -> RowScorer:
+        """The :class:`RowScorer` of ``module_``, packed once per module."""
         compiled = self._compiled_
         if compiled is None or compiled[0] is not self.module_:
-            compiled = self._compiled_ = (self.module_, self._chunk_scorer(self.module_))
+            compiled = self._compiled_ = (self.module_, self._row_scorer(self.module_))
         return compiled[1]
 
     def _finish_scores(self, raw: np.ndarray) -> np.ndarray:

@@ -35,9 +35,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from tripwire.training.detectors.deep import DeepDetector, LossTerms, RowScorer, mlp
+from tripwire.training.detectors.layers import forward, jit, pack
 from tripwire.core.errors import DetectorError
-from tripwire.training.detectors.deep import ChunkScorer, DeepDetector, LossTerms, mlp
-from tripwire.training.detectors.layers import compile_layers, run_layers
 
 LOG_VAR_MIN = -6.0  # sigma >= 0.05 of a standardised feature
 LOG_VAR_MAX = 6.0
@@ -169,28 +169,19 @@ class VAE(DeepDetector):
         kl = kl_standard_normal(mu_z, log_var_z).mean()
         return {"loss": nll + self.beta * kl, "nll": nll, "kl": kl}
 
-    def _chunk_scorer(self, module: nn.Module) -> ChunkScorer:
+    def _row_scorer(self, module: nn.Module) -> RowScorer:
         assert isinstance(module, _VAENet)
-        encoder = compile_layers(module.encoder, module.encoder_out)  # = module.encode
-        decoder = compile_layers(module.decoder, module.decoder_out)  # = module.decode
-        noise = module.score_noise
-        n_samples = noise.shape[0]
+        enc = pack(module.encoder, module.encoder_out)  # = module.encode, before posterior()
+        dec = pack(module.decoder, module.decoder_out)  # = module.decode, before likelihood()
+        noise = module.score_noise.detach().numpy().astype(np.float32)
 
-        def score_chunk(batch: torch.Tensor, scores: torch.Tensor, contrib: torch.Tensor) -> None:
-            n, d = batch.shape
-            mu_z, log_var_z = posterior(run_layers(encoder, batch))
-            z = mu_z[:, None, :] + torch.exp(0.5 * log_var_z)[:, None, :] * noise
-            mu_x, log_var_x = likelihood(run_layers(decoder, z.reshape(n * n_samples, -1)))
-            mu_x, log_var_x = mu_x.reshape(n, n_samples, d), log_var_x.reshape(n, n_samples, d)
-            # (x - mu)^2 / sigma^2, shared by the NLL terms and the contributions; the
-            # in-place steps are gaussian_nll_terms' operations in its order
-            sq_z = (batch[:, None, :] - mu_x).square_().mul_(log_var_x.neg().exp_())
-            nll = (_LOG_2PI + log_var_x).add_(sq_z).mul_(0.5)
-            log_p = nll.sum(dim=-1).neg_()  # (n, L)
-            torch.neg(torch.logsumexp(log_p, dim=1).sub_(math.log(n_samples)), out=scores)
-            torch.mul(sq_z.mean(dim=1), 0.5, out=contrib)
+        def score_rows(Z: np.ndarray, scores: np.ndarray, contrib: np.ndarray) -> None:
+            _score_rows(
+                Z, enc.weights, enc.biases, enc.shapes, dec.weights, dec.biases, dec.shapes,
+                noise, scores, contrib,
+            )  # fmt: skip
 
-        return score_chunk
+        return score_rows
 
     def _after_fit(self, Z: np.ndarray) -> None:
         raw, _ = self._score_standardised(Z)
@@ -219,3 +210,78 @@ class VAE(DeepDetector):
             self.score_offset_ = float(state["score_offset"])
         except (KeyError, TypeError, ValueError) as exc:
             raise DetectorError(f"vae: invalid detector state: {exc!r}") from exc
+
+
+@jit
+def _clamp(v: np.float32, low: float, high: float) -> np.float32:  # pragma: no cover
+    """``v`` clamped to [low, high]; NaN stays NaN, as with ``torch.clamp``."""
+    if v < low:
+        return np.float32(low)
+    if v > high:
+        return np.float32(high)
+    return v
+
+
+@jit
+def _log_mean_exp(log_p: np.ndarray) -> float:  # pragma: no cover - compiled
+    """``log(mean(exp(log_p)))`` of a float64 vector, in a fixed order."""
+    top = log_p[0]
+    for v in log_p:
+        top = v if v > top or v != v else top  # NaN wins
+    if top == -math.inf or top != top:
+        return top
+    total = 0.0
+    for v in log_p:
+        total += math.exp(v - top)
+    return top + math.log(total / len(log_p))
+
+
+@jit
+def _score_rows(
+    Z: np.ndarray,
+    enc_w: np.ndarray,
+    enc_b: np.ndarray,
+    enc_s: np.ndarray,
+    dec_w: np.ndarray,
+    dec_b: np.ndarray,
+    dec_s: np.ndarray,
+    noise: np.ndarray,
+    scores: np.ndarray,
+    contrib: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """Raw scores and contributions of rows ``Z`` (see the module docstring), row by row.
+
+    The same steps as ``_loss`` at scoring time: encode, z_l = mu + sigma * eps_l
+    for the fixed noise rows eps_l, decode, Gaussian NLL per sample, log-mean-exp.
+    """
+    n, d = Z.shape
+    n_samples, latent = noise.shape
+    width = max(enc_w.shape[1], dec_w.shape[1])
+    buf = np.zeros((2, width), dtype=np.float32)
+    mu, sd = np.empty(latent, dtype=np.float32), np.empty(latent, dtype=np.float32)
+    sq_sum = np.empty(d, dtype=np.float32)
+    log_p = np.empty(n_samples, dtype=np.float64)
+    for r in range(n):
+        for j in range(d):
+            buf[0, j] = Z[r, j]
+        out = forward(buf, enc_w, enc_b, enc_s)
+        for i in range(latent):
+            mu[i] = buf[out, i]
+            log_var = _clamp(buf[out, latent + i], -_LATENT_LOG_VAR_BOUND, _LATENT_LOG_VAR_BOUND)
+            sd[i] = math.exp(0.5 * np.float64(log_var))
+        sq_sum[:] = 0
+        for sample in range(n_samples):
+            for i in range(latent):
+                buf[0, i] = mu[i] + sd[i] * noise[sample, i]
+            out = forward(buf, dec_w, dec_b, dec_s)
+            nll = 0.0
+            for j in range(d):
+                log_var = _clamp(buf[out, d + j], LOG_VAR_MIN, LOG_VAR_MAX)
+                diff = Z[r, j] - buf[out, j]
+                sq_z = diff * diff * np.float32(math.exp(-np.float64(log_var)))
+                sq_sum[j] += sq_z
+                nll += _LOG_2PI + log_var + sq_z
+            log_p[sample] = -0.5 * nll
+        scores[r] = -_log_mean_exp(log_p)
+        for j in range(d):
+            contrib[r, j] = np.float32(0.5) * sq_sum[j] / np.float32(n_samples)
