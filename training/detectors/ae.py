@@ -13,41 +13,54 @@ a mirrored decoder, trained with mean squared error on normal rows only.
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Any, Self
 
 import numpy as np
 import torch
 from torch import nn
 
-from tripwire.training.detectors.deep import DeepDetector, LossTerms, RowScorer, mlp
+from tripwire.training.detectors.deep import DeepDetector, LossTerms, RowScorer, mlp, parse_sizes
 from tripwire.training.detectors.layers import forward, jit, pack
+
+#: Encoder sizes without ``hidden_sizes``: the last is the code. Not a bottleneck
+#: narrower than the input: see docs/autoencoders.md for why.
+DEFAULT_HIDDEN_SIZES = (64, 32)
 
 
 def default_hidden_sizes(n_features: int) -> list[int]:
-    """Encoder sizes for ``n_features`` inputs: ``[max(d//2, 4), max(d//4, 2)]``.
+    """Encoder sizes for ``n_features`` inputs: ``[64, 32]`` whatever ``n_features``.
 
-    The last size is the bottleneck. For the founding tutorial's 50 features this
-    is ``[25, 12]``.
+    Kept a function of the feature count so that a rule can replace the constant
+    without changing callers.
     """
-    return [max(n_features // 2, 4), max(n_features // 4, 2)]
+    return list(DEFAULT_HIDDEN_SIZES)
 
 
 class _AENet(nn.Module):
     """Encoder ``d -> h1 -> ... -> code`` and mirrored decoder ``code -> ... -> h1 -> d``.
 
-    The code layer and the output are linear: a ReLU on a narrow bottleneck can
-    die and leave the model unable to reconstruct anything.
+    With ``batch_norm`` every hidden layer, the code included, is linear, batch norm,
+    activation (PyOD's ``LinearBlock``); batch norm keeps the ReLUs of the code from
+    dying. Without it (models saved before batch norm existed) the code layer is
+    linear: a ReLU on a narrow bottleneck can die. The output is linear.
     """
 
-    def __init__(self, n_features: int, hidden: list[int], activation: str, dropout: float):
+    def __init__(
+        self, n_features: int, hidden: list[int], activation: str, dropout: float,
+        batch_norm: bool,
+    ) -> None:  # fmt: skip
         super().__init__()
         enc = [n_features, *hidden]
         dec = enc[::-1]
-        self.encoder = nn.Sequential(
-            mlp(enc[:-1], activation, dropout), nn.Linear(enc[-2], enc[-1])
-        )
+        if batch_norm:
+            self.encoder = mlp(enc, activation, dropout, batch_norm=True)
+        else:
+            self.encoder = nn.Sequential(
+                mlp(enc[:-1], activation, dropout), nn.Linear(enc[-2], enc[-1])
+            )
         self.decoder = nn.Sequential(
-            mlp(dec[:-1], activation, dropout), nn.Linear(dec[-2], dec[-1])
+            mlp(dec[:-1], activation, dropout, batch_norm), nn.Linear(dec[-2], dec[-1])
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -57,9 +70,18 @@ class _AENet(nn.Module):
 class AutoEncoder(DeepDetector):
     """MLP autoencoder; score = mean squared reconstruction error of standardised rows.
 
-    Hyperparameters are those of :class:`~tripwire.training.detectors.deep.DeepDetector`
-    (``hidden_sizes`` are the encoder sizes ending in the bottleneck; the decoder
-    mirrors them; default :func:`default_hidden_sizes`).
+    Parameters
+    ----------
+    batch_norm : bool
+        Batch norm before the activation of every hidden layer (folded into the
+        linear layer for scoring). ``False`` is the architecture of models saved
+        without this parameter.
+    batch_size : int
+        Rows per optimiser step (smaller than the other torch detectors' default).
+    **kwargs
+        The other hyperparameters of :class:`~tripwire.training.detectors.deep.DeepDetector`
+        (``hidden_sizes`` are the encoder sizes ending in the code; the decoder
+        mirrors them; default :data:`DEFAULT_HIDDEN_SIZES`).
 
     ``score`` is higher for more anomalous rows; the contribution of feature ``j``
     is its squared error, so contributions of a row average to its score.
@@ -67,11 +89,24 @@ class AutoEncoder(DeepDetector):
 
     kind = "ae"
 
+    def __init__(self, batch_norm: bool = True, batch_size: int = 64, **kwargs: Any) -> None:
+        self.batch_norm = bool(batch_norm)
+        super().__init__(batch_size=batch_size, **kwargs)
+
+    def get_params(self) -> dict[str, Any]:
+        return {**super().get_params(), "batch_norm": self.batch_norm}
+
+    @classmethod
+    def load(cls, directory: Path, params: dict[str, Any], state: dict[str, Any]) -> Self:
+        """As :meth:`DeepDetector.load`; a manifest without ``batch_norm`` predates it."""
+        return super().load(directory, {"batch_norm": False, **params}, state)
+
     def _sizes(self, n_features: int) -> list[int]:
         return self.hidden_sizes or default_hidden_sizes(n_features)
 
     def _build_module(self, n_features: int) -> nn.Module:
-        return _AENet(n_features, self._sizes(n_features), self.activation, self.dropout)
+        hidden = self._sizes(n_features)
+        return _AENet(n_features, hidden, self.activation, self.dropout, self.batch_norm)
 
     def _loss(self, module: nn.Module, batch: torch.Tensor) -> LossTerms:
         return {"loss": torch.mean((module(batch) - batch) ** 2)}
@@ -87,6 +122,11 @@ class AutoEncoder(DeepDetector):
 
     def _extra_state(self) -> dict[str, Any]:
         return {"hidden_sizes": self._sizes(self.n_features_)}
+
+    def _restore_extra_state(self, state: dict[str, Any]) -> None:
+        # the sizes the weights were saved with, even if the default has changed since
+        if self.hidden_sizes is None and "hidden_sizes" in state:
+            self.hidden_sizes = parse_sizes(state["hidden_sizes"], "hidden_sizes")
 
 
 @jit

@@ -57,11 +57,17 @@ LossTerms = dict[str, torch.Tensor]
 RowScorer = Callable[[np.ndarray, np.ndarray, np.ndarray], None]
 
 
-def mlp(sizes: list[int], activation: str, dropout: float) -> nn.Sequential:
-    """Linear layers ``sizes[0] -> ... -> sizes[-1]``, each followed by activation+dropout."""
+def mlp(
+    sizes: list[int], activation: str, dropout: float, batch_norm: bool = False
+) -> nn.Sequential:
+    """Linear layers ``sizes[0] -> ... -> sizes[-1]``, each followed by [batch norm,]
+    activation [and dropout]."""
     layers: list[nn.Module] = []
     for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
-        layers += [nn.Linear(n_in, n_out), ACTIVATIONS[activation]()]
+        layers.append(nn.Linear(n_in, n_out))
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(n_out))
+        layers.append(ACTIVATIONS[activation]())
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
     return nn.Sequential(*layers)

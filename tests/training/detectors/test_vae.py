@@ -68,7 +68,7 @@ def test_scores_on_training_rows_start_at_zero(vae, X):
 
 
 def test_scoring_noise_is_a_saved_buffer_of_the_configured_size(vae):
-    assert tuple(vae.module_.score_noise.shape) == (16, 2)
+    assert tuple(vae.module_.score_noise.shape) == (4, 2)  # n_samples defaults to 4
     assert "score_noise" in vae.module_.state_dict()
 
 
@@ -96,3 +96,10 @@ def test_load_needs_the_score_offset(vae, tmp_path):
     del state["score_offset"]
     with pytest.raises(DetectorError, match="invalid detector state"):
         VAE.load(tmp_path, vae.get_params(), state)
+
+
+def test_the_kernels_exp_is_exp_to_far_below_float32_resolution():
+    from tripwire.training.detectors.vae import exp_small
+
+    for x in np.linspace(-8.0, 8.0, 4001):
+        assert exp_small(x) == pytest.approx(math.exp(x), rel=1e-9)
