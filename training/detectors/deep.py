@@ -34,8 +34,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from tripwire.core.detector import Detector
-from tripwire.training.detectors.scaling import Standardizer
 from tripwire.core.errors import DetectorError
+from tripwire.training.detectors.scaling import Standardizer
 
 logger = logging.getLogger(__name__)
 

@@ -35,9 +35,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from tripwire.core.errors import DetectorError
 from tripwire.training.detectors.deep import DeepDetector, LossTerms, RowScorer, mlp
 from tripwire.training.detectors.layers import forward, jit, pack
-from tripwire.core.errors import DetectorError
 
 LOG_VAR_MIN = -6.0  # sigma >= 0.05 of a standardised feature
 LOG_VAR_MAX = 6.0

@@ -13,10 +13,10 @@ import pytest
 import torch
 from torch import nn
 
+from tripwire.core.errors import DetectorError
 from tripwire.training.detectors import layers
 from tripwire.training.detectors.deep import ACTIVATIONS, mlp
 from tripwire.training.detectors.layers import Packed, forward_rows, pack
-from tripwire.core.errors import DetectorError
 
 
 def _input(d: int, rows: int = 64, seed: int = 0) -> np.ndarray:
