@@ -4,7 +4,7 @@
 #   docker build -t tripwire:0.1.0 .                                  # the worker (default)
 #   docker build --target trainer -t tripwire-trainer:0.1.0 .          # the trainer
 #
-# The worker image leaves out what only training needs (PyOD with numba/llvmlite,
+# The worker image leaves out what only training needs (PyOD and
 # matplotlib): it cannot serve `pyod:<Name>` models (docs/deploy.md). Dependencies
 # come from hashed lock files (requirements/*.lock, pip --require-hashes) installed
 # before the sources are copied, so a code edit reinstalls nothing but the app.
