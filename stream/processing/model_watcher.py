@@ -7,14 +7,19 @@ becomes ``current`` atomically. A micro-batch takes ``current`` once when it
 starts and keeps that scorer to its end, so a swap always falls between batches
 and every output names the version that scored it.
 
-A version is refused (the old one keeps serving; ``tripwire_model_reloads_total
-{result="failure"}`` counts it and an ERROR log says why) when it fails to load
-(missing or half-written directory, sha256 mismatch, newer manifest schema, broken
-weights — see ``tripwire.core.registry.load_scorer``), when its detector is not batch
-independent, or when its feature schema (count and names) differs from the
-serving model's: the producers of the input topic cannot have changed with it.
-A refused version is tried again after ``retry_after`` seconds, in case it was
-being repaired.
+Every failed reload, whatever its cause, keeps the old version serving, counts
+one ``tripwire_model_reloads_total{result="failure"}`` and logs one ERROR line
+ending "still serving version N". A reload fails when the alias cannot be read
+(garbage JSON, a symlink, a newer alias schema, I/O errors), is unset (its file
+or model removed), or names a version that fails to load (missing or
+half-written directory, sha256 mismatch, newer manifest schema, broken weights,
+anything outside the registry — see ``tripwire.core.registry.load_scorer``),
+whose detector is not batch independent, or whose feature schema (count and
+names) differs from the serving model's: the producers of the input topic cannot
+have changed with it. The same failure is counted and logged again only after
+``retry_after`` seconds (a refused version is then tried again, in case it was
+being repaired), so a registry that stays broken keeps the alert firing without
+a line per poll.
 """
 
 from __future__ import annotations
@@ -23,9 +28,11 @@ import logging
 import time
 from collections.abc import Callable
 
-from tripwire.core.errors import ModelLoadError, RegistryError
+from tripwire.core.errors import ModelLoadError
 from tripwire.core.registry import RegistryReader, load_scorer
+from tripwire.core.registry.manifest import LATEST
 from tripwire.core.scorer import Scorer
+from tripwire.core.untrusted import escaped
 from tripwire.stream.observability.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -88,8 +95,8 @@ class ModelWatcher:
         self._loader = loader
         self._clock = clock
         self._current = scorer
+        #: failure key (a version, or the alias's problem) -> when it was last counted
         self._refused: dict[str, float] = {}
-        self._alias_error: str | None = None
         metrics.set_model(scorer.name, scorer.version, scorer.threshold)
 
     @property
@@ -100,38 +107,51 @@ class ModelWatcher:
     def check(self) -> str | None:
         """Poll the alias once; load, verify and swap in a new version.
 
-        Blocking (reads files, may load a model): run it in a thread. Returns
-        ``"success"`` or ``"failure"`` when a version was tried, else ``None``.
+        Blocking (reads files, may load a model): run it in a thread. Never
+        raises. Returns ``"success"`` or ``"failure"`` when a reload was tried or
+        failed (and counted), else ``None``.
         """
-        version = self._alias_version()
-        if version is None or version == self._current.version:
-            return None
-        failed_at = self._refused.get(version)
-        if failed_at is not None and self._clock() - failed_at < self.retry_after:
-            return None
-        ref = f"{self.name}@{version}"
         try:
-            scorer = self._loader(self.registry, ref)
+            return self._check()
+        except Exception as e:  # whatever broke, the serving model stays and it is counted
+            return self._refuse(f"alias:{type(e).__name__}", f"reload check failed: {e!r}")
+
+    def _check(self) -> str | None:
+        try:
+            version = self._target()
+        except Exception as e:  # garbage JSON, a symlink, I/O: a failed reload all the same
+            return self._refuse(f"alias:{e}", f"cannot read the alias: {e}")
+        if version is None:
+            return self._refuse("alias:unset", "the alias is unset (no alias file or model)")
+        self._refused = {k: t for k, t in self._refused.items() if not k.startswith("alias:")}
+        if version == self._current.version:
+            return None
+        if self._recently(version):
+            return None
+        try:
+            scorer = self._loader(self.registry, f"{self.name}@{version}")
             problem = serving_problem(scorer) or self._schema_problem(scorer)
         except ModelLoadError as e:
             problem = e.problem
         except Exception as e:  # a broken model must never take the worker down
             problem = f"{type(e).__name__}: {e}"
         if problem is not None:
-            return self._refuse(version, problem)
+            return self._refuse(version, f"-> version {version}: {problem}")
         self._swap(scorer)
         return "success"
 
-    def _alias_version(self) -> str | None:
-        try:
-            version = RegistryReader(self.registry).alias_version(self.name, self.alias)
-        except RegistryError as e:
-            if str(e) != self._alias_error:
-                log.error("cannot read alias %s@%s: %s", self.name, self.alias, e)
-                self._alias_error = str(e)
-            return None
-        self._alias_error = None
-        return version
+    def _target(self) -> str | None:
+        """The version the followed alias names (``latest``: the highest version)."""
+        reader = RegistryReader(self.registry)
+        if self.alias == LATEST:
+            versions = reader.versions(self.name)
+            return versions[-1] if versions else None
+        return reader.alias_version(self.name, self.alias)
+
+    def _recently(self, key: str) -> bool:
+        """True if the failure ``key`` was counted less than ``retry_after`` s ago."""
+        failed_at = self._refused.get(key)
+        return failed_at is not None and self._clock() - failed_at < self.retry_after
 
     def _schema_problem(self, scorer: Scorer) -> str | None:
         old, new = self._current.feature_names, scorer.feature_names
@@ -142,12 +162,15 @@ class ModelWatcher:
         diff = [f"{a!r}->{b!r}" for a, b in zip(old, new, strict=True) if a != b]
         return f"feature names differ from the serving model's: {', '.join(diff[:5])}"
 
-    def _refuse(self, version: str, problem: str) -> str:
-        self._refused[version] = self._clock()
+    def _refuse(self, key: str, problem: str) -> str | None:
+        """Count and log one failed reload (once per ``retry_after`` for the same ``key``)."""
+        if self._recently(key):
+            return None
+        self._refused[key] = self._clock()
         self.metrics.reloads.labels(result="failure").inc()
         log.error(
-            "model reload refused: %s@%s -> version %s: %s; still serving version %s",
-            self.name, self.alias, version, problem, self._current.version,
+            "model reload refused: %s@%s %s; still serving version %s",
+            self.name, self.alias, escaped(problem, 1000), self._current.version,
         )  # fmt: skip
         return "failure"
 

@@ -3,6 +3,13 @@
 Everything here is about one property: after a crash at any instant, a reader sees
 either the old state or the new one, never a mix. Files are fsynced before they are
 renamed into place, and the directory holding the new name is fsynced after.
+
+Modes: everything published (version directories and their files, ``aliases/``
+and alias files, model directories) gets :data:`FILE_MODE` / :data:`DIR_MODE`
+whatever the umask and whatever mode a detector's writer chose (safetensors
+writes 0600), so a worker under another UID can read what the trainer published.
+The umask applies only to the registry root when ``publish`` creates it: to
+restrict who may read models, restrict the root (e.g. ``chmod 0750`` and a group).
 """
 
 from __future__ import annotations
@@ -16,6 +23,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+#: Mode of every published file and directory (see the module docstring).
+FILE_MODE = 0o644
+DIR_MODE = 0o755
 _AT_FDCWD = -100
 _RENAME_NOREPLACE = 1
 _renameat2: Any = None
@@ -39,6 +49,25 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def publish_modes(root: Path) -> None:
+    """Give every file under ``root`` :data:`FILE_MODE` and every directory :data:`DIR_MODE`.
+
+    Symlinks are left alone (publish refuses them); nothing is followed.
+    """
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in filenames + dirnames:
+            path = Path(dirpath, name)
+            if not path.is_symlink():
+                path.chmod(DIR_MODE if name in dirnames else FILE_MODE)
+    root.chmod(DIR_MODE)
+
+
+def make_dir(path: Path) -> None:
+    """``mkdir`` with :data:`DIR_MODE` whatever the umask (``FileExistsError`` if it exists)."""
+    path.mkdir()
+    path.chmod(DIR_MODE)
+
+
 def fsync_tree(root: Path) -> None:
     """fsync every file and directory under ``root``, directories last."""
     for dirpath, _dirnames, filenames in os.walk(root, topdown=False):
@@ -50,9 +79,12 @@ def fsync_tree(root: Path) -> None:
 def write_json_durable(path: Path, obj: Any) -> None:
     """Write ``obj`` as JSON to a new file ``path`` and fsync it (not atomic by itself)."""
     data = (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, FILE_MODE)
     try:
-        os.write(fd, data)
+        os.fchmod(fd, FILE_MODE)  # the umask narrowed the mode given to open
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -22,39 +22,62 @@ from pathlib import Path
 from typing import Any
 
 from tripwire.core.errors import RegistryError
+from tripwire.core.registry.aliases import ALIASES_DIR
+from tripwire.core.registry.confined import RefusedEntry, closing, open_dir, open_file
+from tripwire.core.registry.integrity import sha256_fd, unlisted_entries
 from tripwire.core.registry.manifest import (
     MANIFEST_FILE,
     SCHEMA_VERSION,
     artifact_name_problem,
     environment_info,
-    files_under,
-    sha256_file,
     utc_now,
     validate_manifest,
 )
-from tripwire.core.registry.reader import ALIASES_DIR, TMP_PREFIX, RegistryReader
+from tripwire.core.registry.reader import TMP_PREFIX, RegistryReader
+from tripwire.core.untrusted import escaped
 from tripwire.training.registry import _fs
+from tripwire.training.registry.gate import Gate, PromotionRefused, Verdict
+from tripwire.training.registry.moves import (
+    HISTORY_LIMIT,
+    alias_document,
+    headline,
+    move_record,
+)
 from tripwire.training.registry.verify import STALE_AFTER_SECONDS, Problem, verify_registry
 
 log = logging.getLogger(__name__)
 
-#: Older alias targets beyond this many are dropped from an alias's history.
-HISTORY_LIMIT = 100
+__all__ = ["HISTORY_LIMIT", "AliasMove", "Registry"]
 _MAX_CLAIM_ATTEMPTS = 1000
 
 
 @dataclass(frozen=True)
 class AliasMove:
-    """What ``promote``/``rollback`` did: ``alias`` moved from ``previous`` to ``version``."""
+    """What ``promote``/``rollback`` did: ``alias`` moved from ``previous`` to ``version``.
+
+    ``verdict`` is the gate's (promotions on evidence), ``forced`` whether
+    ``--force`` overrode its failures.
+    """
 
     name: str
     alias: str
     previous: str | None
     version: str
+    verdict: Verdict | None = None
+    forced: bool = False
 
     def __str__(self) -> str:
         was = "unset" if self.previous is None else self.previous
-        return f"{self.name}@{self.alias}: {was} -> {self.version}"
+        line = f"{self.name}@{self.alias}: {was} -> {self.version}"
+        if self.previous == self.version:
+            return f"{line} (already there: nothing moved)"
+        if self.verdict is not None:
+            line += f" on evidence sha256:{self.verdict.record['sha256'][:12]}…"
+            line += f" ({headline(self.verdict.record)})"
+        if self.forced:
+            overridden = "; ".join(self.verdict.failures) if self.verdict else ""
+            line += f"; FORCED{' over: ' + overridden if overridden else ''}"
+        return line
 
 
 def _json_default(obj: Any) -> Any:
@@ -102,6 +125,7 @@ class Registry(RegistryReader):
         lock_fd = _fs.lock_dir(tmp)
         try:
             listed = write_artifacts(tmp)
+            _fs.publish_modes(tmp)
             doc = self._complete_manifest(name, manifest, self._hash_artifacts(tmp, listed))
             _fs.fsync_tree(tmp)
             version = self._claim_version(model_dir, tmp, doc)
@@ -115,30 +139,51 @@ class Registry(RegistryReader):
         return version
 
     def _ensure_model_dir(self, model_dir: Path) -> None:
+        """Create the model dir (0755; the root with the umask); refuse a symlink."""
+        self._refuse_symlink(model_dir)
         if model_dir.is_dir():
             return
         root_existed = self.root.is_dir()
-        model_dir.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            _fs.make_dir(model_dir)
+        except FileExistsError:
+            self._refuse_symlink(model_dir)  # another publisher made it, or a symlink
         _fs.fsync_dir(self.root)
         if not root_existed:
             _fs.fsync_dir(self.root.resolve().parent)
 
+    def _refuse_symlink(self, path: Path) -> None:
+        """Writers never write through a symlink below the root: readers would refuse it."""
+        if path.is_symlink() or (path.exists() and not path.is_dir()):
+            with closing(os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)) as fd:
+                try:
+                    open_dir(fd, path.name, str(path.parent))
+                except RefusedEntry as e:
+                    raise RegistryError(f"cannot write the registry: {e}") from None
+
     @staticmethod
     def _hash_artifacts(tmp: Path, listed: list[str]) -> dict[str, str]:
+        """sha256 of each listed artifact, read as a reader will (no symlinks, one link)."""
         if not isinstance(listed, list | tuple):
             raise RegistryError(f"write_artifacts must return a list of names, got {listed!r}")
-        for name in listed:
-            problem = artifact_name_problem(name)
-            if problem:
-                raise RegistryError(f"cannot publish: {problem}")
-            if (tmp / name).is_symlink() or not (tmp / name).is_file():
-                raise RegistryError(f"cannot publish: artifact {name!r} was not written")
-        unlisted = sorted(set(files_under(tmp)) - set(listed))
+        digests = {}
+        with closing(os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)) as tmp_fd:
+            for name in sorted(set(listed)):
+                problem = artifact_name_problem(name)
+                if problem:
+                    raise RegistryError(f"cannot publish: {problem}")
+                try:
+                    with closing(open_file(tmp_fd, name)) as fd:
+                        digests[name] = sha256_fd(fd)
+                except (FileNotFoundError, RefusedEntry) as e:
+                    why = "was not written" if isinstance(e, FileNotFoundError) else str(e)
+                    raise RegistryError(f"cannot publish: artifact {escaped(name)} {why}") from None
+            unlisted = unlisted_entries(tmp_fd, digests)
         if unlisted:
-            raise RegistryError(
-                f"cannot publish: write_artifacts wrote files it did not list: {unlisted}"
-            )
-        return {name: sha256_file(tmp / name) for name in sorted(set(listed))}
+            found = "; ".join(f"{f}: {p}" for f, p in unlisted[:5])
+            raise RegistryError(f"cannot publish: write_artifacts left unlisted entries: {found}")
+        return digests
 
     @staticmethod
     def _complete_manifest(
@@ -184,10 +229,15 @@ class Registry(RegistryReader):
     def _alias_lock(self, name: str) -> Iterator[None]:
         """Serialise alias read-modify-writes of one model across processes."""
         alias_dir = self.model_dir(name) / ALIASES_DIR
+        self._refuse_symlink(self.model_dir(name))
+        self._refuse_symlink(alias_dir)
         if not alias_dir.is_dir():
-            alias_dir.mkdir(exist_ok=True)
+            try:
+                _fs.make_dir(alias_dir)
+            except FileExistsError:
+                self._refuse_symlink(alias_dir)
             _fs.fsync_dir(alias_dir.parent)
-        fd = os.open(alias_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(alias_dir / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -201,31 +251,46 @@ class Registry(RegistryReader):
                 f"refusing to {action} {name}@{version}: " + "; ".join(map(str, errors))
             )
 
-    def promote(self, name: str, alias: str, version: str) -> AliasMove:
+    def promote(
+        self, name: str, alias: str, version: str, *, gate: Gate | None = None, force: bool = False
+    ) -> AliasMove:
         """Point ``alias`` at ``version`` (which must exist and verify).
 
-        The version the alias left is appended to its history for ``rollback``.
-        Promoting to the version it already points at changes nothing.
+        The version the alias left is appended to its history for ``rollback``, and
+        the move (who, when, on which evidence) to its ``moves``. Promoting to the
+        version it already points at changes nothing.
+
+        Parameters
+        ----------
+        gate : Gate, optional
+            Evidence and budget: judged against the alias's current version under
+            the alias lock; ``PromotionRefused`` if it fails, unless ``force``.
+        force : bool
+            Move despite the gate's failures; recorded in the move.
         """
         path = self.alias_path(name, alias)
         if not (version.isascii() and version.isdigit()):
-            raise RegistryError(f"promote needs a version number, got {version!r}")
+            raise RegistryError(f"promote needs a version number, got {escaped(version, 32)}")
         _, version = self.resolve(f"{name}@{version}")  # canonical; lists versions if missing
         self._require_intact(name, version, f"promote to {alias}")
         with self._alias_lock(name):
             record = self.alias_record(name, alias)
-            if record is not None and record["version"] == version:
+            previous = None if record is None else str(record["version"])
+            if previous == version:
                 return AliasMove(name, alias, version, version)
-            history = [] if record is None else [*record["history"], record["version"]]
-            new = {
-                "version": version,
-                "history": history[-HISTORY_LIMIT:],
-                "updated_at": utc_now(),
-            }
-            _fs.replace_json_atomic(path, new)
-        move = AliasMove(name, alias, None if record is None else record["version"], version)
-        log.info("promoted %s", move)
-        return move
+            verdict = None if gate is None else gate.judge(self, name, version, previous)
+            failures = [] if verdict is None else verdict.failures
+            if failures and not force:
+                raise PromotionRefused(f"{name}@{version} to {alias}", failures)
+            history = [] if record is None else [*record["history"], previous]
+            move = move_record(
+                "promote", previous, version, forced=force, overridden=failures,
+                evidence=None if verdict is None else verdict.record,
+            )  # fmt: skip
+            _fs.replace_json_atomic(path, alias_document(record, version, history, move))
+        done = AliasMove(name, alias, previous, version, verdict, force)
+        log.info("promoted %s", done)
+        return done
 
     def rollback(self, name: str, alias: str) -> AliasMove:
         """Point ``alias`` back at the version it held before its last move."""
@@ -249,12 +314,9 @@ class Registry(RegistryReader):
                     f"cannot roll back {name}@{alias} to version {target}: it no longer exists"
                 )
             self._require_intact(name, target, f"roll {alias} back to")
-            new = {
-                "version": target,
-                "history": record["history"][:-1],
-                "updated_at": utc_now(),
-            }
-            _fs.replace_json_atomic(path, new)
+            move = move_record("rollback", record["version"], target)
+            doc = alias_document(record, target, record["history"][:-1], move)
+            _fs.replace_json_atomic(path, doc)
         move = AliasMove(name, alias, record["version"], target)
         log.info("rolled back %s", move)
         return move

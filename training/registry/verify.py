@@ -1,23 +1,32 @@
 """Integrity checks of a whole registry, for ``tripwire registry verify``.
 
-``verify_registry`` runs :func:`tripwire.core.registry.manifest.check_version` (what
-``load_scorer`` runs before loading a version) on every version, and adds alias and
-stray-entry checks.
+``verify_registry`` runs :func:`tripwire.core.registry.integrity.check_version` (what
+``load_scorer`` runs before loading a version) on every version, and adds alias,
+stray-entry, symlink and file-mode checks. It reads through the same confined
+opens as the loader, so a version verify passes is one the worker would load.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 import time
 from dataclasses import dataclass
 from typing import Literal
 
 from tripwire.core.errors import RegistryError
-from tripwire.core.registry.manifest import (
-    check_version,
-    is_alias_name,
-    is_version,
+from tripwire.core.registry.aliases import ALIASES_DIR
+from tripwire.core.registry.confined import (
+    RefusedEntry,
+    closing,
+    describe,
+    open_dir,
+    open_root,
+    walk,
 )
-from tripwire.core.registry.reader import ALIASES_DIR, TMP_PREFIX, RegistryReader
+from tripwire.core.registry.manifest import is_alias_name, is_model_name, is_version
+from tripwire.core.registry.reader import TMP_PREFIX, RegistryReader
+from tripwire.core.untrusted import escaped
 from tripwire.training.registry import _fs
 
 #: Age after which an unlocked ``.tmp-*`` dir counts as abandoned.
@@ -42,29 +51,74 @@ class Problem:
 
 
 def _version_problems(reader: RegistryReader, name: str, version: str) -> list[Problem]:
-    _, found = check_version(reader.version_dir(name, version), name, version)
+    _, found = reader.check(name, version)
     base = f"{name}/{version}"
-    return [Problem("error", f"{base}/{f}" if f else base, msg) for f, msg in found]
+    problems = [Problem("error", f"{base}/{f}" if f else base, msg) for f, msg in found]
+    if not found:
+        problems.extend(_mode_problems(reader, f"{name}/{version}"))
+    return problems
+
+
+def _unreadable(rel: str, st: os.stat_result) -> str | None:
+    """``"rel 0600"`` if other users cannot read (or enter) the entry, else ``None``."""
+    needed = stat.S_IROTH | (stat.S_IXOTH if stat.S_ISDIR(st.st_mode) else 0)
+    if st.st_mode & needed == needed:
+        return None
+    return f"{rel or '.'} {stat.S_IMODE(st.st_mode):04o}"
+
+
+def _mode_problems(reader: RegistryReader, rel: str) -> list[Problem]:
+    """A warning if a published entry is not readable by other users (workers' UIDs)."""
+    with closing(open_root(reader.root)) as root_fd, closing(open_dir(root_fd, rel)) as fd:
+        found = [_unreadable("", os.fstat(fd))]
+        found += [_unreadable(str(escaped(p)), st) for p, st in walk(fd)]
+    bad = [f for f in found if f is not None]
+    if not bad:
+        return []
+    shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+    return [
+        Problem(
+            "warning",
+            rel,
+            f"not readable by other users ({shown}): a worker under another UID cannot load "
+            "it; `chmod -R a+rX` it (tripwire publishes files 0644, directories 0755)",
+        )
+    ]
+
+
+def _alias_files(reader: RegistryReader, name: str) -> list[str]:
+    """Names in ``NAME/aliases/`` (``[]`` if there is none); refuses a symlinked dir."""
+    rel = f"{name}/{ALIASES_DIR}"
+    with closing(open_root(reader.root)) as root_fd:
+        try:
+            alias_fd = open_dir(root_fd, rel)
+        except FileNotFoundError:
+            return []
+    with closing(alias_fd), os.scandir(alias_fd) as it:
+        return sorted(e.name for e in it)
 
 
 def _alias_problems(reader: RegistryReader, name: str, versions: list[str]) -> list[Problem]:
-    alias_dir = reader.model_dir(name) / ALIASES_DIR
-    if not alias_dir.is_dir():
-        return []
+    try:
+        names = _alias_files(reader, name)
+    except RefusedEntry as e:
+        return [Problem("error", e.path, e.problem)]
     problems = []
-    for path in sorted(alias_dir.iterdir()):
-        rel = f"{name}/{ALIASES_DIR}/{path.name}"
-        if path.name.startswith("."):
+    for file in names:
+        rel = f"{name}/{ALIASES_DIR}/{escaped(file)}"
+        if file.startswith("."):
             continue  # the lock file and in-flight temp files
-        if path.suffix != ".json" or not is_alias_name(path.stem):
+        stem = file.removesuffix(".json")
+        if not file.endswith(".json") or not is_alias_name(stem):
             problems.append(Problem("warning", rel, "not an alias file"))
             continue
         try:
-            record = reader.alias_record(name, path.stem)
+            record = reader.alias_record(name, stem)
         except RegistryError as e:
             problems.append(Problem("error", rel, str(e)))
             continue
-        assert record is not None  # the file exists: we just listed it
+        if record is None:
+            continue  # removed since the listing
         if record["version"] not in versions:
             problems.append(
                 Problem("error", rel, f"points at version {record['version']}, which is missing")
@@ -77,17 +131,25 @@ def _alias_problems(reader: RegistryReader, name: str, versions: list[str]) -> l
     return problems
 
 
+def _model_entries(reader: RegistryReader, name: str) -> list[tuple[str, bool]]:
+    """``(entry name, is a real directory)`` for every entry of a model dir."""
+    with closing(open_root(reader.root)) as root_fd, closing(open_dir(root_fd, name)) as fd:
+        with os.scandir(fd) as it:
+            return sorted((e.name, e.is_dir(follow_symlinks=False)) for e in it)
+
+
 def _stray_problems(reader: RegistryReader, name: str, stale_after: float) -> list[Problem]:
     problems = []
     now = time.time()
-    for entry in sorted(reader.model_dir(name).iterdir()):
-        rel = f"{name}/{entry.name}"
-        if entry.name.startswith(TMP_PREFIX):
+    for entry, is_dir in _model_entries(reader, name):
+        rel = f"{name}/{escaped(entry)}"
+        if entry.startswith(TMP_PREFIX) and is_dir:
+            path = reader.model_dir(name) / entry
             try:
-                age = now - _fs.newest_mtime(entry)
+                age = now - _fs.newest_mtime(path)
             except FileNotFoundError:
                 continue  # a publish just finished or gc removed it
-            if age > stale_after and not _fs.dir_in_use(entry):
+            if age > stale_after and not _fs.dir_in_use(path):
                 problems.append(
                     Problem(
                         "warning",
@@ -95,10 +157,24 @@ def _stray_problems(reader: RegistryReader, name: str, stale_after: float) -> li
                         f"abandoned publish ({age:.0f} s old); `tripwire registry gc` removes it",
                     )
                 )
-        elif entry.name == ALIASES_DIR or (is_version(entry.name) and entry.is_dir()):
-            continue
+        elif entry == ALIASES_DIR or is_version(entry):
+            continue  # checked (and refused if not a real directory) on their own
         else:
             problems.append(Problem("warning", rel, "not a version, alias dir or temp dir"))
+    return problems
+
+
+def _root_problems(reader: RegistryReader) -> list[Problem]:
+    """Model-named entries of the root that are not real directories (no reader uses them)."""
+    with closing(open_root(reader.root)) as root_fd, os.scandir(root_fd) as it:
+        entries = sorted((e.name, e.stat(follow_symlinks=False)) for e in it)
+        problems = []
+        for name, st in entries:
+            if not is_model_name(name) or stat.S_ISDIR(st.st_mode):
+                continue
+            link = stat.S_ISLNK(st.st_mode)
+            why = f"is {describe(root_fd, name, st)}, not a model directory: readers refuse it"
+            problems.append(Problem("error" if link else "warning", name, why))
     return problems
 
 
@@ -116,9 +192,13 @@ def verify_registry(
     """
     if version is not None and name is None:
         raise RegistryError("verify: a version needs a model name")
-    problems: list[Problem] = []
+    problems: list[Problem] = [] if name is not None else _root_problems(reader)
     for model in [name] if name is not None else reader.models():
-        versions = reader.versions(model)
+        try:
+            versions = reader.versions(model)
+        except RefusedEntry as e:
+            problems.append(Problem("error", e.path, e.problem))
+            continue
         if version is not None:
             if version not in versions:
                 reader.resolve(f"{model}@{version}")  # raises, listing the versions

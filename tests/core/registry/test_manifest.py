@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tripwire.core.registry import RegistryReader
 from tripwire.core.registry.manifest import (
     SCHEMA_VERSION,
     artifact_name_problem,
-    check_version,
     environment_info,
     sha256_file,
     validate_manifest,
@@ -132,5 +132,5 @@ def test_check_version_never_crashes_on_arbitrary_manifest_bytes(
     vdir = tmp_path / "demo" / "1"
     vdir.mkdir(parents=True, exist_ok=True)
     (vdir / "manifest.json").write_bytes(raw)
-    manifest, problems = check_version(vdir, "demo", "1")
+    manifest, problems = RegistryReader(tmp_path).check("demo", "1")
     assert manifest is None and problems

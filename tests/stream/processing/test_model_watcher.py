@@ -138,9 +138,75 @@ def test_refused_version_is_retried_after_a_while(
     assert sample(metrics, "tripwire_model_reloads_total", result="failure") == 1
 
 
-def test_unreadable_alias_keeps_serving(watcher: ModelWatcher, served: Published) -> None:
-    served.registry.alias_path(served.name, "production").write_text("{not json")
+@pytest.mark.parametrize(
+    ("fault", "why"),
+    [
+        ("garbage JSON", "cannot be read: JSONDecodeError"),
+        ("not an alias record", "is malformed: expected version and history"),
+        ("newer alias schema", "written by a newer Tripwire"),
+        ("alias file removed", "the alias is unset"),
+        ("alias file is a symlink", "is a symlink (to "),
+    ],
+)
+def test_every_unreadable_alias_counts_and_logs_a_failed_reload(
+    fault: str,
+    why: str,
+    watcher: ModelWatcher,
+    metrics: Metrics,
+    served: Published,
+    clock: Clock,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+) -> None:
+    """Issue 11 §4: on main a garbage alias was neither counted nor logged as a failure."""
+    path = served.registry.alias_path(served.name, "production")
+    good = path.read_bytes()
+    if fault == "garbage JSON":
+        path.write_text("{not json")
+    elif fault == "not an alias record":
+        path.write_text('{"version": 2}')
+    elif fault == "newer alias schema":
+        path.write_text('{"schema_version": 99, "version": "1", "history": []}')
+    elif fault == "alias file removed":
+        path.unlink()
+    else:
+        outside = tmp_path / "outside.json"
+        outside.write_bytes(good)
+        path.unlink()
+        path.symlink_to(outside)
+    with caplog.at_level(logging.ERROR, logger="tripwire.stream.processing.model_watcher"):
+        assert watcher.check() == "failure"
+        assert watcher.check() is None  # the same failure is not counted on every poll
+    assert watcher.current.version == served.version
+    assert sample(metrics, "tripwire_model_reloads_total", result="failure") == 1
+    (line,) = caplog.messages
+    assert why in line and line.endswith(f"still serving version {served.version}"), line
+    clock.t = 61.0  # still broken a retry period later: counted again, so the alert stays on
+    assert watcher.check() == "failure"
+    assert sample(metrics, "tripwire_model_reloads_total", result="failure") == 2
+    path.unlink(missing_ok=True)
+    path.write_bytes(good)  # repaired
     assert watcher.check() is None and watcher.current.version == served.version
+
+
+def test_any_exception_while_loading_counts_as_a_failed_reload(
+    served: Published,
+    metrics: Metrics,
+    registry_factory: Callable[..., Published],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken_loader(root: str, ref: str) -> Any:
+        raise MemoryError("no room")
+
+    scorer = load_initial(str(served.root), served.name)
+    watcher = ModelWatcher(
+        str(served.root), served.name, "production", scorer, metrics, loader=broken_loader
+    )
+    registry_factory(root=served.root, seed=1)  # promoted: the alias moves
+    with caplog.at_level(logging.ERROR, logger="tripwire.stream.processing.model_watcher"):
+        assert watcher.check() == "failure"
+    assert sample(metrics, "tripwire_model_reloads_total", result="failure") == 1
+    assert "MemoryError: no room" in caplog.text and "still serving version 1" in caplog.text
 
 
 class _BatchDependent(Detector):

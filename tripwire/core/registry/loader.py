@@ -1,19 +1,24 @@
 """``load_scorer``: resolve a model reference, verify it, and build a ``Scorer``.
 
 Every sha256 is checked before any file is deserialised, so a tampered or torn
-version is refused before its bytes reach a loader. Heavy imports (numpy via the
+version is refused before its bytes reach a loader. Nothing is read through a
+symlink below the registry root, and the detector loads a private copy of the
+bytes that were hashed (made while hashing them), never the registry's files: a
+file replaced after the check cannot reach it. Heavy imports (numpy via the
 scorer, torch via the detectors) happen only when a model is actually loaded.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tripwire.core.errors import ModelLoadError, RegistryError
-from tripwire.core.registry.manifest import check_version
+from tripwire.core.registry.integrity import check_version
 from tripwire.core.registry.reader import RegistryReader
 
 if TYPE_CHECKING:
@@ -58,29 +63,36 @@ def load_scorer(
         detector that does not accept the manifest's feature count.
     """
     reader = RegistryReader(root)
+    label = ref
     try:
-        name, version = reader.resolve(ref)
+        with reader.open_version(ref) as opened, _private_dir() as private:
+            name, version = opened.name, opened.version
+            label = ref if ref == f"{name}@{version}" else f"{ref} (= {name}@{version})"
+            manifest, problems = check_version(opened.fd, name, version, copy_to=private)
+            if manifest is None:
+                detail = "; ".join(f"{f}: {p}" if f else p for f, p in problems)
+                raise ModelLoadError(label, f"{name}/{version}/ is not intact: {detail}")
+            # the detector reads the private copy: exactly the bytes that were hashed
+            detector = _build_detector(private, manifest["detector"], detector_class, label)
+    except ModelLoadError:
+        raise
     except RegistryError as e:
-        raise ModelLoadError(ref, str(e)) from None
+        raise ModelLoadError(label, str(e)) from None
     except OSError as e:  # permissions, I/O errors: the caller keeps its current model
-        raise ModelLoadError(ref, f"cannot read registry {reader.root}: {e}") from e
-    label = ref if ref == f"{name}@{version}" else f"{ref} (= {name}@{version})"
-    version_dir = reader.version_dir(name, version)
-    try:
-        manifest, problems = check_version(version_dir, name, version)
-    except OSError as e:
-        raise ModelLoadError(label, f"cannot read {version_dir}: {e}") from e
-    if manifest is None:
-        detail = "; ".join(f"{f}: {p}" if f else p for f, p in problems)
-        raise ModelLoadError(label, f"{name}/{version}/ is not intact: {detail}")
-
-    detector = _build_detector(version_dir, manifest["detector"], detector_class, label)
+        raise ModelLoadError(label, f"cannot load from registry {reader.root}: {e}") from e
 
     from tripwire.core.scorer import Scorer
 
     names = tuple(manifest["features"]["names"])
     _probe(detector, len(names), label)
     return Scorer(name, version, detector, float(manifest["threshold"]["value"]), names, manifest)
+
+
+@contextmanager
+def _private_dir() -> Iterator[Path]:
+    """A fresh 0700 directory under ``$TMPDIR`` for the verified copies, removed after."""
+    with tempfile.TemporaryDirectory(prefix="tripwire-load-") as path:
+        yield Path(path)
 
 
 def _build_detector(

@@ -1,7 +1,7 @@
 """The ``manifest.json`` of a model version: schema, validation, hashing, environment.
 
-``check_version`` reads, validates and hash-checks one version directory: what
-``load_scorer`` runs before any deserialisation.
+:mod:`tripwire.core.registry.integrity` reads, validates and hash-checks a whole
+version directory with it: what ``load_scorer`` runs before any deserialisation.
 
 Import-light on purpose (standard library only): the stream worker reads manifests.
 See docs/ARCHITECTURE.md, "manifest.json", for the schema.
@@ -10,9 +10,7 @@ See docs/ARCHITECTURE.md, "manifest.json", for the schema.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import os
 import platform
 import re
 from datetime import UTC, datetime
@@ -180,75 +178,3 @@ def _check_artifacts(a: dict[str, Any], problems: list[str]) -> None:
             problems.append(problem)
         elif not isinstance(digest, str) or not SHA256_RE.fullmatch(digest):
             problems.append(f"artifact {name!r}: {digest!r} is not a hex sha256")
-
-
-def files_under(directory: Path) -> list[str]:
-    """Relative POSIX paths of every non-directory entry under ``directory``, sorted."""
-    found: list[str] = []
-    for dirpath, _dirnames, filenames in os.walk(directory):
-        rel = Path(dirpath).relative_to(directory)
-        found.extend((rel / f).as_posix() for f in filenames)
-    return sorted(found)
-
-
-def artifact_problems(version_dir: Path, artifacts: dict[str, str]) -> list[tuple[str, str]]:
-    """Check every artifact's sha256 and that no unlisted file sits beside them.
-
-    Returns ``(file, problem)`` pairs; empty when the directory matches the manifest.
-    Symlinks are refused: an artifact must be a regular file inside the version.
-    """
-    problems: list[tuple[str, str]] = []
-    for name, expected in sorted(artifacts.items()):
-        path = version_dir / name
-        if path.is_symlink():
-            problems.append((name, "is a symlink, not a regular file"))
-        elif path.exists() and not path.is_file():
-            problems.append((name, "is not a regular file"))
-        elif not path.is_file():
-            problems.append((name, "listed in the manifest but missing"))
-        else:
-            actual = sha256_file(path)
-            if actual != expected:
-                problems.append(
-                    (
-                        name,
-                        f"sha256 mismatch: manifest has {expected[:12]}…, file has {actual[:12]}…",
-                    )
-                )
-    for name in files_under(version_dir):
-        if name != MANIFEST_FILE and name not in artifacts:
-            problems.append((name, "file not listed in the manifest's artifacts"))
-    return problems
-
-
-def check_version(
-    version_dir: Path, name: str, version: str
-) -> tuple[dict[str, Any] | None, list[tuple[str, str]]]:
-    """Read, validate and hash-check one version directory, loading nothing.
-
-    Returns
-    -------
-    manifest : dict or None
-        The parsed manifest, or ``None`` when it is missing, unreadable or invalid.
-    problems : list of (file, problem)
-        ``file`` is relative to ``version_dir`` (``""`` for the directory itself);
-        empty when the version is intact.
-    """
-    if not version_dir.is_dir():
-        return None, [("", "version directory is missing")]
-    path = version_dir / MANIFEST_FILE
-    try:
-        with open(path, encoding="utf-8") as f:
-            manifest = json.load(f)
-    except FileNotFoundError:
-        return None, [(MANIFEST_FILE, "missing: half-written or not published by tripwire")]
-    except (OSError, ValueError) as e:
-        return None, [(MANIFEST_FILE, f"not valid JSON: {e}")]
-    invalid = validate_manifest(manifest)
-    if invalid:
-        return None, [(MANIFEST_FILE, p) for p in invalid]
-    if (manifest["name"], manifest["version"]) != (name, version):
-        where = f"{manifest['name']}@{manifest['version']}"
-        return None, [(MANIFEST_FILE, f"describes {where} but lives in {name}/{version}/")]
-    problems = artifact_problems(version_dir, manifest["artifacts"])
-    return (None if problems else manifest), problems
