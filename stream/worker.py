@@ -61,6 +61,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
 from tripwire.core.scorer import Scorer
+from tripwire.core.untrusted import escaped
 from tripwire.stream import compat
 from tripwire.stream.kafka.app import create_app
 from tripwire.stream.kafka.consumer import Batch, batch_consumer
@@ -236,7 +237,9 @@ class StreamWorker:
     async def _fail(self, error: BaseException) -> None:
         if isinstance(error, asyncio.CancelledError) or self.app.should_stop:
             return
-        log.critical("cannot process a batch, stopping the worker: %r", error, exc_info=error)
+        log.critical(
+            "cannot process a batch, stopping the worker: %s", escaped(error), exc_info=error
+        )
         await self.app.crash(error)
 
     def _joined(self, sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -249,14 +252,14 @@ class StreamWorker:
         try:
             self.lag.update(self.app.consumer)
         except Exception as e:  # lag is best effort; never let it stop the worker
-            log.debug("lag update failed: %r", e)
+            log.debug("lag update failed: %s", escaped(e))
 
     async def _check_model(self) -> None:
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(self._reloading, self.watcher.check)
         except Exception as e:  # keep serving the current model whatever happened
-            log.error("model reload check failed: %r", e, exc_info=e)
+            log.error("model reload check failed: %s", escaped(e), exc_info=e)
 
     def close(self) -> None:
         """Stop the helper threads (after the app stopped)."""

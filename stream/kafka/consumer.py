@@ -81,6 +81,7 @@ from faust.types import TP
 from faust.types.transports import TPorTopicSet
 from mode import ServiceT
 
+from tripwire.core.untrusted import escaped
 from tripwire.stream import compat
 from tripwire.stream.kafka.feed import Batch, RecordFeed
 
@@ -174,7 +175,7 @@ class BatchConsumer(CommittingConsumer):
                 if fetched and tp in assigned and self.committed_offset(tp) is None:
                     await self.seek(tp, fetched[0].offset)
         except Exception as e:  # as faust's getmany: the next rebalance seeks again
-            log.warning("seek to committed offsets after a flow stop failed: %r", e)
+            log.warning("seek to committed offsets after a flow stop failed: %s", escaped(e))
 
     def _adapt_fetch_wait(self, got_records: bool) -> None:
         """After each fetch call: fit the long-poll to what the broker needs.

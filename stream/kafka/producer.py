@@ -36,6 +36,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
 from tripwire.core.errors import TripwireError
+from tripwire.core.untrusted import escaped
 from tripwire.stream.observability.metrics import Metrics
 from tripwire.stream.wire.records import OutputRecord
 
@@ -103,8 +104,8 @@ class Delivery:
             if self._stopping():
                 raise DeliveryAborted(f"{len(failed)} output records unacknowledged at shutdown")
             log.warning(
-                "%d of %d output records not acknowledged (%r); retrying in %.1fs",
-                len(failed), len(pending), error, delay,
+                "%d of %d output records not acknowledged (%s); retrying in %.1fs",
+                len(failed), len(pending), escaped(error), delay,
             )  # fmt: skip
             await asyncio.sleep(delay)
             delay = min(delay * 2, MAX_BACKOFF)

@@ -19,6 +19,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from tripwire.core.errors import ConfigError
+from tripwire.core.untrusted import escaped
 from tripwire.stream.kafka.security import aiokafka_options
 from tripwire.stream.settings import WorkerSettings
 
@@ -107,7 +108,8 @@ async def _retry(settings: WorkerSettings, what: str, attempt: Callable[[], Awai
                     f"--connect-timeout {settings.connect_timeout:g}s: {e}"
                 ) from None
             log.warning(
-                "cannot %s at %s (%s); retrying in %.1fs", what, settings.bootstrap, e, delay
-            )
+                "cannot %s at %s (%s); retrying in %.1fs",
+                what, settings.bootstrap, escaped(e), delay,
+            )  # fmt: skip
             await asyncio.sleep(delay)
             delay = min(delay * 2, MAX_BACKOFF)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from tripwire.core.scorer import Scorer, ScoreResult
+from tripwire.core.untrusted import escaped
 from tripwire.stream.compat import observe_many
 from tripwire.stream.observability.metrics import Metrics
 from tripwire.stream.processing.cooldown import Cooldown
@@ -289,7 +290,7 @@ def _unscorable(
     dead: DeadLetters, record: InputRecord, decoded: Decoded, j: int, score: float
 ) -> None:
     """A finite input the model gave a NaN/inf score: dead-letter it, loudly."""
-    log.warning("model returned score %r for input %s", score, decoded.ids[j])
+    log.warning("model returned score %r for input %s", score, escaped(decoded.ids[j]))
     index = None if decoded.index is None else decoded.index[j]
     detail = f"the model returned a non-finite score ({score!r}) for {decoded.ids[j]}"
     dead.vector(record, index, "non_finite", "ScoreError", detail)

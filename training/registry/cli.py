@@ -1,5 +1,9 @@
 """``tripwire registry list|show|promote|rollback|verify|gc``.
 
+``promote --evidence`` is the promotion gate (:mod:`tripwire.training.registry.gate`);
+``show NAME@ALIAS --history`` prints the alias's move log. A refused promotion
+prints one line and exits 1; other failures exit 2.
+
 ``register_registry(subparsers)`` adds the ``registry`` command; ``training/cli.py``
 calls it. Each leaf sets ``func(args) -> int``; failures raise ``RegistryError``,
 which ``tripwire.cli`` prints before exiting with status 2.
@@ -14,8 +18,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tripwire.core.config import add_arguments, from_args, load_env
-from tripwire.core.errors import RegistryError
+from tripwire.core.errors import ConfigError, RegistryError
+from tripwire.core.registry.manifest import is_version
 from tripwire.core.registry.reader import DEFAULT_ALIAS, parse_ref
+from tripwire.training.registry.gate import (
+    Budget,
+    Gate,
+    PromotionRefused,
+    parse_fraction,
+    read_evidence,
+)
+from tripwire.training.registry.moves import history_lines
 from tripwire.training.registry.store import Registry
 from tripwire.training.registry.verify import STALE_AFTER_SECONDS
 
@@ -29,6 +42,54 @@ class RegistrySettings:
     registry: str = field(
         default="./registry", metadata={"help": "model registry directory", "metavar": "DIR"}
     )
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    """The budget of ``promote --evidence`` (``TRIPWIRE_MAX_ALERT_RATE_CHANGE``, ...).
+
+    Amounts are percentages (``25%``) or fractions in [0, 1] (``0.25``).
+    """
+
+    max_alert_rate_change: str | None = field(
+        default=None,
+        metadata={
+            "help": "refuse if the candidate's alert rate differs from the current version's "
+            "by more than this, either way (e.g. 25%%)",
+            "metavar": "PCT",
+        },
+    )
+    min_recall: str | None = field(
+        default=None,
+        metadata={"help": "refuse if the candidate's recall is lower", "metavar": "X"},
+    )
+    min_precision: str | None = field(
+        default=None,
+        metadata={"help": "refuse if the candidate's precision is lower", "metavar": "X"},
+    )
+    min_events: int = field(
+        default=1000,
+        metadata={"help": "refuse evidence covering fewer events", "metavar": "N"},
+    )
+
+    def budget(self) -> Budget:
+        def amount(value: str | None, option: str) -> float | None:
+            return None if value is None else parse_fraction(value, option)
+
+        if self.min_events < 0:
+            raise ConfigError(f"--min-events {self.min_events}: must be >= 0")
+        return Budget(
+            max_alert_rate_change=amount(self.max_alert_rate_change, "--max-alert-rate-change"),
+            min_recall=amount(self.min_recall, "--min-recall"),
+            min_precision=amount(self.min_precision, "--min-precision"),
+            min_events=self.min_events,
+        )
+
+    @property
+    def stated(self) -> bool:
+        """True if any limit beyond the default ``min_events`` was given."""
+        return any(v is not None for v in (self.max_alert_rate_change, self.min_recall,
+                                          self.min_precision))  # fmt: skip
 
 
 def register_registry(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -50,14 +111,30 @@ def register_registry(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_list)
 
-    p = leaf("show", "print a version's manifest.json")
+    p = leaf("show", "print a version's manifest.json, or with --history an alias's moves")
     p.add_argument("ref", metavar="NAME[@VERSION|@ALIAS]", help="bare NAME means NAME@production")
+    p.add_argument(
+        "--history", action="store_true",
+        help="who moved the alias, when, from which version to which, on which evidence",
+    )  # fmt: skip
+    p.add_argument("--json", action="store_true", help="with --history: the alias file as JSON")
     p.set_defaults(func=cmd_show)
 
-    p = leaf("promote", "point an alias at a version (which must verify)")
+    p = leaf("promote", "point an alias at a version (which must verify), optionally on evidence")
     p.add_argument("name", metavar="NAME")
     p.add_argument("version", metavar="VERSION", help="a version number, 'latest' or an alias")
     p.add_argument("--alias", default=DEFAULT_ALIAS, help="alias to move (default: %(default)s)")
+    p.add_argument(
+        "--evidence", metavar="REPORT.json",
+        help="a `tripwire replay` (or shadow) report comparing VERSION with the alias's current "
+        "version: checked against the budget below and recorded with the move",
+    )  # fmt: skip
+    add_arguments(p, GateSettings, load_env(GateSettings))
+    p.add_argument(
+        "--force", action="store_true",
+        help="promote even if the evidence is outside the budget (recorded as forced; never "
+        "overrides a version that fails verification)",
+    )  # fmt: skip
     p.set_defaults(func=cmd_promote)
 
     p = leaf("rollback", "move an alias back to the version it pointed at before")
@@ -154,15 +231,39 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     reg = _registry(args)
-    name, version = reg.resolve(args.ref)
-    _out(json.dumps(reg.manifest(name, version), indent=2, sort_keys=True))
+    if not args.history:
+        name, version = reg.resolve(args.ref)
+        _out(json.dumps(reg.manifest(name, version), indent=2, sort_keys=True))
+        return 0
+    name, selector = parse_ref(args.ref)
+    alias = selector or DEFAULT_ALIAS
+    if is_version(alias) or alias == "latest":
+        raise RegistryError(f"--history shows an alias's moves: name an alias, not {alias}")
+    record = reg.alias_record(name, alias)
+    if record is None:
+        raise RegistryError(f"model {name!r} has no alias {alias!r}")
+    if args.json:
+        _out(json.dumps(record, indent=2, sort_keys=True))
+    else:
+        for line in history_lines(name, alias, record):
+            _out(line)
     return 0
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
     reg = _registry(args)
+    settings = from_args(GateSettings, args)
+    budget = settings.budget()
+    if args.evidence is None and settings.stated:
+        raise ConfigError("a budget (--max-alert-rate-change, --min-recall...) needs --evidence")
+    gate = None if args.evidence is None else Gate(read_evidence(args.evidence), budget)
     _, version = reg.resolve(f"{args.name}@{args.version}")
-    _out(str(reg.promote(args.name, args.alias, version)))
+    try:
+        move = reg.promote(args.name, args.alias, version, gate=gate, force=args.force)
+    except PromotionRefused as e:
+        sys.stderr.write(f"tripwire registry promote: {e}; --force overrides\n")
+        return 1
+    _out(str(move))
     return 0
 
 

@@ -92,3 +92,61 @@ def headline(evidence: dict[str, Any]) -> str:
         if isinstance(evidence.get(metric), int | float):
             parts.append(f"{metric} {evidence[metric]:.3g}")
     return str(escaped("; ".join(parts), 500))
+
+
+def _who(by: Any) -> str:
+    if not isinstance(by, dict):
+        return "unknown"
+    user = by.get("user") if by.get("user") is not None else "?"
+    uid, host = escaped(by.get("uid"), 16), escaped(by.get("host"), 64)
+    return f"{escaped(user, 64)} (uid {uid}) on {host}"
+
+
+def _budget(budget: Any) -> str:
+    if not isinstance(budget, dict):
+        return "-"
+    parts = []
+    labels = {
+        "max_alert_rate_change": "alert-rate change ±",
+        "min_recall": "recall >= ",
+        "min_precision": "precision >= ",
+    }
+    for key, label in labels.items():
+        value = budget.get(key)
+        if isinstance(value, int | float):
+            parts.append(f"{label}{100 * value:g}%")
+    parts.append(f"events >= {escaped(budget.get('min_events'), 16)}")
+    return ", ".join(parts)
+
+
+def _move_lines(move: dict[str, Any]) -> list[str]:
+    was = "unset" if move.get("from") is None else escaped(move.get("from"), 32)
+    line = (
+        f"{escaped(move.get('at'), 40)}  {escaped(move.get('action'), 16)} {was} -> "
+        f"{escaped(move.get('to'), 32)}  by {_who(move.get('by'))}"
+    )
+    lines = [line + ("  FORCED" if move.get("forced") else "")]
+    evidence = move.get("evidence")
+    if isinstance(evidence, dict):
+        file, created = escaped(evidence.get("file"), 300), escaped(evidence.get("created_at"), 40)
+        digest = escaped(evidence.get("sha256"), 64)
+        lines.append(f"    evidence sha256:{digest} ({file}, created {created})")
+        lines.append(f"    {headline(evidence)}")
+        lines.append(f"    budget: {_budget(evidence.get('budget'))}")
+    elif move.get("action") == "promote":
+        lines.append("    no evidence")
+    for failure in move.get("overridden") or []:
+        lines.append(f"    overridden: {escaped(failure, 500)}")
+    return lines
+
+
+def history_lines(name: str, alias: str, record: dict[str, Any]) -> list[str]:
+    """``tripwire registry show NAME@ALIAS --history``: the alias, then its moves, newest first."""
+    history = ", ".join(record["history"]) or "none"
+    lines = [f"{name}@{alias} -> {record['version']}  (earlier versions: {history})"]
+    moves = record.get("moves") or []
+    if not moves:
+        lines.append("  no moves recorded (moved before Tripwire kept a move log)")
+    for move in reversed(moves):
+        lines.extend("  " + line for line in _move_lines(move))
+    return lines

@@ -314,8 +314,8 @@ class Registry(RegistryReader):
                     f"cannot roll back {name}@{alias} to version {target}: it no longer exists"
                 )
             self._require_intact(name, target, f"roll {alias} back to")
-            move = move_record("rollback", record["version"], target)
-            doc = alias_document(record, target, record["history"][:-1], move)
+            entry = move_record("rollback", record["version"], target)
+            doc = alias_document(record, target, record["history"][:-1], entry)
             _fs.replace_json_atomic(path, doc)
         move = AliasMove(name, alias, record["version"], target)
         log.info("rolled back %s", move)

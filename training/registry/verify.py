@@ -196,8 +196,8 @@ def verify_registry(
     for model in [name] if name is not None else reader.models():
         try:
             versions = reader.versions(model)
-        except RefusedEntry as e:
-            problems.append(Problem("error", e.path, e.problem))
+        except RefusedEntry as e:  # the model dir itself
+            problems.append(Problem("error", model, e.problem))
             continue
         if version is not None:
             if version not in versions:

@@ -61,6 +61,8 @@ class Escaped:
             value = f"{type(value).__name__}: {value}"
         elif not isinstance(value, str):
             value = repr(value)  # its own text may embed untrusted data: escaped too
+        if not value:
+            return "''"  # visible, unlike nothing
         return _one_line(value[: self.limit]) + self._more(len(value), "characters")
 
     def _more(self, size: int, unit: str) -> str:

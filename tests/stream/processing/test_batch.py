@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 
 import numpy as np
@@ -137,3 +138,24 @@ def test_a_record_gets_one_dead_letter_for_all_its_refused_vectors(scorer: Score
     assert [h["tripwire-error"] for h in dlq] == [b"InvalidEvent", b"ScoreError"]
     assert result.scored == 2 and result.invalid == {"non_finite": 4}
     assert result.consumed == 6
+
+
+def test_an_id_cannot_forge_a_log_line(scorer: Scorer, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 11 §4: on main, an id holding a newline forged a CRITICAL line."""
+    x = rows()[0].copy()
+    x[-1] = 3.7e19  # finite, but the model's score overflows: logged with the input's id
+    forged = "evt-1\n2026-01-01 00:00:00,000 CRITICAL tripwire: the disk is on fire"
+    record = InputRecord(
+        "in",
+        0,
+        0,
+        None,
+        None,
+        json.dumps({"id": forged + "x" * 10_000, "features": x.tolist()}).encode(),
+    )
+    with caplog.at_level(logging.WARNING, logger="tripwire.stream.processing.batch"):
+        result = processor().process([record], scorer)
+    assert result.invalid == {"non_finite": 1}
+    (message,) = caplog.messages
+    assert "\n" not in message and len(message) < 400
+    assert "for input evt-1\\n2026-01-01 00:00:00,000 CRITICAL" in message

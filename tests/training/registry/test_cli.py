@@ -11,30 +11,7 @@ from pathlib import Path
 
 import pytest
 
-import tripwire.cli
 from tripwire.training.registry import Registry
-
-
-@pytest.fixture
-def tripwire_cli(
-    registry: Registry, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Callable[..., tuple[int, str, str]]:
-    """``run("registry", "list", ...) -> (exit code, stdout, stderr)`` on ``registry``.
-
-    Only the registry commands are registered (``tripwire.training.cli`` is another module),
-    and the registry directory comes from ``TRIPWIRE_REGISTRY``.
-    """
-    monkeypatch.setattr(tripwire.cli, "COMMAND_MODULES", ("tripwire.training.registry.cli",))
-    monkeypatch.setenv("TRIPWIRE_REGISTRY", str(registry.root))
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        rc = tripwire.cli.main(list(argv))
-        out, err = capsys.readouterr()
-        return rc, out, err
-
-    return run
-
 
 METRICS = {"roc_auc": 0.99512, "pr_auc": 0.9, "f1": 0.875, "precision": 1.0}
 

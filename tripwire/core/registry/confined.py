@@ -13,11 +13,13 @@ descriptor itself is checked (``fstat``: a regular file with at most one link).
 Callers then read, hash or copy from that descriptor and never open the name
 again, so an entry swapped after the check is not the one read. (A file atomically
 replaced between the ``lstat`` and the ``open`` is read in its new version, which is
-checked all the same: alias files are replaced that way while workers poll them.) Also refused: anything but a regular file where a file is
-expected (a FIFO would block the reader forever; nothing is opened before its
-type is known), a file with more than one hard link (another name, possibly
-outside the registry, shares its bytes: the registry never makes hard links), and
-a file larger than the caller's bound.
+checked all the same: alias files are replaced that way while workers poll them.)
+
+Also refused: anything but a regular file where a file is expected (a FIFO would
+block the reader forever, so nothing is opened before its type is known), a file
+with more than one hard link (another name, possibly outside the registry, shares
+its bytes: the registry never makes hard links), and a file larger than the
+caller's bound.
 
 Not checked: mount points. Mounting something inside the registry takes
 privileges the registry's writers should not have.

@@ -135,7 +135,8 @@ def unlisted_entries(version_fd: int, artifacts: dict[str, str]) -> Problems:
             if stat.S_ISDIR(st.st_mode) and rel in needed_dirs:
                 continue
             what = "" if stat.S_ISREG(st.st_mode) else f" ({describe(version_fd, rel, st)})"
-            problems.append((str(escaped(rel)), f"file not listed in the manifest's artifacts{what}"))
+            why = f"file not listed in the manifest's artifacts{what}"
+            problems.append((str(escaped(rel)), why))
     except RefusedEntry as e:
         problems.append((e.path, e.problem))
     return problems

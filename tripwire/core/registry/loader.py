@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from tripwire.core.errors import ModelLoadError, RegistryError
 from tripwire.core.registry.integrity import check_version
 from tripwire.core.registry.reader import RegistryReader
+from tripwire.core.untrusted import escaped
 
 if TYPE_CHECKING:
     from tripwire.core.detector import Detector
@@ -103,11 +104,13 @@ def _build_detector(
     try:
         cls = (lookup or _default_detector_class)(kind)
     except Exception as e:  # the lookup is pluggable; any failure means "unknown kind"
-        raise ModelLoadError(label, f"unknown detector kind {kind!r}: {e}") from e
+        why = f"unknown detector kind '{escaped(kind, 64)}': {escaped(str(e))}"
+        raise ModelLoadError(label, why) from e
     try:
         return cls.load(version_dir, spec["params"], spec["state"])
     except Exception as e:  # a boundary: the worker must survive any broken model
-        raise ModelLoadError(label, f"detector {kind!r} failed to load: {e}") from e
+        why = f"detector '{escaped(kind, 64)}' failed to load: {escaped(str(e))}"
+        raise ModelLoadError(label, why) from e
 
 
 def _probe(detector: Any, n_features: int, label: str) -> None:
@@ -122,7 +125,7 @@ def _probe(detector: Any, n_features: int, label: str) -> None:
         raise ModelLoadError(
             label,
             f"detector cannot score rows of the manifest's {n_features} features "
-            f"(feature count mismatch?): {e}",
+            f"(feature count mismatch?): {escaped(str(e))}",
         ) from e
     if shape != (1,) or c_shape not in (None, (1, n_features)):
         raise ModelLoadError(
