@@ -13,13 +13,16 @@ from tripwire.core.config import env_name
 from tripwire.demo import DemoSettings
 from tripwire.stream.observability.metrics import INVALID_REASONS, Metrics
 from tripwire.stream.settings import WorkerSettings
+from tripwire.training.registry.cli import GateSettings
 from tripwire.training.settings import ScoreSettings, TrainSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 
 
-@pytest.mark.parametrize("cls", [WorkerSettings, TrainSettings, ScoreSettings, DemoSettings])
+@pytest.mark.parametrize(
+    "cls", [WorkerSettings, TrainSettings, ScoreSettings, DemoSettings, GateSettings]
+)
 def test_every_setting_is_documented(cls: type) -> None:
     missing = [
         env_name(f.name) for f in dataclasses.fields(cls) if f"`{env_name(f.name)}`" not in README
