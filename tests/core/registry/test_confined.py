@@ -9,10 +9,7 @@ bytes.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import pickle
 import shutil
 import threading
 from collections.abc import Callable, Iterator
@@ -22,7 +19,7 @@ from typing import Any, Self
 import numpy as np
 import pytest
 
-from tests.fixtures.registry import Published
+from tests.fixtures.registry import Published, forge_outside, symlinked_pickle
 from tests.fixtures.toy_registry import MeanDetector, lookup, manifest_for
 from tripwire.core.errors import ModelLoadError
 from tripwire.core.registry import RegistryReader, load_scorer
@@ -47,43 +44,16 @@ def _load_error(root: Path, ref: str, **kwargs: Any) -> str:
     return info.value.problem
 
 
-def forge_outside(reg: Registry, name: str, version: str, outside: Path, as_version: str) -> Path:
-    """Copy ``name/version`` to ``outside``, relabelled ``as_version``: a complete,
-    self-consistent version (every sha256 matches) that lives outside the registry."""
-    shutil.copytree(reg.version_dir(name, version), outside)
-    doc = json.loads((outside / "manifest.json").read_text())
-    doc["version"] = as_version
-    (outside / "manifest.json").write_text(json.dumps(doc))
-    return outside
-
-
-def rehash(vdir: Path) -> None:
-    """Make the manifest's artifact digests match the files again (a forger's step)."""
-    doc = json.loads((vdir / "manifest.json").read_text())
-    for name in doc["artifacts"]:
-        doc["artifacts"][name] = hashlib.sha256((vdir / name).read_bytes()).hexdigest()
-    (vdir / "manifest.json").write_text(json.dumps(doc))
-
-
 def test_a_version_dir_symlinked_outside_is_refused(
     registry: Registry, publish_mean: Callable[..., str], tmp_path: Path
 ) -> None:
     publish_mean()
-    outside = forge_outside(registry, "demo", "1", tmp_path / "elsewhere", "2")
+    one = Published(registry.root, "demo", "1", ("f0", "f1", "f2"), 1.0)
+    outside = forge_outside(one, tmp_path / "elsewhere", "2")
     registry.version_dir("demo", "2").symlink_to(outside, target_is_directory=True)
     problem = _load_error(registry.root, "demo@2")
     assert f"demo/2: is a symlink (to {outside}), not a directory" in problem
     assert "is a symlink" in _load_error(registry.root, "demo@latest")
-
-
-class _Payload:
-    """Unpickling this creates ``marker``: proof that a pickle was executed."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple:
-        return (Path.touch, (self.marker,))
 
 
 def test_a_pyod_version_outside_the_registry_is_never_unpickled(
@@ -91,11 +61,8 @@ def test_a_pyod_version_outside_the_registry_is_never_unpickled(
 ) -> None:
     """The reproduction of the issue: on main this created the marker."""
     pub = registry_factory(kind="pyod:IForest", promote=None)
-    outside = forge_outside(pub.registry, pub.name, pub.version, tmp_path / "evil", "2")
     marker = tmp_path / "pickle-was-executed"
-    (outside / "model.pkl").write_bytes(pickle.dumps(_Payload(marker)))
-    rehash(outside)  # the forged version is self-consistent: only its place is wrong
-    pub.registry.version_dir(pub.name, "2").symlink_to(outside, target_is_directory=True)
+    symlinked_pickle(pub, tmp_path / "evil", "2", marker)
     for ref in (f"{pub.name}@2", f"{pub.name}@latest"):
         with pytest.raises(ModelLoadError, match="is a symlink"):
             load_scorer(pub.root, ref)

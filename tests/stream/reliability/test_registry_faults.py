@@ -4,7 +4,8 @@
 ``ModelWatcher`` alone, and
 ``test_worker_reload_scaleout.py`` one fault (another feature schema) under a real
 worker. Here a real ``tripwire worker`` serves a live stream while the production
-alias is pointed, one after the other, at every kind of broken version: it keeps
+alias is pointed, one after the other, at every kind of broken version (versions
+symlinked outside the registry included) and finally holds garbage: it keeps
 serving version 1, counts each refusal and logs why, loses no event, and still
 takes a good version afterwards. At start, ``tripwire worker`` refuses each broken
 model with a clear message and exit code 2.
@@ -16,11 +17,19 @@ import json
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.fixtures.registry import FAULTS, Published, point_alias, publish_model
+from tests.fixtures.registry import (
+    FAULTS,
+    Published,
+    forge_outside,
+    point_alias,
+    publish_model,
+    symlinked_pickle,
+)
 from tests.stream.harness import REPO, WorkerProcess, wait_for
 from tests.stream.reliability.ledger import new_run
 from tests.stream.reliability.traffic import RateProducer
@@ -60,24 +69,30 @@ def test_worker_keeps_serving_through_every_registry_fault(
     broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
     v1 = publish_model(tmp_path / "registry")
-    faults = broken_versions(v1)
+    faults = {f: (_point(v1, v), v, why) for f, (v, why) in broken_versions(v1).items()}
     other_schema = publish_model(v1.root, n_features=6, promote=None)
-    faults["another feature schema"] = (other_schema.version, "feature count 6 != serving")
+    faults["another feature schema"] = (
+        _point(v1, other_schema.version),
+        other_schema.version,
+        "feature count 6 != serving",
+    )
+    faults.update(escapes(v1, tmp_path))
+    marker = tmp_path / "pickle-was-executed"
     settings, ledger = new_run(broker, v1, "registry-faults", PARTITIONS, reload_interval=0.3)
     serving = f'tripwire_model_info{{name="demo",version="{v1.version}"}}'
     worker = WorkerProcess(tmp_path / "worker.log", **settings)
     try:
         with RateProducer(broker.bootstrap, settings["input_topic"], 300) as producer:
             wait_for(lambda: worker.metric("tripwire_events_scored_total"), 60, "streaming")
-            for n, (fault, (version, why)) in enumerate(faults.items(), start=1):
+            for n, (fault, (apply, marks, why)) in enumerate(faults.items(), start=1):
                 scored = worker.metric("tripwire_events_scored_total")
-                point_alias(v1, version)
+                apply()
                 wait_for(lambda n=n: worker.metric(FAILURES) >= n, 20, f"refusal of {fault}")
                 wait_for(lambda s=scored: worker.metric("tripwire_events_scored_total") > s + 100,
                          20, f"scoring on after {fault}")  # fmt: skip
                 m = worker.metrics()
                 assert m[FAILURES] == n and m[serving] == 1 and m[SUCCESSES] == 0, fault
-                refused = f"-> version {version}: "
+                refused = f"-> version {marks}: " if marks.isdigit() else marks
                 line = wait_for(
                     lambda r=refused: next((x for x in worker.log().splitlines() if r in x), None),
                     5,
@@ -95,10 +110,36 @@ def test_worker_keeps_serving_through_every_registry_fault(
     finally:
         code = worker.stop()
     assert alive and code == 0
+    assert not marker.exists()  # the pickle outside the registry was never unpickled
     versions = Counter(d["model"]["version"] for docs in out.scores.values() for d in docs)
     assert set(versions) == {v1.version, good.version}  # no broken version scored anything
     fig.extra.update(faults=len(faults), refusals=len(faults), scored_by_version=dict(versions))
     fig.check()
+
+
+def _point(pub: Published, version: str) -> Callable[[], None]:
+    return lambda: point_alias(pub, version)
+
+
+def escapes(served: Published, tmp: Path) -> dict[str, tuple[Callable[[], None], str, str]]:
+    """Issue 11 §4 under a running worker: on main the symlinked versions hot-loaded
+    (the PyOD one unpickling a file from outside the registry) and the garbage
+    alias was neither counted nor logged. (Garbage first: the next fault rewrites
+    the alias file, and the final promote must be able to read it.)"""
+    ae = publish_model(served.root, seed=3, promote=None)
+    iforest = publish_model(served.root, kind="pyod:IForest", promote=None)
+    forge_outside(ae, tmp / "outside-ae", "90")
+    served.registry.version_dir(served.name, "90").symlink_to(tmp / "outside-ae")
+    symlinked_pickle(iforest, tmp / "outside-pyod", "91", tmp / "pickle-was-executed")
+    alias = served.registry.alias_path(served.name, "production")
+    return {
+        "garbage alias JSON": (
+            lambda: alias.write_text("{not json"), "cannot read the alias", "JSONDecodeError"
+        ),
+        "version dir symlinked outside the registry":
+            (_point(served, "90"), "90", "is a symlink (to "),
+        "PyOD version outside the registry": (_point(served, "91"), "91", "is a symlink (to "),
+    }  # fmt: skip
 
 
 def test_worker_refuses_to_start_on_a_broken_model(tmp_path: Path) -> None:
