@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.fixtures.registry import normal_rows, publish_model, symlinked_pickle
 from tripwire.cli import main
 from tripwire.core.registry import load_scorer
 from tripwire.training.data import load_data
@@ -304,3 +305,19 @@ def test_score_errors_exit_2(
     code, _, err = run(capsys, *argv)
     assert code == 2 and message in err and "Traceback" not in err, err
     assert not (tmp_path / out).exists()
+
+
+def test_score_never_unpickles_a_version_outside_the_registry(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 11 §4, as reproduced: on main this `tripwire score` created the marker."""
+    pub = publish_model(tmp_path / "registry", kind="pyod:IForest")
+    marker = tmp_path / "pickle-was-executed"
+    symlinked_pickle(pub, tmp_path / "outside", "2", marker)
+    data = tmp_path / "rows.npz"
+    np.savez(data, X=normal_rows(5))
+    argv = ["score", "--registry", str(pub.root), "--model", "demo@2", "--data", str(data),
+            "--out", str(tmp_path / "s.npy")]  # fmt: skip
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and "demo/2: is a symlink (to " in err, err
+    assert not marker.exists()

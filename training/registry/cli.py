@@ -120,22 +120,8 @@ def register_registry(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
     p.add_argument("--json", action="store_true", help="with --history: the alias file as JSON")
     p.set_defaults(func=cmd_show)
 
-    p = leaf("promote", "point an alias at a version (which must verify), optionally on evidence")
-    p.add_argument("name", metavar="NAME")
-    p.add_argument("version", metavar="VERSION", help="a version number, 'latest' or an alias")
-    p.add_argument("--alias", default=DEFAULT_ALIAS, help="alias to move (default: %(default)s)")
-    p.add_argument(
-        "--evidence", metavar="REPORT.json",
-        help="a `tripwire replay` (or shadow) report comparing VERSION with the alias's current "
-        "version: checked against the budget below and recorded with the move",
-    )  # fmt: skip
-    add_arguments(p, GateSettings, load_env(GateSettings))
-    p.add_argument(
-        "--force", action="store_true",
-        help="promote even if the evidence is outside the budget (recorded as forced; never "
-        "overrides a version that fails verification)",
-    )  # fmt: skip
-    p.set_defaults(func=cmd_promote)
+    _promote_arguments(leaf("promote", "point an alias at a version (which must verify), "
+                            "optionally on evidence"))  # fmt: skip
 
     p = leaf("rollback", "move an alias back to the version it pointed at before")
     p.add_argument("name", metavar="NAME")
@@ -153,6 +139,25 @@ def register_registry(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
     )  # fmt: skip
     p.add_argument("--dry-run", action="store_true", help="list, do not remove")
     p.set_defaults(func=cmd_gc)
+
+
+def _promote_arguments(p: argparse.ArgumentParser) -> None:
+    """``promote``'s options: the alias, the evidence, the gate's budget, ``--force``."""
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("version", metavar="VERSION", help="a version number, 'latest' or an alias")
+    p.add_argument("--alias", default=DEFAULT_ALIAS, help="alias to move (default: %(default)s)")
+    p.add_argument(
+        "--evidence", metavar="REPORT.json",
+        help="a `tripwire replay` (or shadow) report comparing VERSION with the alias's current "
+        "version: checked against the budget below and recorded with the move",
+    )  # fmt: skip
+    add_arguments(p, GateSettings, load_env(GateSettings))
+    p.add_argument(
+        "--force", action="store_true",
+        help="promote even if the evidence is outside the budget (recorded as forced; never "
+        "overrides a version that fails verification)",
+    )  # fmt: skip
+    p.set_defaults(func=cmd_promote)
 
 
 #: ``tripwire.cli`` convention: a command module exposes ``register``.
