@@ -13,6 +13,7 @@ import logging
 
 from aiokafka.admin import AIOKafkaAdminClient
 
+from tripwire.core.untrusted import escaped
 from tripwire.stream.kafka.security import aiokafka_options
 from tripwire.stream.observability.health import Health
 from tripwire.stream.settings import WorkerSettings
@@ -48,7 +49,7 @@ async def probe_broker(
                     # admin.start()): stop as asked
                     raise asyncio.CancelledError from e
                 if health.broker_up:
-                    log.warning("broker %s not reachable: %r", settings.bootstrap, e)
+                    log.warning("broker %s not reachable: %s", settings.bootstrap, escaped(e))
                 health.broker_up = False
                 if admin is not None:
                     await _close(admin)
@@ -65,4 +66,4 @@ async def _close(admin: AIOKafkaAdminClient) -> None:
     try:
         await admin.close()
     except Exception as e:  # closing a broken client may fail too
-        log.debug("closing the health admin client: %r", e)
+        log.debug("closing the health admin client: %s", escaped(e))
