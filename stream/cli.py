@@ -20,7 +20,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from tripwire.core.config import add_arguments, env_name, from_args, load_env
+from tripwire.core.config import add_arguments, env_name, from_args, load_env, shown_default
 from tripwire.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def register(subparsers: Any) -> None:
         default=defaults.model_ref,
         metavar="REF",
         help="model NAME (= NAME@production) or NAME@ALIAS to serve and follow (required) "
-        f"[env {env_name('model_ref')}; default: {defaults.model_ref or None}]",
+        f"[env {env_name('model_ref')}{shown_default(str, defaults.model_ref)}]",
     )
     add_arguments(parser, WorkerSettings, defaults)
 

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from tripwire.core.config import add_arguments, env_name, from_args, load_env
+from tripwire.core.config import add_arguments, env_name, from_args, load_env, shown_default
 from tripwire.core.errors import ConfigError
 from tripwire.training.settings import ScoreSettings, TrainSettings
 
@@ -90,7 +90,7 @@ def _add_score(subparsers: Any) -> None:
         default=defaults.model_ref,
         metavar="REF",
         help="model NAME (= NAME@production), NAME@VERSION, NAME@ALIAS or NAME@latest "
-        f"[env {env_name('model_ref')}; default: {defaults.model_ref}]",
+        f"[env {env_name('model_ref')}{shown_default(str, defaults.model_ref)}]",
     )
     add_arguments(parser, ScoreSettings, defaults)
     parser.set_defaults(func=_guard(env_error, run_score))
@@ -117,10 +117,11 @@ def run_train(args: argparse.Namespace) -> int:
     settings = from_args(TrainSettings, args)
     result = train(settings)
     t = result.threshold
+    spec_args = ",".join(str(v) for v in t["params"].values())  # as --threshold takes it
     lines = [
         f"published {result.name}@{result.version} ({result.detector}) -> {result.path}",
         f"rows           {_rows(result.rows)}",
-        f"threshold      {t['method']} {t['params']} = {t['value']:.6g}",
+        f"threshold      {t['method']}{':' if spec_args else ''}{spec_args} = {t['value']:.6g}",
     ]
     if result.metrics is None:
         lines.append("metrics        none (no labelled test split)")

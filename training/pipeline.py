@@ -24,6 +24,7 @@ import numpy as np
 
 from tripwire.core.detector import Detector
 from tripwire.core.errors import ConfigError, DataError
+from tripwire.core.kinds import detector_class
 from tripwire.core.registry.manifest import is_alias_name, is_model_name
 from tripwire.core.scorer import Scorer
 from tripwire.training.data import Dataset, demo_data, load_data
@@ -203,6 +204,8 @@ def _check(settings: TrainSettings) -> None:
         raise ConfigError(f"--name {settings.model_name()!r}: use letters, digits, '_', '.', '-'")
     if settings.promote is not None and not is_alias_name(settings.promote):
         raise ConfigError(f"--promote {settings.promote!r} is not a valid alias name")
+    detector_class(settings.model)  # an unknown --model fails before the data loads
+    settings.detector_params()  # and so does bad --params JSON
 
 
 def _publish(

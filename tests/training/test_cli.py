@@ -109,7 +109,8 @@ def test_train_summary_and_promotion(
                        "--threshold", "pot:1e-3",
                        "--plot", "none")  # fmt: skip
     assert code == 0
-    assert "published m@2" in out and "threshold      pot" in out and "promoted" not in out
+    assert "published m@2" in out and "promoted" not in out
+    assert "\nthreshold      pot:0.001,0.98 = " in out  # as --threshold takes it, no dict
     assert load_scorer(reg, "m@production").version == "1"  # not promoted this time
     assert load_scorer(reg, "m@latest").version == "2"
 
@@ -154,6 +155,44 @@ def test_npz_without_x_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str
     np.savez(path, features=np.ones((3, 2)))
     code, _, err = run(capsys, "train", "--data", str(path), "--registry", str(tmp_path / "r"))
     assert code == 2 and f"{path}: missing key 'X'" in err
+
+
+@pytest.mark.parametrize("model", ["svm", "pyod:NoSuchModel"])
+def test_an_unknown_model_fails_before_the_data_loads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], model: str
+) -> None:
+    missing = tmp_path / "missing.csv"  # loading it would fail with "no such file"
+    code, _, err = run(capsys, "train", "--data", str(missing), "--model", model,
+                       "--registry", str(tmp_path / "r"))  # fmt: skip
+    assert code == 2 and "no such file" not in err
+    assert "unknown detector" in err or "unknown PyOD model" in err, err
+
+
+@pytest.mark.parametrize(
+    ("argv", "usage", "unknown"),
+    [
+        (["train", "--dta", "x"], "usage: tripwire train ", "--dta x"),
+        (["registry", "list", "--bogus"], "usage: tripwire registry list ", "--bogus"),
+        (["score", "--modle", "m"], "usage: tripwire score ", "--modle m"),
+    ],
+)
+def test_a_typo_shows_the_subcommands_usage(
+    capsys: pytest.CaptureFixture[str], argv: list[str], usage: str, unknown: str
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(usage) and f"unrecognized arguments: {unknown}\n" in err
+
+
+def test_help_shows_no_default_for_unset_options(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in ("train", "score"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        out = " ".join(capsys.readouterr().out.split())
+        assert "default: None" not in out and "default: ]" not in out
+        assert "[env TRIPWIRE_DATA]" in out  # unset: only where to set it
 
 
 @pytest.mark.parametrize(

@@ -183,21 +183,35 @@ def _section(manifest: dict[str, Any], key: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _version_row(reg: Registry, name: str, version: str, aliases: list[str]) -> list[str]:
+def _summary(reg: Registry, name: str, version: str) -> dict[str, Any]:
+    """What ``registry list`` shows of one version (``{"error": ...}`` if unreadable)."""
     try:
         m = reg.manifest(name, version)
     except RegistryError as e:
-        return [version, f"<unreadable: {e}>"]
+        return {"error": str(e)}
     metrics, detector, threshold, features = (
         _section(m, k) for k in ("metrics", "detector", "threshold", "features")
     )
+    return {
+        "created_at": m.get("created_at"),
+        "detector": detector.get("kind"),
+        "features": features.get("count"),
+        "threshold": {"method": threshold.get("method"), "value": threshold.get("value")},
+        "metrics": {k: metrics.get(k) for k in METRIC_COLUMNS},
+    }
+
+
+def _version_row(reg: Registry, name: str, version: str, aliases: list[str]) -> list[str]:
+    s = _summary(reg, name, version)
+    if "error" in s:
+        return [version, f"<unreadable: {s['error']}>"]
     return [
         version,
-        str(m.get("created_at", "-")),
-        str(detector.get("kind", "-")),
-        str(features.get("count", "-")),
-        f"{threshold.get('method', '-')}={_fmt(threshold.get('value'), '.6g')}",
-        *(_fmt(metrics.get(k), ".4f") for k in METRIC_COLUMNS),
+        str(s["created_at"] or "-"),
+        str(s["detector"] or "-"),
+        str(s["features"] if s["features"] is not None else "-"),
+        f"{s['threshold']['method'] or '-'}={_fmt(s['threshold']['value'], '.6g')}",
+        *(_fmt(s["metrics"][k], ".4f") for k in METRIC_COLUMNS),
         ",".join(aliases) or "-",
     ]
 
@@ -212,7 +226,14 @@ def cmd_list(args: argparse.Namespace) -> int:
     reg = _registry(args)
     names = [args.name] if args.name else reg.models()
     if args.json:
-        doc = {n: {"versions": reg.versions(n), "aliases": reg.aliases(n)} for n in names}
+        doc = {
+            n: {
+                "versions": reg.versions(n),
+                "aliases": reg.aliases(n),
+                "details": {v: _summary(reg, n, v) for v in reg.versions(n)},
+            }
+            for n in names
+        }
         _out(json.dumps(doc, indent=2, sort_keys=True))
         return 0
     if not names:

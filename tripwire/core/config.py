@@ -124,11 +124,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, defaults: Any) -> 
         tp = _base_type(hints[f.name])
         value = getattr(defaults, f.name)
         help_text = f.metadata.get("help", "")
-        shown = "****" if tp is Secret and value else value
-        if isinstance(shown, tuple):
-            shown = ",".join(shown)
-        shown = str(shown).replace("%", "%%")  # argparse %-formats help strings
-        help_text = f"{help_text} [env {env_name(f.name)}; default: {shown}]"
+        help_text = f"{help_text} [env {env_name(f.name)}{shown_default(tp, value)}]"
         opt = "--" + f.name.replace("_", "-")
         if tp is bool:
             parser.add_argument(
@@ -141,6 +137,16 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, defaults: Any) -> 
             type=_converter(hints[f.name], opt),
             metavar=f.metadata.get("metavar", f.name.upper()),
         )  # fmt: skip
+
+
+def shown_default(tp: Any, value: Any) -> str:
+    """``"; default: X"`` for ``--help``, or nothing when the option is unset by default."""
+    if value is None or value == "" or value == ():
+        return ""  # "default: None" would read as a value; the help says what unset means
+    shown = "****" if tp is Secret else value
+    if isinstance(shown, tuple):
+        shown = ",".join(shown)
+    return "; default: " + str(shown).replace("%", "%%")  # argparse %-formats help strings
 
 
 def _converter(tp: Any, opt: str) -> typing.Callable[[str], Any]:

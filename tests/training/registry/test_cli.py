@@ -44,7 +44,22 @@ def test_list_json(two_versions: None, registry: Registry, tripwire_cli: Callabl
     registry.promote("demo", "production", "2")
     rc, out, _ = tripwire_cli("registry", "list", "--json")
     assert rc == 0
-    assert json.loads(out) == {"demo": {"versions": ["1", "2"], "aliases": {"production": "2"}}}
+    doc = json.loads(out)
+    assert doc["demo"]["versions"] == ["1", "2"] and doc["demo"]["aliases"] == {"production": "2"}
+    v1, v2 = doc["demo"]["details"]["1"], doc["demo"]["details"]["2"]
+    assert v1["metrics"] == {"roc_auc": 0.99512, "pr_auc": 0.9, "f1": 0.875}  # the table's
+    assert v1["threshold"] == {"method": "fpr", "value": 1.5} and v1["features"] == 3
+    assert v1["detector"] == "test-mean" and v1["created_at"]
+    assert v2["metrics"] == {"roc_auc": None, "pr_auc": None, "f1": None}
+
+
+def test_list_json_marks_an_unreadable_manifest(
+    two_versions: None, registry: Registry, tripwire_cli: Callable
+) -> None:
+    (registry.version_dir("demo", "2") / "manifest.json").write_text("{")
+    rc, out, _ = tripwire_cli("registry", "list", "--json")
+    assert rc == 0
+    assert "cannot be read as JSON" in json.loads(out)["demo"]["details"]["2"]["error"]
 
 
 def test_list_marks_an_unreadable_manifest(
