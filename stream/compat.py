@@ -202,11 +202,18 @@ def worker_with_stop_hook(on_stop_signal: Callable[[], object]) -> type:
     """``faust.Worker`` that calls ``on_stop_signal()`` when SIGTERM or SIGINT arrives.
 
     Both signals reach ``mode.Worker._schedule_shutdown``; the hook runs before the
-    graceful stop starts (the worker arms its drain deadline there).
+    graceful stop starts (the worker arms its drain deadline there). It has no
+    start-up spinner: faust's writes backspaces and a show-cursor escape
+    (``\\x08\\x1b[?25h``) to stdout when start-up ends, even when stdout is a pipe or
+    a log file.
     """
     import faust
 
     class Worker(faust.Worker):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.spinner = None  # a service, not a terminal program
+
         def _schedule_shutdown(self, signal: Any) -> None:
             on_stop_signal()
             super()._schedule_shutdown(signal)

@@ -41,8 +41,8 @@ def build_parser(modules: tuple[str, ...] = COMMAND_MODULES) -> argparse.Argumen
     )
     parser.add_argument(
         "--log-level",
-        default=os.environ.get("TRIPWIRE_LOG_LEVEL", "INFO"),
-        help="logging level [env TRIPWIRE_LOG_LEVEL]",
+        default=os.environ.get("TRIPWIRE_LOG_LEVEL", argparse.SUPPRESS),
+        help="logging level [env TRIPWIRE_LOG_LEVEL; default: INFO, WARNING for demo]",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in modules:
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:  # name the subcommand's usage, not the top level's
         innermost(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
     logging.basicConfig(
-        level=args.log_level.upper(),
+        level=getattr(args, "log_level", getattr(args, "default_log_level", "INFO")).upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )

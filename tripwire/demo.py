@@ -5,7 +5,11 @@ on the tutorial's data (PyOD ``generate_data``, 50 features, contamination 0.2),
 publish and promote it, start ``tripwire worker`` as a child process, stream the
 test set through Kafka, read the alert topic, and print accuracy / precision /
 recall / F1 against the labels, events/s, latency and the metrics URL. Everything it
-started is stopped before it returns (``--keep-running`` waits for Ctrl-C first).
+started is stopped before it returns (``--keep-running`` prints the result, then
+serves until Ctrl-C).
+
+It shows its steps as plain lines on stdout and keeps library logs out of view
+(``--log-level INFO`` shows them).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -77,6 +81,14 @@ class DemoResult:
     latency_ms: dict[str, float]
     metrics_url: str
     alerts: int
+    events: int
+    #: normal events sent until the worker scored one (also counted by /metrics)
+    warm_up: int
+
+
+def step(label: str, text: str) -> None:
+    """One line of the demo's progress on stdout."""
+    print(f"  {label:<9} {text}", flush=True)
 
 
 def register(subparsers: Any) -> None:
@@ -87,26 +99,50 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_arguments(parser, DemoSettings, load_env(DemoSettings))
-    parser.set_defaults(func=lambda args: _run_cli(from_args(DemoSettings, args)))
+    # library INFO lines would bury the steps; an explicit --log-level still wins
+    parser.set_defaults(
+        func=lambda args: _run_cli(from_args(DemoSettings, args)), default_log_level="WARNING"
+    )
 
 
 def _run_cli(settings: DemoSettings) -> int:
-    result = run_demo(settings)
+    print("Tripwire demo", flush=True)
+    # SIGTERM stops the demo as Ctrl-C does: its broker and worker are stopped too
+    signal.signal(signal.SIGTERM, _interrupt)
+    run_demo(settings, report=print_result)
+    return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def print_result(result: DemoResult, keep_running: bool) -> None:
+    """The summary block; the metrics URL is live while it is read only with --keep-running."""
     m = result.metrics
+    live = "live until Ctrl-C" if keep_running else "stopped with the demo; --keep-running keeps it"
     print(
         "\nTripwire demo: streamed the test set through Kafka and read the alert topic\n"
         f"  accuracy  {m['accuracy']:.4f}   precision {m['precision']:.4f}\n"
         f"  recall    {m['recall']:.4f}   F1        {m['f1']:.4f}\n"
-        f"  alerts    {result.alerts}   events/s  {result.events_per_s:,.0f}\n"
+        f"  events    {result.events:,} test events, {result.alerts} alerts"
+        f"   (+{result.warm_up} warm-up events before them; /metrics counts both)\n"
+        f"  events/s  {result.events_per_s:,.0f}\n"
         f"  latency   p50 {result.latency_ms['p50']:.1f} ms   "
         f"p99 {result.latency_ms['p99']:.1f} ms   (event time -> alert)\n"
-        f"  metrics   {result.metrics_url}"
+        f"  metrics   {result.metrics_url}   ({live})",
+        flush=True,
     )
-    return 0
 
 
-def run_demo(settings: DemoSettings) -> DemoResult:
-    """Run the whole demo; stops everything it started before returning."""
+def run_demo(
+    settings: DemoSettings, report: Callable[[DemoResult, bool], None] | None = None
+) -> DemoResult:
+    """Run the whole demo; stops everything it started before returning.
+
+    ``report(result, keep_running)`` is called as soon as the test set is scored,
+    before ``--keep-running`` waits for Ctrl-C.
+    """
     from tripwire.training.data import demo_data
 
     with ExitStack() as stack:
@@ -119,7 +155,10 @@ def run_demo(settings: DemoSettings) -> DemoResult:
         port = settings.metrics_port or _free_port()
         worker = stack.enter_context(_worker(settings, bootstrap, registry, name, port))
         url = f"http://127.0.0.1:{port}/metrics"
+        step("worker", f"tripwire worker started (a child process); metrics at {url}")
         result = asyncio.run(_stream_and_collect(settings, bootstrap, test.X, test.y, url, worker))
+        if report is not None:
+            report(result, settings.keep_running)
         if settings.keep_running:
             _wait_for_interrupt(bootstrap, url)
         return result
@@ -130,7 +169,7 @@ def _start_broker(stack: ExitStack) -> str:
     from tripwire.embedded import EmbeddedBroker
 
     broker = stack.enter_context(EmbeddedBroker())
-    log.info("started the embedded broker (Tansu) on %s", broker.bootstrap)
+    step("broker", f"embedded Tansu on {broker.bootstrap}")
     return broker.bootstrap
 
 
@@ -142,9 +181,11 @@ def _train(settings: DemoSettings, registry: str) -> str:
         TrainSettings(), demo=True, model=settings.model, registry=registry,
         name="demo", promote="production", seed=settings.seed, plot="none",
     )  # fmt: skip
-    log.info("training %s on the tutorial's data (normal rows only)", settings.model)
+    step("training", f"{settings.model} on the tutorial's data (normal rows only)")
     result = train(ts)
-    log.info("published %s version %s, promoted to production", "demo", result.version)
+    t = result.threshold
+    step("published", f"demo@{result.version} -> production (threshold {t['method']} = "
+                      f"{t['value']:.6g})")  # fmt: skip
     return "demo"
 
 
@@ -252,6 +293,8 @@ async def _stream_and_collect(
         },
         metrics_url=url,
         alerts=len(alerts),
+        events=len(X),
+        warm_up=warm,
     )
 
 
@@ -281,7 +324,7 @@ async def _warm_up(
     run: str,
 ) -> int:
     """Send normal events until the worker scores one; return how many were sent."""
-    log.info("waiting for the worker to join the consumer group")
+    step("warm-up", "normal events until the worker has joined its group and scored one")
     deadline = time.monotonic() + settings.timeout
     sent = 0
     while time.monotonic() < deadline:
@@ -293,6 +336,7 @@ async def _warm_up(
         await asyncio.sleep(0.25)
         if (_scraped(url, "tripwire_events_scored_total") or 0) > 0:
             await _wait_scored(url, sent, settings.timeout, worker)
+            step("warm-up", f"{sent} events until the first was scored")
             return sent
     raise TripwireError(f"the worker scored nothing within {settings.timeout:.0f} s")
 
@@ -300,7 +344,7 @@ async def _warm_up(
 async def _produce(
     producer: AIOKafkaProducer, settings: DemoSettings, X: np.ndarray, run: str
 ) -> None:
-    log.info("streaming %d events to %s", len(X), settings.input_topic)
+    progress = Progress("streaming", len(X), f"events to {settings.input_topic}")
     t0 = time.monotonic()
     pending = []
     for i, row in enumerate(X):
@@ -311,9 +355,35 @@ async def _produce(
         key = f"entity-{i % 50}".encode()
         value = _event(f"{run}-{i}", row)
         pending.append(await producer.send(settings.input_topic, value, key=key))
-        if (i + 1) % max(1, len(X) // 4) == 0:
-            log.info("streamed %d/%d events", i + 1, len(X))
+        progress.update(i + 1)
     await asyncio.gather(*pending)
+    progress.done()
+
+
+class Progress:
+    """``done/total`` on one line: redrawn in place on a terminal, in quarters otherwise."""
+
+    def __init__(self, label: str, total: int, what: str) -> None:
+        self.label, self.total, self.what = label, total, what
+        self.tty = sys.stdout.isatty()
+        self._shown = -1
+
+    def update(self, done: int) -> None:
+        if self.tty:
+            if done % max(1, self.total // 100) == 0:
+                print(
+                    f"\r  {self.label:<9} {done:,}/{self.total:,} {self.what}", end="", flush=True
+                )
+            return
+        quarter = 4 * done // max(1, self.total)
+        if 0 < quarter < 4 and quarter > self._shown:
+            self._shown = quarter
+            step(self.label, f"{done:,}/{self.total:,} {self.what}")
+
+    def done(self) -> None:
+        if self.tty:
+            print("\r", end="")
+        step(self.label, f"{self.total:,}/{self.total:,} {self.what}")
 
 
 async def _wait_scored(
@@ -380,4 +450,4 @@ def _wait_for_interrupt(bootstrap: str, url: str) -> None:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
-        log.info("stopping")
+        sys.stderr.write("stopping the worker and the broker\n")
