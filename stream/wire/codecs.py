@@ -58,7 +58,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from tripwire.stream.wire.errors import InvalidEvent
+from tripwire.stream.wire.errors import InvalidEvent, processing_error
 from tripwire.stream.wire.packed import CONTENT_TYPE as PACKED_CONTENT_TYPE
 from tripwire.stream.wire.packed import FLAG_IDS, FLAG_KEYS, FLAG_TS, PackedLayout
 from tripwire.stream.wire.records import Decoded, Headers, InputRecord
@@ -146,24 +146,34 @@ class Codec:
                 found.append(headers)
                 out.append(None)
             else:
-                out.append(self._decode_or_error(record))
+                out.append(self.decode_or_error(record))
         if f32:
             X = np.frombuffer(b"".join(values), dtype="<f4").reshape(len(f32), self.n_features)
             for row, (i, ok) in enumerate(zip(f32, np.isfinite(X).all(axis=1), strict=True)):
                 if not ok:  # decode says which feature
-                    out[i] = self._decode_or_error(records[i])
+                    out[i] = self.decode_or_error(records[i])
                     continue
                 try:
                     out[i] = self._f32_decoded(records[i], X[row : row + 1], found[row])
                 except InvalidEvent as e:
                     out[i] = e
+                except Exception as e:  # attributable to this record whatever it is
+                    out[i] = processing_error(e)
         return cast(list[Decoded | InvalidEvent], out)
 
-    def _decode_or_error(self, record: InputRecord) -> Decoded | InvalidEvent:
+    def decode_or_error(self, record: InputRecord) -> Decoded | InvalidEvent:
+        """:meth:`decode`, returning the refusal instead of raising it.
+
+        Any other exception the record makes decoding raise (an integer too large
+        for a float, say) is returned as an ``InvalidEvent`` with reason
+        ``processing-error``, naming the exception: it is this record's, not the batch's.
+        """
         try:
             return self.decode(record)
         except InvalidEvent as e:
             return e
+        except Exception as e:  # attributable to this record whatever it is
+            return processing_error(e)
 
     # -- JSON ------------------------------------------------------------------
 
