@@ -44,6 +44,10 @@ record key, else its id; without timestamps, ``tripwire-ts`` or the record
 timestamp. A vector with a NaN/inf value is refused on its own (its neighbours are
 scored); any other defect refuses the whole record.
 
+A record with a header key that is not UTF-8 (Kafka header keys are UTF-8 strings;
+aiokafka alone cannot read such a record: :func:`tripwire.stream.compat.install_lenient_fetch`)
+is refused as ``malformed`` whatever its encoding.
+
 Every refusal raises :class:`InvalidEvent` whose ``reason`` is one of
 :data:`tripwire.stream.observability.metrics.INVALID_REASONS`.
 """
@@ -58,6 +62,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from tripwire.stream.compat import UNDECODABLE_HEADER_KEY
 from tripwire.stream.wire.errors import InvalidEvent, processing_error
 from tripwire.stream.wire.packed import CONTENT_TYPE as PACKED_CONTENT_TYPE
 from tripwire.stream.wire.packed import FLAG_IDS, FLAG_KEYS, FLAG_TS, PackedLayout
@@ -106,6 +111,9 @@ class Codec:
     def decode(self, record: InputRecord) -> Decoded:
         """Decode one record; raise :class:`InvalidEvent` if it cannot be scored."""
         value = record.value
+        undecodable = header(record.headers, UNDECODABLE_HEADER_KEY)
+        if undecodable is not None:
+            raise InvalidEvent("malformed", f"a header key is not UTF-8: {undecodable[:60]!r}")
         if not value:
             raise InvalidEvent("empty", "the record value is empty")
         if len(value) > self.max_message_bytes:
@@ -140,6 +148,7 @@ class Codec:
             if (
                 value and len(value) == size and size <= self.max_message_bytes
                 and _media_type(headers.get("content-type")) == F32_TYPE
+                and UNDECODABLE_HEADER_KEY not in headers
             ):  # fmt: skip
                 f32.append(len(out))
                 values.append(value)
@@ -293,7 +302,7 @@ def _media_type(raw: bytes | None) -> str | None:
     return raw.decode("latin-1").split(";", 1)[0].strip().lower()
 
 
-_BINARY_HEADERS = ("content-type", ID_HEADER, TS_HEADER)
+_BINARY_HEADERS = ("content-type", ID_HEADER, TS_HEADER, UNDECODABLE_HEADER_KEY)
 
 
 def _binary_headers(headers: Headers) -> dict[str, bytes]:
