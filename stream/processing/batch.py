@@ -141,10 +141,11 @@ class BatchProcessor:
                 self._refuse_vectors(result, record, vectors)
         if result.invalid[PROCESSING_ERROR]:
             first = next(o for o in result.outputs if o.headers and _reason(o) == PROCESSING_ERROR)
+            raw = dict(first.headers or ()).get("tripwire-detail", b"")
             log.warning(
                 "%d vectors dead-lettered as %s (processing them raised), first: %s",
                 result.invalid[PROCESSING_ERROR], PROCESSING_ERROR,
-                escaped(dict(first.headers or ()).get("tripwire-detail", b"")),
+                escaped(raw.decode("utf-8", "replace")),
             )  # fmt: skip
         return result
 
