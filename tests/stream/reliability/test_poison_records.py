@@ -21,7 +21,7 @@ from tests.stream.reliability.ledger import new_run
 from tests.stream.reliability.poison import poison_records
 from tripwire.embedded import EmbeddedBroker
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 PARTITIONS = 2
 
