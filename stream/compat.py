@@ -10,7 +10,8 @@ and nowhere else, so an upgrade is checked in one module:
   public names) and state (read offsets, committed offsets, active partitions,
   unacked messages), a service's stop flag, the producer inside faust's producer,
   the worker's stop-signal hook (:func:`worker_with_stop_hook`);
-- aiokafka: the fetcher's long-poll and partition states (:class:`ConsumerThread`);
+- aiokafka: the fetcher's long-poll and partition states (:class:`ConsumerThread`),
+  its record parsing (:func:`install_lenient_fetch`: a header key that is not UTF-8);
 - prometheus_client: a histogram's buckets (:func:`observe_many`).
 
 ``VERIFIED`` are the versions this was read against and tested with; pyproject.toml
@@ -20,12 +21,20 @@ refuses to start with others.
 
 from __future__ import annotations
 
+import logging
+import struct
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from importlib import metadata
 from typing import Any, cast
 
 import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka.consumer import fetcher as aiokafka_fetcher
+from aiokafka.consumer.fetcher import PartitionRecords
+from aiokafka.errors import CorruptRecordException
+from aiokafka.record.default_records import _DefaultRecordBatchPy, _DefaultRecordPy
+from aiokafka.record.memory_records import MemoryRecords
+from aiokafka.record.util import decode_varint
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Consumer as FaustKafkaConsumer
 from faust.types import TP, AppT
@@ -35,6 +44,7 @@ from mode.utils.futures import notify
 from prometheus_client import Histogram
 
 from tripwire.core.errors import ConfigError
+from tripwire.core.untrusted import escaped
 
 #: Distribution -> the version the private accesses below were verified against.
 VERIFIED = {
@@ -193,6 +203,129 @@ class ConsumerThread(AIOKafkaConsumerThread):
             return False
         fetcher._fetch_max_wait_ms = ms
         return True
+
+
+# -- aiokafka: records whose header key is not UTF-8 ----------------------------------------
+
+#: Header added to a record read by :func:`install_lenient_fetch`, once per header key
+#: that is not UTF-8, holding that key's bytes (the key itself is then the text of
+#: those bytes with ``\\xNN`` escapes).
+UNDECODABLE_HEADER_KEY = "tripwire-undecodable-header-key"
+
+_log = logging.getLogger(__name__)
+
+
+class KeptMemoryRecords(MemoryRecords):
+    """aiokafka's ``MemoryRecords`` that keeps the bytes of the batch it last handed out."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.raw = data
+        self.current = memoryview(b"")
+        self._at = 0
+
+    def next_batch(self) -> Any:
+        batch = super().next_batch()
+        if batch is not None:  # every format: Length (int32) at 8, after it Length bytes
+            (length,) = struct.unpack_from(">i", self.raw, self._at + 8)
+            end = self._at + 12 + length
+            self.current, self._at = memoryview(self.raw)[self._at : end], end
+        return batch
+
+
+class LenientPartitionRecords(PartitionRecords):
+    """aiokafka's records of one fetched partition, surviving a header key that is not UTF-8.
+
+    aiokafka 0.14 decodes header keys strictly while it parses a batch
+    (``DefaultRecordBatch._read_msg``, C and Python alike): one record whose key is
+    not UTF-8 makes every fetch of its partition raise ``UnicodeDecodeError`` out of
+    ``Fetcher.fetched_records``, which stopped the worker, restart after restart.
+    Here that batch is read again by :func:`_lenient_records` and the rest of the
+    fetch as usual; the record comes out with :data:`UNDECODABLE_HEADER_KEY`, so the
+    worker dead-letters it with everything else it holds.
+    """
+
+    def _unpack_records(self) -> Iterator[ConsumerRecord]:
+        while True:
+            try:
+                yield from super()._unpack_records()
+                return
+            except UnicodeDecodeError:
+                yield from self._reread(cast(KeptMemoryRecords, self._records).current)
+
+    def _reread(self, raw: memoryview) -> Iterator[ConsumerRecord]:
+        batch = _DefaultRecordBatchPy(raw)
+        tp = self._tp
+        state: Any = self  # aiokafka's PartitionRecords is untyped
+        for record in _lenient_records(batch):
+            if record.offset < state.next_fetch_offset:
+                continue  # handed out before the failure (or before the fetch offset)
+            if any(k == UNDECODABLE_HEADER_KEY for k, _ in record.headers):
+                _log.warning(
+                    "topic %s partition %d offset %d: a header key is not UTF-8; "
+                    "read with its bytes escaped (dead-lettered as malformed)",
+                    escaped(tp.topic), tp.partition, record.offset,
+                )  # fmt: skip
+            consumer_record = self._consumer_record(tp, record)
+            self.next_fetch_offset = record.offset + 1
+            yield consumer_record
+        self.next_fetch_offset = batch.next_offset
+
+
+def _lenient_records(batch: Any) -> Iterator[Any]:
+    """The records of a v2 ``batch`` as aiokafka reads them, header keys decoded leniently."""
+    batch._maybe_uncompress()
+    buf, pos = batch._buffer, batch._pos
+    for _ in range(batch._num_records):
+        length, pos = decode_varint(buf, pos)
+        end = pos + length
+        _, pos = decode_varint(buf, pos)  # attributes: unused
+        ts_delta, pos = decode_varint(buf, pos)
+        log_append = batch.timestamp_type == batch.LOG_APPEND_TIME
+        timestamp = batch.max_timestamp if log_append else batch.first_timestamp + ts_delta
+        offset_delta, pos = decode_varint(buf, pos)
+        key, pos = _nullable_bytes(buf, pos)
+        value, pos = _nullable_bytes(buf, pos)
+        count, pos = decode_varint(buf, pos)
+        headers: list[tuple[str, bytes | None]] = []
+        undecodable: list[tuple[str, bytes | None]] = []
+        for _ in range(count):
+            raw_key, pos = _nullable_bytes(buf, pos)
+            h_value, pos = _nullable_bytes(buf, pos)
+            if raw_key is None:
+                raise CorruptRecordException("a header key of negative size")
+            try:
+                h_key = raw_key.decode("utf-8")
+            except UnicodeDecodeError:
+                h_key = raw_key.decode("utf-8", "backslashreplace")
+                undecodable.append((UNDECODABLE_HEADER_KEY, raw_key))
+            headers.append((h_key, h_value))
+        if pos != end:
+            raise CorruptRecordException(f"record of {length} bytes, read {pos - end + length}")
+        offset = batch.base_offset + offset_delta
+        yield _DefaultRecordPy(
+            offset, timestamp, batch.timestamp_type, key, value, headers + undecodable
+        )
+
+
+def _nullable_bytes(buf: bytearray, pos: int) -> tuple[bytes | None, int]:
+    size, pos = decode_varint(buf, pos)
+    if size < 0:
+        return None, pos
+    if pos + size > len(buf):
+        raise CorruptRecordException(f"can't read {size} bytes from position {pos}")
+    return bytes(buf[pos : pos + size]), pos + size
+
+
+def install_lenient_fetch() -> None:
+    """Make aiokafka's fetcher read records whose header keys are not UTF-8 (idempotent).
+
+    Replaces the two names ``aiokafka.consumer.fetcher`` builds fetched partitions
+    with, process-wide: records parse as before (the C parser, the same objects);
+    only a batch the parser fails on is read again by :class:`LenientPartitionRecords`.
+    """
+    aiokafka_fetcher.MemoryRecords = KeptMemoryRecords
+    aiokafka_fetcher.PartitionRecords = LenientPartitionRecords
 
 
 # -- prometheus_client -------------------------------------------------------------------

@@ -40,9 +40,12 @@ Why this is at-least-once (faust-streaming 0.15.3, read from its source):
 - A crash (SIGKILL) loses nothing: outputs not yet acknowledged belong to uncommitted
   offsets, which are consumed again; the duplicates this makes are bounded by the
   commit interval and carry the same deterministic alert ids.
-- An unexpected error while handling a batch (a bug, a model that raises) crashes
-  the worker with a non-zero exit instead of going on past unacked events; the
-  orchestrator restarts it from the committed offsets.
+- An error one record explains (its decoding, times, ids, keys, outputs, or the
+  model raising on its rows) dead-letters that record (``processing-error``) and the
+  batch goes on (:mod:`tripwire.stream.processing.isolation`). An error no record
+  explains (the model fails on a probe row too, a bug every batch hits, a produce
+  failure) crashes the worker with a non-zero exit instead of going on past unacked
+  events; the orchestrator restarts it from the committed offsets.
 """
 
 from __future__ import annotations
@@ -238,8 +241,10 @@ class StreamWorker:
         if isinstance(error, asyncio.CancelledError) or self.app.should_stop:
             return
         log.critical(
-            "cannot process a batch, stopping the worker: %s", escaped(error), exc_info=error
-        )
+            "cannot process a batch and no record of it explains the error (records that "
+            "do are dead-lettered as processing-error), stopping the worker: %s",
+            escaped(error), exc_info=error,
+        )  # fmt: skip
         await self.app.crash(error)
 
     def _joined(self, sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:

@@ -271,7 +271,12 @@ class BatchConsumer(CommittingConsumer):
 
 
 def install(app: faust.App, *, fetch_max_wait: float) -> BatchConsumer:
-    """Give ``app`` a :class:`BatchConsumer` (before it is started) and return it."""
+    """Give ``app`` a :class:`BatchConsumer` (before it is started) and return it.
+
+    Also makes aiokafka's fetcher survive a record whose header key is not UTF-8
+    (:func:`tripwire.stream.compat.install_lenient_fetch`).
+    """
+    compat.install_lenient_fetch()
     app.transport.Consumer = BatchConsumer  # type: ignore[misc]  # per-app override
     consumer = batch_consumer(app)
     consumer.fetch_max_wait = fetch_max_wait

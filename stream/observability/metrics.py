@@ -35,6 +35,7 @@ INVALID_REASONS: tuple[str, ...] = (
     "feature_names",  # named features missing or unknown to the model
     "non_numeric",  # a feature value that is not a number
     "non_finite",  # NaN or +/-inf
+    "processing-error",  # processing this record raised (its type and message in the DLQ)
 )
 
 RELOAD_RESULTS: tuple[str, ...] = ("success", "failure")

@@ -5,7 +5,9 @@ event loop while batches are quick, in a thread once they are slow (see
 ``tripwire.stream.worker.StreamWorker.score``), then produces ``BatchResult.outputs`` and
 acknowledges the input. Every vector of the batch goes through **one**
 ``Scorer.score`` call; a record that cannot be decoded becomes a dead letter and
-takes nothing else with it.
+takes nothing else with it, and so does a record on which any later step raises
+(reason ``processing-error``; the model call is isolated by halves:
+:mod:`tripwire.stream.processing.isolation`).
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ from tripwire.core.untrusted import escaped
 from tripwire.stream.compat import observe_many
 from tripwire.stream.observability.metrics import Metrics
 from tripwire.stream.processing.cooldown import Cooldown
+from tripwire.stream.processing.isolation import score_isolating
 from tripwire.stream.wire.alerts import AlertBuilder, Scored
 from tripwire.stream.wire.codecs import Codec, InvalidEvent
 from tripwire.stream.wire.dead_letters import dead_letter
+from tripwire.stream.wire.errors import PROCESSING_ERROR, describe
 from tripwire.stream.wire.records import Decoded, InputRecord, OutputRecord
 
 log = logging.getLogger(__name__)
@@ -119,7 +123,7 @@ class BatchProcessor:
         codec = self.codec(scorer)
         good: list[tuple[InputRecord, Decoded]] = []
         dead = DeadLetters()
-        for record, decoded in zip(records, codec.decode_batch(records), strict=True):
+        for record, decoded in zip(records, _decode_all(codec, records), strict=True):
             if isinstance(decoded, InvalidEvent):
                 dead.record(record, decoded)
                 continue
@@ -135,6 +139,14 @@ class BatchProcessor:
                 self._dead_letter(result, record, error.reason, error.error, error.detail, count=1)
             else:
                 self._refuse_vectors(result, record, vectors)
+        if result.invalid[PROCESSING_ERROR]:
+            first = next(o for o in result.outputs if o.headers and _reason(o) == PROCESSING_ERROR)
+            raw = dict(first.headers or ()).get("tripwire-detail", b"")
+            log.warning(
+                "%d vectors dead-lettered as %s (processing them raised), first: %s",
+                result.invalid[PROCESSING_ERROR], PROCESSING_ERROR,
+                escaped(raw.decode("utf-8", "replace")),
+            )  # fmt: skip
         return result
 
     def _dead_letter(
@@ -184,11 +196,20 @@ class BatchProcessor:
         scorer: Scorer,
         dead: DeadLetters,
     ) -> None:
-        X = np.concatenate([d.X for _, d in good])  # a fresh, writable array
         started, cpu = self.monotonic(), self.thread_clock()
-        scored = scorer.score(X)
+        isolated = score_isolating(scorer, [d.X for _, d in good])
         result.inference_seconds = self.monotonic() - started
         result.inference_cpu_seconds = self.thread_clock() - cpu
+        for k, error in isolated.failed:
+            record, decoded = good[k]
+            for j in range(len(decoded)):
+                _refuse(dead, record, decoded, j, error, "scoring")
+        if isolated.failed:
+            good = [good[k] for k in isolated.kept]
+            if not good:
+                return
+        X = np.concatenate([d.X for _, d in good])  # a fresh, writable array
+        scored = isolated.scored
         detected_at = self.clock()
         scores = scored.scores
         finite = np.isfinite(scores)
@@ -198,6 +219,7 @@ class BatchProcessor:
         # dead letter. At 1% anomalies and no scores topic that is 1 vector in 100.
         wanted = np.ones_like(finite) if self.topics.scores else scored.is_anomaly | ~finite
         rows = np.flatnonzero(wanted)
+        emitted = finite.copy()  # scored and every output built
         if rows.size:
             starts = np.cumsum([0] + [len(d) for _, d in good])
             owners = np.searchsorted(starts, rows, side="right") - 1
@@ -208,11 +230,15 @@ class BatchProcessor:
                 if not finite[i]:
                     _unscorable(dead, record, decoded, j, float(scores[i]))
                     continue
-                s = _scored(record, decoded, j, float(scores[i]), bool(scored.is_anomaly[i]))
-                self._emit(result, s, scorer, detected_at, tops.get(i, []))
-        result.scores = scores[finite]
-        result.event_ms = event_ms[finite]
-        result.scored = int(finite.sum())
+                try:
+                    s = _scored(record, decoded, j, float(scores[i]), bool(scored.is_anomaly[i]))
+                    self._emit(result, s, scorer, detected_at, tops.get(i))
+                except Exception as e:  # this vector's id, key or time: refuse it alone
+                    emitted[i] = False
+                    _refuse(dead, record, decoded, j, e, "building its outputs")
+        result.scores = scores[emitted]
+        result.event_ms = event_ms[emitted]
+        result.scored = int(emitted.sum())
 
     def _emit(
         self,
@@ -220,32 +246,49 @@ class BatchProcessor:
         s: Scored,
         scorer: Scorer,
         detected_at: float,
-        top: list[dict[str, Any]],
+        top: list[dict[str, Any]] | Exception | None,
     ) -> None:
+        """Build every output of ``s``, then add them (all or none: any step may raise)."""
         model = (scorer.name, scorer.version)
         key = s.entity.encode("utf-8", "surrogateescape")
+        outputs: list[OutputRecord] = []
         if s.anomaly:
-            if self.cooldown.allow(s.entity, self.monotonic()):
-                value = self.builder.anomaly_event(
-                    s, detected_at=detected_at, threshold=scorer.threshold, model=model,
-                    top_features=top,
-                )  # fmt: skip
-                result.outputs.append(OutputRecord(self.topics.alerts, key, value))
-                result.anomalies += 1
-            else:
-                result.suppressed += 1
+            if isinstance(top, Exception):
+                raise top
+            alert = self.builder.anomaly_event(
+                s, detected_at=detected_at, threshold=scorer.threshold, model=model,
+                top_features=top or [],
+            )  # fmt: skip
+            outputs.append(OutputRecord(self.topics.alerts, key, alert))
         if self.topics.scores is not None:
             value = self.builder.score_record(s, threshold=scorer.threshold, model=model)
-            result.outputs.append(OutputRecord(self.topics.scores, key, value))
+            outputs.append(OutputRecord(self.topics.scores, key, value))
+        if s.anomaly and not self.cooldown.allow(s.entity, self.monotonic()):
+            result.suppressed += 1
+            outputs.pop(0)
+        elif s.anomaly:
+            result.anomalies += 1
+        result.outputs.extend(outputs)
 
     def _top_features(
         self, scorer: Scorer, X: np.ndarray, scored: ScoreResult, finite: np.ndarray
-    ) -> dict[int, list[dict[str, Any]]]:
-        """The top features of every anomalous row, by row, in one vectorised pass."""
+    ) -> dict[int, list[dict[str, Any]] | Exception]:
+        """The top features of every anomalous row, by row, in one vectorised pass
+        (row by row if that pass fails: a row whose own pass fails gets its error)."""
         rows = np.flatnonzero(scored.is_anomaly & finite)
         contrib = None if scored.contributions is None else scored.contributions[rows]
-        tops = scorer.top_features_rows(X[rows], contrib, self.top_k)
-        return dict(zip(rows.tolist(), tops, strict=True))
+        try:
+            tops = scorer.top_features_rows(X[rows], contrib, self.top_k)
+            return dict(zip(rows.tolist(), tops, strict=True))
+        except Exception:  # find the rows that explain it
+            by_row: dict[int, list[dict[str, Any]] | Exception] = {}
+            for n, i in enumerate(rows.tolist()):
+                one = None if contrib is None else contrib[n : n + 1]
+                try:
+                    by_row[i] = scorer.top_features_rows(X[i : i + 1], one, self.top_k)[0]
+                except Exception as e:
+                    by_row[i] = e
+            return by_row
 
 
 #: ``(index in a packed record or None, reason, error, detail)`` of one refused vector.
@@ -284,6 +327,27 @@ class DeadLetters:
         if not by_record:  # the usual batch: no walk over its records
             return []
         return [by_record[id(r)] for r in records if id(r) in by_record]
+
+
+def _reason(output: OutputRecord) -> str:
+    return dict(output.headers or ()).get("tripwire-reason", b"").decode("utf-8", "replace")
+
+
+def _decode_all(codec: Codec, records: Sequence[InputRecord]) -> list[Decoded | InvalidEvent]:
+    """``codec.decode_batch(records)``; record by record if the batch call raises."""
+    try:
+        return codec.decode_batch(records)
+    except Exception:  # decode_batch refuses what it knows; this is what it does not
+        return [codec.decode_or_error(r) for r in records]
+
+
+def _refuse(
+    dead: DeadLetters, record: InputRecord, decoded: Decoded, j: int, error: Exception, step: str
+) -> None:
+    """Vector ``j`` of ``record`` made ``step`` raise: dead-letter it, the rest goes on."""
+    index = None if decoded.index is None else decoded.index[j]
+    detail = describe(error, f"{step}, vector {escaped(decoded.ids[j], 100)}")
+    dead.vector(record, index, PROCESSING_ERROR, type(error).__name__, detail)
 
 
 def _unscorable(

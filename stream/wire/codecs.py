@@ -44,6 +44,10 @@ record key, else its id; without timestamps, ``tripwire-ts`` or the record
 timestamp. A vector with a NaN/inf value is refused on its own (its neighbours are
 scored); any other defect refuses the whole record.
 
+A record with a header key that is not UTF-8 (Kafka header keys are UTF-8 strings;
+aiokafka alone cannot read such a record: :func:`tripwire.stream.compat.install_lenient_fetch`)
+is refused as ``malformed`` whatever its encoding.
+
 Every refusal raises :class:`InvalidEvent` whose ``reason`` is one of
 :data:`tripwire.stream.observability.metrics.INVALID_REASONS`.
 """
@@ -58,7 +62,8 @@ from typing import Any, cast
 
 import numpy as np
 
-from tripwire.stream.wire.errors import InvalidEvent
+from tripwire.stream.compat import UNDECODABLE_HEADER_KEY
+from tripwire.stream.wire.errors import InvalidEvent, processing_error
 from tripwire.stream.wire.packed import CONTENT_TYPE as PACKED_CONTENT_TYPE
 from tripwire.stream.wire.packed import FLAG_IDS, FLAG_KEYS, FLAG_TS, PackedLayout
 from tripwire.stream.wire.records import Decoded, Headers, InputRecord
@@ -106,6 +111,9 @@ class Codec:
     def decode(self, record: InputRecord) -> Decoded:
         """Decode one record; raise :class:`InvalidEvent` if it cannot be scored."""
         value = record.value
+        undecodable = header(record.headers, UNDECODABLE_HEADER_KEY)
+        if undecodable is not None:
+            raise InvalidEvent("malformed", f"a header key is not UTF-8: {undecodable[:60]!r}")
         if not value:
             raise InvalidEvent("empty", "the record value is empty")
         if len(value) > self.max_message_bytes:
@@ -140,30 +148,41 @@ class Codec:
             if (
                 value and len(value) == size and size <= self.max_message_bytes
                 and _media_type(headers.get("content-type")) == F32_TYPE
+                and UNDECODABLE_HEADER_KEY not in headers
             ):  # fmt: skip
                 f32.append(len(out))
                 values.append(value)
                 found.append(headers)
                 out.append(None)
             else:
-                out.append(self._decode_or_error(record))
+                out.append(self.decode_or_error(record))
         if f32:
             X = np.frombuffer(b"".join(values), dtype="<f4").reshape(len(f32), self.n_features)
             for row, (i, ok) in enumerate(zip(f32, np.isfinite(X).all(axis=1), strict=True)):
                 if not ok:  # decode says which feature
-                    out[i] = self._decode_or_error(records[i])
+                    out[i] = self.decode_or_error(records[i])
                     continue
                 try:
                     out[i] = self._f32_decoded(records[i], X[row : row + 1], found[row])
                 except InvalidEvent as e:
                     out[i] = e
+                except Exception as e:  # attributable to this record whatever it is
+                    out[i] = processing_error(e)
         return cast(list[Decoded | InvalidEvent], out)
 
-    def _decode_or_error(self, record: InputRecord) -> Decoded | InvalidEvent:
+    def decode_or_error(self, record: InputRecord) -> Decoded | InvalidEvent:
+        """:meth:`decode`, returning the refusal instead of raising it.
+
+        Any other exception the record makes decoding raise (an integer too large
+        for a float, say) is returned as an ``InvalidEvent`` with reason
+        ``processing-error``, naming the exception: it is this record's, not the batch's.
+        """
         try:
             return self.decode(record)
         except InvalidEvent as e:
             return e
+        except Exception as e:  # attributable to this record whatever it is
+            return processing_error(e)
 
     # -- JSON ------------------------------------------------------------------
 
@@ -283,7 +302,7 @@ def _media_type(raw: bytes | None) -> str | None:
     return raw.decode("latin-1").split(";", 1)[0].strip().lower()
 
 
-_BINARY_HEADERS = ("content-type", ID_HEADER, TS_HEADER)
+_BINARY_HEADERS = ("content-type", ID_HEADER, TS_HEADER, UNDECODABLE_HEADER_KEY)
 
 
 def _binary_headers(headers: Headers) -> dict[str, bytes]:

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 from tripwire.core.errors import TripwireError
+from tripwire.core.untrusted import escaped
+
+#: The reason of a record whose processing raised an unexpected exception.
+PROCESSING_ERROR = "processing-error"
+#: Characters of an exception message kept in ``tripwire-detail``.
+MAX_MESSAGE_CHARS = 500
 
 
 class InvalidEvent(TripwireError):
@@ -23,3 +29,14 @@ class InvalidEvent(TripwireError):
         self.detail = detail
         self.error = type(cause).__name__ if cause is not None else "InvalidEvent"
         super().__init__(f"{reason}: {detail}")
+
+
+def describe(error: BaseException, what: str = "") -> str:
+    """``tripwire-detail`` of a processing error: escaped, bounded, one line."""
+    where = f" ({what})" if what else ""
+    return f"processing failed{where}: {escaped(error, MAX_MESSAGE_CHARS)}"
+
+
+def processing_error(error: BaseException, what: str = "") -> InvalidEvent:
+    """The refusal of a record whose processing raised ``error`` (reason ``processing-error``)."""
+    return InvalidEvent(PROCESSING_ERROR, describe(error, what), error)

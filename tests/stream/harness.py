@@ -11,6 +11,7 @@ dead-letter reason) and ``packed`` (the packed layout written byte by byte).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -19,7 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,42 @@ def worker_settings(broker: EmbeddedBroker, pub: Published, topics: dict[str, st
     }  # fmt: skip
 
 
+class RawKey(str):
+    """A header key that is not UTF-8 (``Out.headers`` may hold ``(RawKey(b"\\xff"), v)``).
+
+    aiokafka's producer only writes ``str`` keys, encoded strictly; :func:`produce`
+    writes these through aiokafka's pure-Python batch builder, which calls ``encode``.
+    """
+
+    raw: bytes
+
+    def __new__(cls, raw: bytes) -> RawKey:
+        self = super().__new__(cls, raw.decode("latin-1"))
+        self.raw = raw
+        return self
+
+    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+        return self.raw
+
+
+@contextlib.contextmanager
+def _raw_header_keys(records: Sequence[Out]) -> Iterator[None]:
+    """While producing ``records``: the pure-Python batch builder if one has a ``RawKey``."""
+    if not any(isinstance(k, RawKey) for r in records for k, _ in r.headers or ()):
+        yield
+        return
+    from aiokafka.producer import message_accumulator, producer
+    from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
+
+    saved = message_accumulator.DefaultRecordBatchBuilder, producer.DefaultRecordBatchBuilder
+    message_accumulator.DefaultRecordBatchBuilder = _DefaultRecordBatchBuilderPy
+    producer.DefaultRecordBatchBuilder = _DefaultRecordBatchBuilderPy
+    try:
+        yield
+    finally:
+        message_accumulator.DefaultRecordBatchBuilder, producer.DefaultRecordBatchBuilder = saved
+
+
 def produce(bootstrap: str, topic: str, records: Sequence[Out]) -> list[tuple[int, int]]:
     """Produce ``records`` in order; return their (partition, offset)."""
 
@@ -146,7 +183,8 @@ def produce(bootstrap: str, topic: str, records: Sequence[Out]) -> list[tuple[in
         finally:
             await producer.stop()
 
-    return asyncio.run(run())
+    with _raw_header_keys(records):
+        return asyncio.run(run())
 
 
 def consume(

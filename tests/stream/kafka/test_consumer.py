@@ -114,6 +114,29 @@ async def test_commits_cover_acked_batches_only(broker: EmbeddedBroker, topic: s
     assert await committed(bs, app.conf.id, topic, 1) == [60]
 
 
+async def test_an_ack_covers_every_partition_of_its_batch(
+    broker: EmbeddedBroker, topic3: str
+) -> None:
+    """Issue 11 §6: a mutant acking only the first partition of a batch passed the
+    one-partition test above; here every batch spans partitions (asserted) and the
+    commit must cover each of them, up to the last record taken there."""
+    bs, topic = broker.bootstrap, topic3
+    await produce(bs, topic, 90, [0, 1, 2])
+    async with fast_app(bs, topic) as (app, consumer):
+        taken: dict[int, int] = {}
+        spans = []
+        while sum(taken.values()) < 90:
+            batch = await asyncio.wait_for(consumer.next_batch(90, max_wait=2.0), 30)
+            spans.append(len(batch.last_offsets))
+            for r in batch.records:
+                taken[r.partition] = taken.get(r.partition, 0) + 1
+            consumer.ack_batch(batch)
+        await consumer.commit()
+        assert max(spans) > 1, spans  # else this would not test the mutant
+        assert await committed(bs, app.conf.id, topic, 3) == [30, 30, 30]
+        assert taken == {0: 30, 1: 30, 2: 30}
+
+
 async def test_shutdown_waits_for_the_batch_in_flight_then_commits_it(
     broker: EmbeddedBroker, topic: str
 ) -> None:

@@ -181,7 +181,7 @@ class Ledger:
             scores[doc["id"]].append(doc)
         dead: dict[Where, list[tuple[dict[str, str], bytes]]] = defaultdict(list)
         for r in consume(self.bootstrap, self.topics["dlq"]):
-            h = {k: v.decode("utf-8", "replace") for k, v in r.headers}
+            h = {k: (v or b"").decode("utf-8", "replace") for k, v in r.headers}
             where = (int(h["tripwire-source-partition"]), int(h["tripwire-source-offset"]))
             dead[where].append((h, r.value or b""))
         alerts: dict[str, list[dict[str, Any]]] = defaultdict(list)

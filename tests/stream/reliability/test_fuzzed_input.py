@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import random
+import struct
 from collections import Counter
 from pathlib import Path
 
@@ -27,12 +28,12 @@ from tests.stream.reliability.ledger import new_run
 from tripwire.core.registry import load_scorer
 from tripwire.core.scorer import Scorer
 from tripwire.embedded import EmbeddedBroker
+from tripwire.stream.compat import UNDECODABLE_HEADER_KEY
 from tripwire.stream.observability.metrics import INVALID_REASONS
 from tripwire.stream.processing.batch import BatchProcessor, Topics
 from tripwire.stream.processing.cooldown import Cooldown
 from tripwire.stream.wire.alerts import AlertBuilder
-from tripwire.stream.wire.codecs import F32_TYPE, JSON_TYPE, PACKED_TYPE
-from tripwire.stream.wire.packed import encode_packed
+from tripwire.stream.wire.codecs import F32_TYPE, FLAG_IDS, FLAG_TS, JSON_TYPE, PACKED_TYPE
 from tripwire.stream.wire.records import InputRecord
 
 PARTITIONS = 3
@@ -132,28 +133,85 @@ def scorer(tmp_path_factory: pytest.TempPathFactory) -> Scorer:
 
 
 floats = st.floats(width=32) | st.integers(-(10**40), 10**40) | st.sampled_from([1e39, -1e300])
+#: Issue 11 §1: what crashed a whole batch on main. Integers of hundreds of digits, lone
+#: surrogates (``st.text()`` almost never draws one), times before year 1 and after 9999.
+huge_ints = st.integers(-(10**400), 10**400) | st.sampled_from([10**400, -(10**300)])
+surrogates = st.sampled_from(["\ud800", "\udfff", "a\udc80b", "\ud83d"])
+texts = st.text(max_size=4) | surrogates
+times_ms = st.sampled_from([253_402_300_800_000, 2**62, 2**63 - 1, -(2**63), 1e20, -1e20]) | (
+    st.integers(-(2**63), 2**63 - 1)
+)
+time_texts = st.sampled_from([
+    "9999-12-31T23:30:00-01:00", "0001-01-01T00:00:00+01:00", "0001-01-01T00:00:00Z",
+    "9999-12-31T23:59:59.999999+00:00",
+])  # fmt: skip
 ctypes = st.sampled_from([JSON_TYPE, F32_TYPE, PACKED_TYPE, "APPLICATION/JSON; x=1", "text/csv"])
-header_values = ctypes.map(str.encode) | st.binary(max_size=12) | st.sampled_from([b"12", b"-1"])
-headers = st.lists(
-    st.tuples(st.sampled_from(["content-type", "Content-Type", "tripwire-id", "tripwire-ts"]),
-              header_values),
-    max_size=3,
+header_values = (
+    ctypes.map(str.encode) | st.binary(max_size=12) | st.none()
+    | st.sampled_from([b"12", b"-1", b"1e20", b"-1e20", b"1e400", b"253402300800000", b"\xff"])
 )  # fmt: skip
+#: What the lenient fetch makes of a header key that is not UTF-8 (tests/stream/kafka/
+#: test_lenient_fetch.py): the key escaped, and a marker header holding its bytes.
+undecodable = (
+    st.binary(min_size=1, max_size=4)
+    .filter(lambda b: not _utf8(b))
+    .map(lambda b: [(b.decode("utf-8", "backslashreplace"), b""), (UNDECODABLE_HEADER_KEY, b)])
+)
+header_names = st.sampled_from(["content-type", "Content-Type", "tripwire-id", "tripwire-ts"])
+headers = st.builds(
+    lambda hs, bad: hs + bad,
+    st.lists(st.tuples(header_names | st.text(max_size=3), header_values), max_size=3),
+    st.just([]) | undecodable,
+)
 json_docs = st.fixed_dictionaries(
     {"features": st.lists(floats | st.text(max_size=2) | st.none(), min_size=6, max_size=10)},
-    optional={"id": st.text(max_size=4) | st.integers(), "key": st.text(max_size=3),
-              "ts": st.integers(-5, 2**62) | st.text(max_size=25)},
+    optional={"id": texts | st.integers() | huge_ints, "key": texts | huge_ints,
+              "ts": st.integers(-5, 2**62) | st.text(max_size=25) | huge_ints | times_ms
+              | time_texts},
 ).map(lambda d: json.dumps(d).encode())  # fmt: skip
-f32_values = st.lists(st.floats(width=32), min_size=6, max_size=10).map(
+#: Features that score above the threshold half the time: the alert path must run too.
+anomalous = st.sampled_from([0.0, 8.0, 50.0])
+vector = st.lists(st.floats(width=32) | anomalous, min_size=N_FEATURES, max_size=N_FEATURES)
+good_json = st.fixed_dictionaries(
+    {"id": texts.filter(bool) | st.integers(), "features": vector},
+    optional={"key": texts.filter(bool), "ts": times_ms | time_texts | huge_ints},
+).map(lambda d: json.dumps(d).encode())  # fmt: skip
+f32_values = st.lists(st.floats(width=32) | anomalous, min_size=6, max_size=10).map(
     lambda v: np.asarray(v, "<f4").tobytes()
 )
-packed_values = st.integers(1, 4).flatmap(
-    lambda n: st.lists(st.floats(width=32), min_size=n * N_FEATURES, max_size=n * N_FEATURES).map(
-        lambda v: encode_packed(np.asarray(v, np.float32).reshape(n, N_FEATURES))
-    )
-)
-values = st.none() | st.binary(max_size=300) | json_docs | f32_values | packed_values
+#: Packed records of any width d (issue 11 §6: d < n_features was accepted and
+#: only the 185-s broker test noticed), with or without ids, keys and times.
+packed_values = st.tuples(
+    st.integers(1, 4),
+    st.sampled_from([1, N_FEATURES - 1, N_FEATURES, N_FEATURES, N_FEATURES + 1]),
+    st.booleans(),
+    st.data(),
+).map(lambda t: _packed(*t))
+values = st.none() | st.binary(max_size=300) | json_docs | good_json | f32_values | packed_values
 records = st.lists(st.tuples(values, headers, st.none() | st.binary(max_size=8)), max_size=25)
+
+
+def _utf8(b: bytes) -> bool:
+    try:
+        b.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _packed(n: int, d: int, with_ts: bool, data: st.DataObject) -> bytes:
+    X = np.asarray(data.draw(st.lists(st.floats(width=32) | anomalous, min_size=n * d,
+                                      max_size=n * d)), np.float32).reshape(n, d)  # fmt: skip
+    ts = data.draw(st.lists(st.integers(-(2**63), 2**63 - 1) | times_ms.filter(
+        lambda t: isinstance(t, int)), min_size=n, max_size=n)) if with_ts else None  # fmt: skip
+    ids = data.draw(st.none() | st.lists(st.sampled_from(["a", "b\ud800", "\udfff"]),
+                                         min_size=n, max_size=n))  # fmt: skip
+    head = struct.pack("<4sIHH", b"TWP1", n, d, (FLAG_TS if ts else 0) | (FLAG_IDS if ids else 0))
+    out = head + (np.asarray(ts, "<i8").tobytes() if ts else b"") + X.astype("<f4").tobytes()
+    if ids:
+        blob = "\n".join(ids).encode("utf-8", "surrogatepass")
+        out += struct.pack("<I", len(blob)) + blob
+    return out
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -167,14 +225,18 @@ def test_every_record_of_any_batch_is_scored_or_dead_lettered(scorer: Scorer, ba
         InputRecord("in", 0, offset, 1_700_000_000_000, key, value, hs)
         for offset, (value, hs, key) in enumerate(batch)
     ]
-    result = processor.process(inputs, scorer)  # never raises
+    result = processor.process(inputs, scorer)  # never raises (on main: it did)
     scored: Counter[int] = Counter()
     dead: Counter[int] = Counter()
     for o in result.outputs:
+        # what the producer needs: bytes, and header keys it can encode strictly
+        assert isinstance(o.value, bytes) and (o.key is None or isinstance(o.key, bytes))
+        for k, _ in o.headers or ():
+            k.encode("utf-8")
         if o.topic == "scores":
             scored[json.loads(o.value)["offset"]] += 1
         elif o.topic == "dlq":
-            h = {k: v.decode("utf-8", "replace") for k, v in o.headers}
+            h = {k: (v or b"").decode("utf-8", "replace") for k, v in o.headers}
             assert h["tripwire-reason"] in INVALID_REASONS and h["tripwire-detail"]
             dead[int(h["tripwire-source-offset"])] += 1
     for record in inputs:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from datetime import UTC, datetime
@@ -100,3 +101,34 @@ def test_non_finite_score_is_refused_not_written_as_invalid_json() -> None:
     bad = Scored("e", "k", "t", 0, 0, None, None, float("nan"), False)
     with pytest.raises(ValueError):
         AlertBuilder.score_record(bad, threshold=1.0, model=("m", "1"))
+
+
+def _uuid5_by_hand(input_id: str, name: str, version: str) -> str:
+    """RFC 4122 uuid5 of the documented name, with lone surrogates as their 3 bytes
+    (``surrogatepass``), computed here from hashlib and uuid, not by ``alert_id``."""
+    text = f"{name}\x00{version}\x00{input_id}".encode("utf-8", "surrogatepass")
+    digest = hashlib.sha1(ALERT_NAMESPACE.bytes + text, usedforsecurity=False).digest()
+    return str(uuid.UUID(bytes=digest[:16], version=5))
+
+
+lone = st.integers(0xD800, 0xDFFF).map(chr)
+with_surrogates = (
+    st.lists(lone | st.characters(), min_size=1, max_size=6)
+    .map("".join)
+    .filter(lambda s: any(0xD800 <= ord(c) <= 0xDFFF for c in s))
+)
+
+
+@given(with_surrogates, with_surrogates)
+def test_alert_ids_of_ids_holding_lone_surrogates(a: str, b: str) -> None:
+    """Issue 11 §6: ``st.text()`` drew no lone surrogate in 2,000 examples, so the
+    ``surrogatepass`` branch never ran and ``replace`` (two ids colliding) survived."""
+    assert alert_id(a, "demo", "3") == _uuid5_by_hand(a, "demo", "3")
+    if a != b:
+        assert alert_id(a, "demo", "3") != alert_id(b, "demo", "3")
+
+
+def test_ids_that_replace_would_merge_get_different_alert_ids() -> None:
+    ids = ["\ud800", "\ud801", "\udfff", "?", "\ufffd"]
+    assert len({alert_id(i, "demo", "3") for i in ids}) == len(ids)
+    assert alert_id("\ud800", "demo", "3") == _uuid5_by_hand("\ud800", "demo", "3")

@@ -311,3 +311,26 @@ def test_encode_packed_refuses_what_could_not_be_decoded(kwargs: dict) -> None:
         encode_packed(np.zeros((2, 3)), **kwargs)
     with pytest.raises(ValueError):
         encode_packed(np.zeros((0, 3)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    n=st.integers(1, 5),
+    d=st.integers(0, 2 * len(NAMES) + 2).filter(lambda d: d != len(NAMES)),
+    flags=st.sampled_from([{}, {"ids": True}, {"ts": True}, {"ids": True, "ts": True}]),
+    data=st.data(),
+)
+def test_packed_of_any_other_width_is_refused_as_feature_count(
+    n: int, d: int, flags: dict, data: st.DataObject
+) -> None:
+    """Issue 11 §6: a packed record with fewer features than the model (d < n_features)
+    was accepted by a mutant and only the 185-s broker test noticed; widths on both
+    sides, with the value as long as that width makes it (so only ``d`` is wrong)."""
+    X = np.asarray(data.draw(st.lists(st.floats(width=32, allow_nan=False),
+                                      min_size=n * d, max_size=n * d)), np.float32)  # fmt: skip
+    ids = [f"e{i}" for i in range(n)] if flags.get("ids") else None
+    ts = list(range(n)) if flags.get("ts") else None
+    value = packed(X.reshape(n, d), ids=ids, ts=ts)
+    got = CODEC.decode_or_error(rec(value, headers=[("content-type", PACKED_TYPE.encode())]))
+    assert isinstance(got, InvalidEvent) and got.reason == "feature_count", got
+    assert got.detail == f"packed d={d}, model expects {len(NAMES)}"
