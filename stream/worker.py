@@ -48,6 +48,7 @@ Why this is at-least-once (faust-streaming 0.15.3, read from its source):
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import os
@@ -74,6 +75,7 @@ from tripwire.stream.processing.cooldown import Cooldown
 from tripwire.stream.processing.model_watcher import ModelWatcher
 from tripwire.stream.settings import WorkerSettings
 from tripwire.stream.wire.alerts import AlertBuilder
+from tripwire.stream.wire.dead_letters import output_dead_letter
 from tripwire.stream.wire.records import InputRecord
 
 log = logging.getLogger(__name__)
@@ -131,6 +133,7 @@ class StreamWorker:
             Cooldown(settings.cooldown, settings.cooldown_max_entities),
             top_k=settings.top_k,
             max_message_bytes=settings.max_message_bytes,
+            max_output_bytes=settings.max_output_bytes,
         )
         # what faust gives aiokafka (faust's Param descriptors confuse mypy here)
         conf: Any = self.app.conf
@@ -142,6 +145,11 @@ class StreamWorker:
             ),
             metrics,
             lambda: bool(self.app.should_stop),
+            functools.partial(
+                output_dead_letter,
+                topic=settings.dlq_topic,
+                max_output_bytes=settings.max_output_bytes,
+            ),
         )
         self.lag = LagTracker(metrics, settings.input_topic)
         self._scoring = ThreadPoolExecutor(1, thread_name_prefix="tripwire-score")

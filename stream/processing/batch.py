@@ -24,9 +24,10 @@ from tripwire.core.untrusted import escaped
 from tripwire.stream.compat import observe_many
 from tripwire.stream.observability.metrics import Metrics
 from tripwire.stream.processing.cooldown import Cooldown
-from tripwire.stream.wire.alerts import AlertBuilder, Scored
+from tripwire.stream.wire.alerts import ALERT_HEADERS, AlertBuilder, Scored
 from tripwire.stream.wire.codecs import Codec, InvalidEvent
 from tripwire.stream.wire.dead_letters import dead_letter
+from tripwire.stream.wire.limits import DEFAULT_MAX_OUTPUT_BYTES, output_key
 from tripwire.stream.wire.records import Decoded, InputRecord, OutputRecord
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,8 @@ class BatchProcessor:
         Features named in each alert.
     max_message_bytes : int
         Size limit of input values (larger ones are dead-lettered, truncated).
+    max_output_bytes : int
+        Size limit of a produced record (dead letters are cut to fit).
     clock, monotonic, thread_clock : callables
         Wall clock (detection time), monotonic clock (cooldown, timing) and the
         calling thread's CPU clock (inference CPU time).
@@ -92,6 +95,7 @@ class BatchProcessor:
         *,
         top_k: int,
         max_message_bytes: int,
+        max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.perf_counter,
         thread_clock: Callable[[], float] = time.thread_time,
@@ -101,6 +105,7 @@ class BatchProcessor:
         self.cooldown = cooldown
         self.top_k = top_k
         self.max_message_bytes = max_message_bytes
+        self.max_output_bytes = max_output_bytes
         self.clock = clock
         self.monotonic = monotonic
         self.thread_clock = thread_clock
@@ -162,6 +167,7 @@ class BatchProcessor:
                 detail=detail,
                 max_value_bytes=self.max_message_bytes,
                 indices=indices,
+                max_output_bytes=self.max_output_bytes,
             )  # fmt: skip
         )
 
@@ -223,20 +229,24 @@ class BatchProcessor:
         top: list[dict[str, Any]],
     ) -> None:
         model = (scorer.name, scorer.version)
-        key = s.entity.encode("utf-8", "surrogateescape")
+        key = output_key(s.entity)
         if s.anomaly:
             if self.cooldown.allow(s.entity, self.monotonic()):
                 value = self.builder.anomaly_event(
                     s, detected_at=detected_at, threshold=scorer.threshold, model=model,
                     top_features=top,
                 )  # fmt: skip
-                result.outputs.append(OutputRecord(self.topics.alerts, key, value))
+                result.outputs.append(
+                    OutputRecord(self.topics.alerts, key, value, ALERT_HEADERS, s.record, s.index)
+                )
                 result.anomalies += 1
             else:
                 result.suppressed += 1
         if self.topics.scores is not None:
             value = self.builder.score_record(s, threshold=scorer.threshold, model=model)
-            result.outputs.append(OutputRecord(self.topics.scores, key, value))
+            result.outputs.append(
+                OutputRecord(self.topics.scores, key, value, None, s.record, s.index)
+            )
 
     def _top_features(
         self, scorer: Scorer, X: np.ndarray, scored: ScoreResult, finite: np.ndarray
@@ -307,6 +317,7 @@ def _scored(record: InputRecord, decoded: Decoded, j: int, score: float, anomaly
         event_ms=decoded.event_ms[j],
         score=score,
         anomaly=anomaly,
+        record=record,
     )
 
 
