@@ -37,6 +37,10 @@ Why this is at-least-once (faust-streaming 0.15.3, read from its source):
   commit, and can skip the final commit when a periodic one is in flight;
   ``tripwire.stream.kafka.consumer.CommittingConsumer`` closes both gaps, so a graceful hand-over
   re-scores nothing.
+- An output the broker refuses as too large is not retried (it never would be
+  taken): its input's dead letter takes its place among the batch's outputs
+  (``tripwire.stream.kafka.producer``), so the batch is still acked only once
+  everything it produced, or what stands for it, is acknowledged.
 - A crash (SIGKILL) loses nothing: outputs not yet acknowledged belong to uncommitted
   offsets, which are consumed again; the duplicates this makes are bounded by the
   commit interval and carry the same deterministic alert ids.

@@ -78,20 +78,7 @@ def dead_letter(
     The result's key, value and headers take at most ``max_output_bytes`` together
     with a record batch's overhead (``RECORD_OVERHEAD``).
     """
-    headers = [
-        ("tripwire-reason", reason.encode()),
-        ("tripwire-error", error[:MAX_NAME_BYTES].encode("utf-8", "replace")),
-        ("tripwire-detail", detail[:MAX_DETAIL_CHARS].encode("utf-8", "replace")),
-        ("tripwire-source-topic", record.topic.encode()),
-        ("tripwire-source-partition", str(record.partition).encode()),
-        ("tripwire-source-offset", str(record.offset).encode()),
-    ]
-    if record.timestamp_ms is not None:
-        headers.append(("tripwire-source-timestamp", str(record.timestamp_ms).encode()))
-    if indices:
-        headers.append(("tripwire-indices", _indices(indices)))
-    if output_topic is not None:
-        headers.append(("tripwire-output-topic", output_topic.encode()))
+    headers = _why(record, reason, error, detail, indices, output_topic)
     # a sixteenth of the output each at most, so that small limits still leave room
     key, key_limit = record.key, min(MAX_DLQ_KEY_BYTES, max_output_bytes // 16)
     if key is not None and len(key) > key_limit:
@@ -110,6 +97,32 @@ def dead_letter(
         headers.append(("tripwire-truncated", str(len(value)).encode()))
         value = value[:limit]
     return OutputRecord(topic, key, value, headers, source=record)
+
+
+def _why(
+    record: InputRecord,
+    reason: str,
+    error: str,
+    detail: str,
+    indices: Sequence[int],
+    output_topic: str | None,
+) -> list[tuple[str, bytes]]:
+    """The ``tripwire-*`` headers saying why and where from (bounded)."""
+    headers = [
+        ("tripwire-reason", reason.encode()),
+        ("tripwire-error", error[:MAX_NAME_BYTES].encode("utf-8", "replace")),
+        ("tripwire-detail", detail[:MAX_DETAIL_CHARS].encode("utf-8", "replace")),
+        ("tripwire-source-topic", record.topic.encode()),
+        ("tripwire-source-partition", str(record.partition).encode()),
+        ("tripwire-source-offset", str(record.offset).encode()),
+    ]
+    if record.timestamp_ms is not None:
+        headers.append(("tripwire-source-timestamp", str(record.timestamp_ms).encode()))
+    if indices:
+        headers.append(("tripwire-indices", _indices(indices)))
+    if output_topic is not None:
+        headers.append(("tripwire-output-topic", output_topic.encode()))
+    return headers
 
 
 def _copied_headers(headers: Headers, limit: int) -> tuple[list[tuple[str, bytes]], int | None]:

@@ -87,10 +87,13 @@ def run(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Ite
         commit_interval=0.5, max_wait=0.05,
     )  # fmt: skip
     try:
+        started = time.monotonic()
         wait_for(
             lambda: committed(broker.bootstrap, group, topics["features"], 1) == {0: len(inputs)},
             timeout=90, what=f"offsets committed up to {len(inputs)} (not wedged)",
         )  # fmt: skip
+        took = time.monotonic() - started
+        print(f"oversized inputs: all {len(inputs)} offsets committed after {took:.1f} s")
         outputs = {
             "alerts": consume(broker.bootstrap, topics["alerts"], lambda rs: len(rs) >= 2, 30),
             "scores": consume(broker.bootstrap, topics["scores"], lambda rs: len(rs) >= 4, 30),
@@ -109,10 +112,16 @@ def test_the_partition_goes_on_past_every_oversized_record(run: Run) -> None:
 
 
 def test_no_output_exceeds_the_brokers_message_max_bytes(run: Run) -> None:
+    largest = {}
     for kind, records in run.outputs.items():
         for r in records:
             size = DefaultRecordBatchBuilder.estimate_size_in_bytes(r.key, r.value, list(r.headers))
             assert size <= DEFAULT_MAX_OUTPUT_BYTES, (kind, size)
+        largest[kind] = max(
+            DefaultRecordBatchBuilder.estimate_size_in_bytes(r.key, r.value, list(r.headers))
+            for r in records
+        )
+    print(f"oversized inputs: largest output record per topic, bytes: {largest}")
 
 
 def test_alerts_of_huge_ids_are_bounded_and_say_what_was_cut(run: Run) -> None:
