@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from tripwire.core.config import Secret
 from tripwire.core.errors import ConfigError
+from tripwire.stream.wire.limits import DEFAULT_MAX_OUTPUT_BYTES, MIN_MAX_OUTPUT_BYTES
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -67,6 +68,14 @@ class WorkerSettings:
     max_message_bytes: int = field(
         default=1_000_000,
         metadata=_m("larger input values go to the dead-letter topic (truncated)", "BYTES"),
+    )
+    max_output_bytes: int = field(
+        default=DEFAULT_MAX_OUTPUT_BYTES,
+        metadata=_m(
+            "largest record the worker produces (key, value, headers); set it to the "
+            "brokers' message.max.bytes (or the output topics' max.message.bytes if lower)",
+            "BYTES",
+        ),
     )
     reload_interval: float = field(
         default=5.0,
@@ -180,6 +189,11 @@ class WorkerSettings:
                 raise ConfigError(f"--{_opt(name)} must be >= 0, got {value}")
         if self.session_timeout < 3 or self.commit_interval <= 0:
             raise ConfigError("--session-timeout must be >= 3 and --commit-interval > 0")
+        if self.max_output_bytes < MIN_MAX_OUTPUT_BYTES:
+            raise ConfigError(
+                f"--max-output-bytes must be >= {MIN_MAX_OUTPUT_BYTES} (room for a bounded "
+                f"alert or dead letter), got {self.max_output_bytes}"
+            )
         if self.topic_replication < 1 or self.cooldown_max_entities < 1:
             raise ConfigError("--topic-replication and --cooldown-max-entities must be >= 1")
 

@@ -37,11 +37,15 @@ Why this is at-least-once (faust-streaming 0.15.3, read from its source):
   commit, and can skip the final commit when a periodic one is in flight;
   ``tripwire.stream.kafka.consumer.CommittingConsumer`` closes both gaps, so a graceful hand-over
   re-scores nothing.
+- An output the broker refuses as too large is not retried (it never would be
+  taken): its input's dead letter takes its place among the batch's outputs
+  (``tripwire.stream.kafka.producer``), so the batch is still acked only once
+  everything it produced, or what stands for it, is acknowledged.
 - A crash (SIGKILL) loses nothing: outputs not yet acknowledged belong to uncommitted
   offsets, which are consumed again; the duplicates this makes are bounded by the
   commit interval and carry the same deterministic alert ids.
 - An error one record explains (its decoding, times, ids, keys, outputs, or the
-  model raising on its rows) dead-letters that record (``processing-error``) and the
+  model raising on its rows) dead-letters that record (``processing_error``) and the
   batch goes on (:mod:`tripwire.stream.processing.isolation`). An error no record
   explains (the model fails on a probe row too, a bug every batch hits, a produce
   failure) crashes the worker with a non-zero exit instead of going on past unacked
@@ -51,6 +55,7 @@ Why this is at-least-once (faust-streaming 0.15.3, read from its source):
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import os
@@ -77,6 +82,7 @@ from tripwire.stream.processing.cooldown import Cooldown
 from tripwire.stream.processing.model_watcher import ModelWatcher
 from tripwire.stream.settings import WorkerSettings
 from tripwire.stream.wire.alerts import AlertBuilder
+from tripwire.stream.wire.dead_letters import output_dead_letter
 from tripwire.stream.wire.records import InputRecord
 
 log = logging.getLogger(__name__)
@@ -134,6 +140,7 @@ class StreamWorker:
             Cooldown(settings.cooldown, settings.cooldown_max_entities),
             top_k=settings.top_k,
             max_message_bytes=settings.max_message_bytes,
+            max_output_bytes=settings.max_output_bytes,
         )
         # what faust gives aiokafka (faust's Param descriptors confuse mypy here)
         conf: Any = self.app.conf
@@ -145,6 +152,11 @@ class StreamWorker:
             ),
             metrics,
             lambda: bool(self.app.should_stop),
+            functools.partial(
+                output_dead_letter,
+                topic=settings.dlq_topic,
+                max_output_bytes=settings.max_output_bytes,
+            ),
         )
         self.lag = LagTracker(metrics, settings.input_topic)
         self._scoring = ThreadPoolExecutor(1, thread_name_prefix="tripwire-score")
@@ -242,7 +254,7 @@ class StreamWorker:
             return
         log.critical(
             "cannot process a batch and no record of it explains the error (records that "
-            "do are dead-lettered as processing-error), stopping the worker: %s",
+            "do are dead-lettered as processing_error), stopping the worker: %s",
             escaped(error), exc_info=error,
         )  # fmt: skip
         await self.app.crash(error)

@@ -3,8 +3,9 @@
 Settings that matter for correctness and are not faust's defaults:
 
 - raw key/value serialisers: the worker decodes bytes itself (``tripwire.stream.wire.codecs``);
-- ``producer_acks=-1`` (all in-sync replicas) and a request size that fits a
-  dead letter of ``max_message_bytes``;
+- ``producer_acks=-1`` (all in-sync replicas) and ``max_request_size`` =
+  ``max_output_bytes``, the brokers' ``message.max.bytes``: a record the broker
+  would refuse is refused before it is sent;
 - ``stream_wait_empty=True``: on shutdown and rebalance faust waits until every
   event a stream took is acknowledged, then commits;
 - ``broker_commit_interval``: the uncommitted window re-scored after a crash;
@@ -37,8 +38,6 @@ from tripwire.stream.kafka.consumer import install as install_fast_path
 from tripwire.stream.kafka.security import faust_credentials
 from tripwire.stream.settings import WorkerSettings
 
-#: Room for headers and protocol overhead above the largest dead-letter value.
-REQUEST_HEADROOM = 64 * 1024
 #: Shortest fetch long-poll, seconds (an idle worker sends at most 1/this fetches/s).
 MIN_FETCH_WAIT = 0.005
 #: Fewest fetched records buffered for the worker (more with large micro-batches).
@@ -77,7 +76,8 @@ def create_app(settings: WorkerSettings) -> faust.App:
         broker_commit_interval=settings.commit_interval,
         consumer_auto_offset_reset=settings.auto_offset_reset,
         producer_acks=-1,
-        producer_max_request_size=max(1_000_000, settings.max_message_bytes + REQUEST_HEADROOM),
+        # a record is refused by the producer exactly when the broker would refuse it
+        producer_max_request_size=settings.max_output_bytes,
         worker_redirect_stdouts=False,
     )
     # batches past faust's per-event path; commits before revocation (kafka.consumer)

@@ -8,6 +8,14 @@ input offsets of the batch are acknowledged only after ``deliver`` returns, so
 giving up would lose them. If the worker is stopping, ``deliver`` raises instead
 and the batch stays uncommitted (it is re-scored after the restart).
 
+A record refused as too large (``TOO_LARGE``: by the producer's
+``max_request_size`` check or by the broker's ``message.max.bytes``) would be
+refused forever, and in-order acks would then stop every partition. Retrying cannot
+help, so it is replaced at once by the dead letter of its input (``refuse``, reason
+``output_too_large``, see :func:`tripwire.stream.wire.dead_letters.output_dead_letter`);
+a batch of several records refused so is first retried record by record, to find
+the culprit. Both are counted in ``tripwire_outputs_refused_total``.
+
 ``BatchProducer`` is how the worker hands records over: per (topic, partition) it
 builds aiokafka record batches itself (``create_batch``/``send_batch``), choosing
 each record's partition exactly as ``AIOKafkaProducer.send`` would for its key,
@@ -33,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError
 from aiokafka.partitioner import DefaultPartitioner
 
 from tripwire.core.errors import TripwireError
@@ -43,6 +52,10 @@ from tripwire.stream.wire.records import OutputRecord
 log = logging.getLogger(__name__)
 
 FIRST_BACKOFF, MAX_BACKOFF = 0.1, 10.0
+#: Produce errors that say the record (or its batch) is too large: never retried as is.
+TOO_LARGE: tuple[type[BaseException], ...] = (
+    MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError,
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +80,11 @@ class Queued:
 
 #: ``produce(records)`` queues ``records`` with the producer (in groups of its choice).
 Produce = Callable[[Sequence[OutputRecord]], Awaitable[list[Queued]]]
+#: ``refuse(record, error)``: what to produce instead of a record refused as too large
+#: (``None``: nothing).
+Refuse = Callable[[OutputRecord, BaseException], OutputRecord | None]
+#: Records that failed together, and why.
+Failed = list[tuple[Sequence[OutputRecord], BaseException]]
 #: ``partitioner(key, all_partitions, available_partitions) -> partition``, aiokafka's.
 Partitioner = Callable[[bytes | None, Sequence[int], Sequence[int]], int]
 
@@ -85,50 +103,105 @@ class Delivery:
     metrics : Metrics
     stopping : callable
         True once the worker shuts down: stop retrying.
+    refuse : callable, optional
+        The replacement of a record refused as too large (see the module docstring).
+        ``None``: such records are retried like any other.
     """
 
-    def __init__(self, produce: Produce, metrics: Metrics, stopping: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        produce: Produce,
+        metrics: Metrics,
+        stopping: Callable[[], bool],
+        refuse: Refuse | None = None,
+    ) -> None:
         self._produce = produce
         self.metrics = metrics
         self._stopping = stopping
+        self._refuse = refuse
 
     async def deliver(self, outputs: Sequence[OutputRecord]) -> None:
-        """Return once the broker acknowledged every record of ``outputs``."""
+        """Return once the broker acknowledged every record of ``outputs`` (or its
+        replacement)."""
         pending = list(outputs)
+        alone: set[int] = set()
         delay = FIRST_BACKOFF
         while pending:
-            failed, error = await self._attempt(pending)
+            failed = await self._attempt(pending, alone)
             if not failed:
                 return
-            self.metrics.produce_errors.inc(len(failed))
+            self.metrics.produce_errors.inc(sum(len(records) for records, _ in failed))
+            pending, alone, error = self._next_attempt(failed)
+            if error is None:  # only too-large records: their replacements go at once
+                continue
             if self._stopping():
-                raise DeliveryAborted(f"{len(failed)} output records unacknowledged at shutdown")
+                raise DeliveryAborted(f"{len(pending)} output records unacknowledged at shutdown")
             log.warning(
-                "%d of %d output records not acknowledged (%s); retrying in %.1fs",
-                len(failed), len(pending), escaped(error), delay,
+                "%d output records not acknowledged (%s); retrying in %.1fs",
+                len(pending), escaped(error), delay,
             )  # fmt: skip
             await asyncio.sleep(delay)
             delay = min(delay * 2, MAX_BACKOFF)
-            pending = failed
 
-    async def _attempt(
-        self, records: list[OutputRecord]
-    ) -> tuple[list[OutputRecord], BaseException | None]:
-        """Produce ``records`` once; return those not acknowledged and the first error."""
-        try:
-            queued = await self._produce(records)
-        except Exception as e:  # nothing was queued (e.g. the producer is not started)
-            return records, e
+    def _next_attempt(
+        self, failed: Failed
+    ) -> tuple[list[OutputRecord], set[int], BaseException | None]:
+        """What to produce next, which of it record by record, and the first retriable error."""
+        pending: list[OutputRecord] = []
+        alone: set[int] = set()
+        retriable: BaseException | None = None
+        for records, error in failed:  # in order: retried records keep their order
+            if self._refuse is None or not isinstance(error, TOO_LARGE):
+                pending.extend(records)
+                retriable = retriable or error
+            elif len(records) > 1:  # which one is too large? each alone will tell
+                pending.extend(records)
+                alone.update(map(id, records))
+            else:
+                replacement = self._replace(self._refuse, records[0], error)
+                if replacement is not None:
+                    pending.append(replacement)
+        return pending, alone, retriable
+
+    def _replace(
+        self, refuse: Refuse, record: OutputRecord, error: BaseException
+    ) -> OutputRecord | None:
+        """``refuse(record, error)``, counted and logged."""
+        replacement = refuse(record, error)
+        outcome = "dropped" if replacement is None else "dead_lettered"
+        self.metrics.outputs_refused.labels(outcome=outcome).inc()
+        log_at = log.error if replacement is None else log.warning
+        log_at(
+            "a %d-byte record for %s was refused as too large (%s): %s",
+            len(record.value), escaped(record.topic), escaped(error),
+            "dropped, even its smallest dead letter was refused" if replacement is None
+            else f"dead-lettered to {escaped(replacement.topic)}",
+        )  # fmt: skip
+        return replacement
+
+    async def _attempt(self, records: list[OutputRecord], alone: set[int]) -> Failed:
+        """Produce ``records`` once (those in ``alone`` one per call); the failed groups."""
+        calls = [[r for r in records if id(r) not in alone]] + [
+            [r] for r in records if id(r) in alone
+        ]
+        queued: list[Queued] = []
+        for group in calls:
+            if not group:
+                continue
+            try:
+                queued += await self._produce(group)
+            except Exception as e:  # nothing was queued (e.g. the producer is not started)
+                queued.append(Queued(group, error=e))
         acks = [q.ack for q in queued if q.ack is not None]
         results = iter(await asyncio.gather(*acks, return_exceptions=True))
-        failed: list[OutputRecord] = []
-        error: BaseException | None = None
-        for q in queued:  # in order: retried records keep their order per partition
+        failed: Failed = []
+        for q in queued:
             outcome = q.error if q.ack is None else next(results)
-            if q.ack is None or isinstance(outcome, BaseException):
-                failed.extend(q.records)
-                error = error or outcome
-        return failed, error
+            if isinstance(outcome, BaseException):
+                failed.append((q.records, outcome))
+            elif q.ack is None:  # refused without a reason: a bug in produce
+                failed.append((q.records, RuntimeError("refused without an error")))
+        return failed
 
 
 @dataclass(slots=True)

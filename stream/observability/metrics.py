@@ -35,10 +35,12 @@ INVALID_REASONS: tuple[str, ...] = (
     "feature_names",  # named features missing or unknown to the model
     "non_numeric",  # a feature value that is not a number
     "non_finite",  # NaN or +/-inf
-    "processing-error",  # processing this record raised (its type and message in the DLQ)
+    "processing_error",  # processing this record raised (its type and message in the DLQ)
 )
 
 RELOAD_RESULTS: tuple[str, ...] = ("success", "failure")
+#: What became of an output the broker refused for its size (``tripwire_outputs_refused_total``).
+REFUSED_OUTCOMES: tuple[str, ...] = ("dead_lettered", "dropped")
 
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 LATENCY_BUCKETS = (
@@ -208,6 +210,14 @@ class Metrics:
             "Output records (alert, score, DLQ) the broker failed to acknowledge.",
             registry=registry,
         )
+        self.outputs_refused = Counter(
+            "tripwire_outputs_refused_total",
+            "Output records refused as too large, replaced by a dead letter or dropped.",
+            ["outcome"],
+            registry=registry,
+        )
+        for outcome in REFUSED_OUTCOMES:
+            self.outputs_refused.labels(outcome=outcome)
 
     def watch_health(
         self,

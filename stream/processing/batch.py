@@ -6,7 +6,7 @@ event loop while batches are quick, in a thread once they are slow (see
 acknowledges the input. Every vector of the batch goes through **one**
 ``Scorer.score`` call; a record that cannot be decoded becomes a dead letter and
 takes nothing else with it, and so does a record on which any later step raises
-(reason ``processing-error``; the model call is isolated by halves:
+(reason ``processing_error``; the model call is isolated by halves:
 :mod:`tripwire.stream.processing.isolation`).
 """
 
@@ -27,10 +27,11 @@ from tripwire.stream.compat import observe_many
 from tripwire.stream.observability.metrics import Metrics
 from tripwire.stream.processing.cooldown import Cooldown
 from tripwire.stream.processing.isolation import score_isolating
-from tripwire.stream.wire.alerts import AlertBuilder, Scored
+from tripwire.stream.wire.alerts import ALERT_HEADERS, AlertBuilder, Scored
 from tripwire.stream.wire.codecs import Codec, InvalidEvent
 from tripwire.stream.wire.dead_letters import dead_letter
 from tripwire.stream.wire.errors import PROCESSING_ERROR, describe
+from tripwire.stream.wire.limits import DEFAULT_MAX_OUTPUT_BYTES, output_key
 from tripwire.stream.wire.records import Decoded, InputRecord, OutputRecord
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,8 @@ class BatchProcessor:
         Features named in each alert.
     max_message_bytes : int
         Size limit of input values (larger ones are dead-lettered, truncated).
+    max_output_bytes : int
+        Size limit of a produced record (dead letters are cut to fit).
     clock, monotonic, thread_clock : callables
         Wall clock (detection time), monotonic clock (cooldown, timing) and the
         calling thread's CPU clock (inference CPU time).
@@ -96,6 +99,7 @@ class BatchProcessor:
         *,
         top_k: int,
         max_message_bytes: int,
+        max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.perf_counter,
         thread_clock: Callable[[], float] = time.thread_time,
@@ -105,6 +109,7 @@ class BatchProcessor:
         self.cooldown = cooldown
         self.top_k = top_k
         self.max_message_bytes = max_message_bytes
+        self.max_output_bytes = max_output_bytes
         self.clock = clock
         self.monotonic = monotonic
         self.thread_clock = thread_clock
@@ -174,6 +179,7 @@ class BatchProcessor:
                 detail=detail,
                 max_value_bytes=self.max_message_bytes,
                 indices=indices,
+                max_output_bytes=self.max_output_bytes,
             )  # fmt: skip
         )
 
@@ -250,7 +256,7 @@ class BatchProcessor:
     ) -> None:
         """Build every output of ``s``, then add them (all or none: any step may raise)."""
         model = (scorer.name, scorer.version)
-        key = s.entity.encode("utf-8", "surrogateescape")
+        key = output_key(s.entity)
         outputs: list[OutputRecord] = []
         if s.anomaly:
             if isinstance(top, Exception):
@@ -259,10 +265,12 @@ class BatchProcessor:
                 s, detected_at=detected_at, threshold=scorer.threshold, model=model,
                 top_features=top or [],
             )  # fmt: skip
-            outputs.append(OutputRecord(self.topics.alerts, key, alert))
+            outputs.append(
+                OutputRecord(self.topics.alerts, key, alert, ALERT_HEADERS, s.record, s.index)
+            )
         if self.topics.scores is not None:
             value = self.builder.score_record(s, threshold=scorer.threshold, model=model)
-            outputs.append(OutputRecord(self.topics.scores, key, value))
+            outputs.append(OutputRecord(self.topics.scores, key, value, None, s.record, s.index))
         if s.anomaly and not self.cooldown.allow(s.entity, self.monotonic()):
             result.suppressed += 1
             outputs.pop(0)
@@ -371,6 +379,7 @@ def _scored(record: InputRecord, decoded: Decoded, j: int, score: float, anomaly
         event_ms=decoded.event_ms[j],
         score=score,
         anomaly=anomaly,
+        record=record,
     )
 
 

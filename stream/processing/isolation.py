@@ -3,7 +3,7 @@
 Every step of a micro-batch that may fail on what a record holds (decoding, its
 times, ids and keys, building and encoding its outputs) runs per record or falls
 back to per record, and a record whose step raised is dead-lettered with reason
-``processing-error`` (the exception type and an escaped, bounded message in its
+``processing_error`` (the exception type and an escaped, bounded message in its
 headers). The one whole-batch step, the model call, is isolated here: when
 ``Scorer.score`` raises on a batch, :func:`score_isolating` first scores a probe
 row (zeros, which ``load_scorer`` already scored when the model was loaded); if the

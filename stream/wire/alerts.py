@@ -9,6 +9,8 @@ An anomaly event, one per anomalous input vector, keyed by the entity::
      "time": "2026-11-28T10:00:00.123456Z",    # detection time
      "subject": "<entity key>",
      "datacontenttype": "application/json",
+     "dataschema": "urn:tripwire:schema:anomaly-data:1",
+     "partitionkey": "<entity key>",          # = the Kafka key (CloudEvents Kafka binding)
      "data": {
        "input_id": "evt-1", "entity": "card-42",
        "topic": "features", "partition": 0, "offset": 1234, "index": null,
@@ -21,6 +23,14 @@ An anomaly event, one per anomalous input vector, keyed by the entity::
 ``id`` is deterministic: a redelivered input scored by the same model version gives
 the same id, so consumers can de-duplicate. ``severity`` is ``null`` when the
 threshold is not positive. ``index`` is the vector's position in a packed record.
+
+The record is a structured-mode event of the CloudEvents Kafka protocol binding:
+header ``content-type: application/cloudevents+json; charset=UTF-8`` (``ALERT_HEADERS``).
+Ids, entities and feature names are bounded (:mod:`tripwire.stream.wire.limits`);
+when one was cut, ``data.truncated`` maps the field to its original size in bytes
+(``{"input_id": 409600}``), and is absent otherwise. The JSON Schemas are
+``anomaly.v1.schema.json`` (the event) and ``anomaly-data.v1.schema.json`` (its data,
+named by ``dataschema``) beside this module.
 
 A score record (optional scores topic), one per scored vector, keyed by entity::
 
@@ -37,14 +47,23 @@ import hashlib
 import json
 import math
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
+from tripwire.stream.wire.limits import MAX_NAME_BYTES, bounded
+from tripwire.stream.wire.records import InputRecord
+
 SPECVERSION = "1.0"
 EVENT_TYPE = "io.tripwire.anomaly"
+#: ``$id`` of the JSON Schema of an anomaly event's ``data`` (``anomaly-data.v1.schema.json``).
+DATASCHEMA = "urn:tripwire:schema:anomaly-data:1"
+#: The structured content mode of the CloudEvents Kafka protocol binding (§3.2).
+CLOUDEVENTS_JSON = "application/cloudevents+json; charset=UTF-8"
+#: Headers of every anomaly event record (shared, never mutated).
+ALERT_HEADERS: list[tuple[str, bytes]] = [("content-type", CLOUDEVENTS_JSON.encode())]
 #: Namespace of the deterministic alert ids (uuid5).
 ALERT_NAMESPACE = uuid.UUID("6f1d7c1e-8a57-5b52-9b6e-2f0c3a4d5e60")
 
@@ -62,6 +81,8 @@ class Scored:
     event_ms: float | None
     score: float
     anomaly: bool
+    #: The input record, for a dead letter should the output be refused.
+    record: InputRecord | None = field(default=None, compare=False, repr=False)
 
 
 def alert_id(input_id: str, model_name: str, model_version: str) -> str:
@@ -139,23 +160,28 @@ class AlertBuilder:
     ) -> bytes:
         """The anomaly event of ``s`` as JSON bytes (see the module docstring)."""
         now = self._detection_time(detected_at)
+        input_id, entity, truncated = _bounded_ids(s)
         data = {
-            "input_id": s.input_id, "entity": s.entity,
+            "input_id": input_id, "entity": entity,
             "topic": s.topic, "partition": s.partition, "offset": s.offset, "index": s.index,
             "event_time": None if s.event_ms is None else rfc3339(s.event_ms / 1000.0),
             "detection_time": now,
             "score": s.score, "threshold": threshold, "severity": severity(s.score, threshold),
             "model": {"name": model[0], "version": model[1]},
-            "top_features": top_features,
+            "top_features": [_bounded_name(f) for f in top_features],
         }  # fmt: skip
+        if truncated:
+            data["truncated"] = truncated
         event = {
             "specversion": SPECVERSION,
             "id": alert_id(s.input_id, *model),
             "source": self.source,
             "type": EVENT_TYPE,
             "time": now,
-            "subject": s.entity,
+            "subject": entity,
             "datacontenttype": "application/json",
+            "dataschema": DATASCHEMA,
+            "partitionkey": entity,
             "data": data,
         }
         numbers = [f["value"] for f in top_features] + [f["contribution"] for f in top_features]
@@ -164,15 +190,36 @@ class AlertBuilder:
 
     @staticmethod
     def score_record(s: Scored, *, threshold: float, model: tuple[str, str]) -> bytes:
-        """The score record of ``s`` as JSON bytes."""
+        """The score record of ``s`` as JSON bytes (``truncated`` as in an alert)."""
+        input_id, entity, truncated = _bounded_ids(s)
         doc = {
-            "id": s.input_id, "entity": s.entity,
+            "id": input_id, "entity": entity,
             "topic": s.topic, "partition": s.partition, "offset": s.offset, "index": s.index,
             "event_time_ms": s.event_ms, "score": s.score, "threshold": threshold,
             "anomaly": s.anomaly, "model": {"name": model[0], "version": model[1]},
         }  # fmt: skip
+        if truncated:
+            doc["truncated"] = {"id" if k == "input_id" else k: v for k, v in truncated.items()}
         _require_finite(s.score, threshold)
         return _dumps(doc)
+
+
+def _bounded_ids(s: Scored) -> tuple[str, str, dict[str, int]]:
+    """Input id and entity of ``s`` within the limits, and the original sizes of cut ones."""
+    input_id, entity = bounded(s.input_id), bounded(s.entity)
+    truncated: dict[str, int] = {}
+    if input_id is not s.input_id:
+        truncated["input_id"] = len(s.input_id.encode("utf-8", "surrogatepass"))
+    if entity is not s.entity:
+        truncated["entity"] = len(s.entity.encode("utf-8", "surrogatepass"))
+    return input_id, entity, truncated
+
+
+def _bounded_name(feature: dict[str, Any]) -> dict[str, Any]:
+    """A ``top_features`` entry with its name within ``MAX_NAME_BYTES``."""
+    name = feature["name"]
+    cut = bounded(name, MAX_NAME_BYTES) if isinstance(name, str) else name
+    return feature if cut is name else {**feature, "name": cut}
 
 
 def _require_finite(*values: float) -> None:

@@ -175,7 +175,7 @@ class Codec:
 
         Any other exception the record makes decoding raise (an integer too large
         for a float, say) is returned as an ``InvalidEvent`` with reason
-        ``processing-error``, naming the exception: it is this record's, not the batch's.
+        ``processing_error``, naming the exception: it is this record's, not the batch's.
         """
         try:
             return self.decode(record)

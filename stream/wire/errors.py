@@ -6,7 +6,7 @@ from tripwire.core.errors import TripwireError
 from tripwire.core.untrusted import escaped
 
 #: The reason of a record whose processing raised an unexpected exception.
-PROCESSING_ERROR = "processing-error"
+PROCESSING_ERROR = "processing_error"
 #: Characters of an exception message kept in ``tripwire-detail``.
 MAX_MESSAGE_CHARS = 500
 
@@ -38,5 +38,5 @@ def describe(error: BaseException, what: str = "") -> str:
 
 
 def processing_error(error: BaseException, what: str = "") -> InvalidEvent:
-    """The refusal of a record whose processing raised ``error`` (reason ``processing-error``)."""
+    """The refusal of a record whose processing raised ``error`` (reason ``processing_error``)."""
     return InvalidEvent(PROCESSING_ERROR, describe(error, what), error)

@@ -66,9 +66,20 @@ class Decoded:
 
 @dataclass(frozen=True, slots=True)
 class OutputRecord:
-    """One record to produce: an anomaly event, a score record or a dead letter."""
+    """One record to produce: an anomaly event, a score record or a dead letter.
+
+    Attributes
+    ----------
+    source : InputRecord or None
+        The input it was made from, to dead-letter should the broker refuse it
+        (``output_too_large``); not part of the record (nor of equality).
+    index : int or None
+        The position of its vector in a packed ``source``.
+    """
 
     topic: str
     key: bytes | None
     value: bytes
     headers: list[tuple[str, bytes]] | None = None
+    source: InputRecord | None = field(default=None, compare=False, repr=False)
+    index: int | None = field(default=None, compare=False)

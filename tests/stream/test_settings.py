@@ -51,3 +51,11 @@ def test_secrets_from_files(tmp_path: Path) -> None:
         load_env(WorkerSettings, {"TRIPWIRE_SASL_PASSWORD_FILE": str(secret) + ".missing"})
     # only secrets come from files: other fields ignore a _FILE variable
     assert load_env(WorkerSettings, {"TRIPWIRE_BOOTSTRAP_FILE": str(secret)}).bootstrap == ""
+
+
+def test_the_output_limit_must_leave_room_for_a_bounded_record() -> None:
+    ok = WorkerSettings(bootstrap="k:9092", model_ref="m", max_output_bytes=65_536)
+    ok.validate()
+    with pytest.raises(ConfigError, match="--max-output-bytes must be >= 65536"):
+        WorkerSettings(bootstrap="k:9092", model_ref="m", max_output_bytes=65_535).validate()
+    assert WorkerSettings().max_output_bytes == 1_048_576  # Kafka's message.max.bytes default

@@ -34,6 +34,7 @@ from tests.stream.harness import (
     produce,
     wait_for,
 )
+from tests.stream.outputs import check_alert, check_score
 from tripwire.core.registry import load_scorer
 from tripwire.core.scorer import Scorer
 from tripwire.embedded import EmbeddedBroker
@@ -73,7 +74,7 @@ class Run:
     def scores_by_id(self) -> dict[str, list[dict]]:
         by_id: dict[str, list[dict]] = {}
         for r in self.read("scores"):
-            doc = json.loads(r.value)
+            doc = check_score(r)  # valid against the published schema, every one
             by_id.setdefault(doc["id"], []).append(doc)
         return by_id
 
@@ -158,7 +159,7 @@ def test_alerts_are_exactly_the_expected_anomalies(run: Run) -> None:
     run.read("alerts", len(want))
     time.sleep(1.0)  # and nothing more arrives
     alerts = run.read("alerts")
-    docs = [json.loads(r.value) for r in alerts]
+    docs = [check_alert(r) for r in alerts]  # CloudEvents SDK + JSON Schema, every alert
     assert {d["data"]["input_id"]: d["data"]["score"] for d in docs} == want
     assert len(docs) == len(want)
     for record, doc in zip(alerts, docs, strict=True):

@@ -10,7 +10,7 @@ from tripwire.stream.settings import WorkerSettings
 def test_app_settings_and_consumer() -> None:
     settings = WorkerSettings(
         bootstrap="a:1,b:2", model_ref="m", group_id="grp", session_timeout=6.0,
-        commit_interval=0.25, max_message_bytes=5_000_000,
+        commit_interval=0.25, max_message_bytes=5_000_000, max_output_bytes=6_000_000,
     )  # fmt: skip
     app = create_app(settings)
     conf = app.conf
@@ -18,6 +18,6 @@ def test_app_settings_and_consumer() -> None:
     assert conf.producer_acks == -1 and conf.stream_wait_empty is True
     assert conf.broker_commit_interval == 0.25 and conf.broker_session_timeout == 6.0
     assert conf.broker_heartbeat_interval == 2.0
-    assert conf.producer_max_request_size > 5_000_000
+    assert conf.producer_max_request_size == 6_000_000  # the producer refuses what the broker would
     assert conf.topic_disable_leader and not conf.web_enabled
     assert type(app.consumer) is BatchConsumer and isinstance(app.consumer, CommittingConsumer)

@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Sequence
 
 import pytest
+from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 from hypothesis import given
@@ -33,10 +34,17 @@ class ScriptedProduce:
     """Queues records in chunks of ``size``; the first attempt of a chunk holding a
     chosen value fails, synchronously (refused) or via its future (not acked)."""
 
-    def __init__(self, size: int, fail_sync: set[bytes], fail_async: set[bytes]) -> None:
+    def __init__(
+        self,
+        size: int,
+        fail_sync: set[bytes],
+        fail_async: set[bytes],
+        too_large: frozenset[bytes] = frozenset(),
+    ) -> None:
         self.size = size
         self.fail_sync = set(fail_sync)
         self.fail_async = set(fail_async)
+        self.too_large = too_large  # refused by the "broker" every time, with its chunk
         self.delivered: list[bytes] = []
         self.calls = 0
 
@@ -51,7 +59,9 @@ class ScriptedProduce:
                 queued.append(Queued(chunk, error=RuntimeError("buffer full")))
                 continue
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            if values & self.fail_async:
+            if values & self.too_large:
+                fut.set_exception(MessageSizeTooLargeError("MESSAGE_SIZE_TOO_LARGE"))
+            elif values & self.fail_async:
                 self.fail_async -= values
                 fut.set_exception(TimeoutError("no ack"))
             else:
@@ -115,6 +125,49 @@ async def test_delivery_gives_up_only_when_stopping() -> None:
     produce = ScriptedProduce(1, fail_sync=set(), fail_async={b"0"})
     with pytest.raises(DeliveryAborted):
         await Delivery(produce, metrics, lambda: True).deliver(records(2))
+
+
+def refused(metrics: Metrics, outcome: str) -> float | None:
+    return metrics.registry.get_sample_value("tripwire_outputs_refused_total", {"outcome": outcome})
+
+
+def to_dlq(record: OutputRecord, error: BaseException) -> OutputRecord:
+    return OutputRecord("dlq", record.key, b"dl-" + record.value + type(error).__name__.encode())
+
+
+async def test_a_too_large_record_is_dead_lettered_not_retried_forever() -> None:
+    metrics = Metrics(CollectorRegistry())
+    produce = ScriptedProduce(3, set(), set(), too_large=frozenset({b"4"}))
+    await Delivery(produce, metrics, lambda: False, to_dlq).deliver(records(7))
+    # [0 1 2] and [6] acked; [3 4 5] refused, retried one by one: 4 alone is refused
+    assert sorted(produce.delivered) == sorted(
+        [b"0", b"1", b"2", b"3", b"5", b"6", b"dl-4MessageSizeTooLargeError"]
+    )
+    assert errors(metrics) == 3 + 1
+    assert refused(metrics, "dead_lettered") == 1 and refused(metrics, "dropped") == 0
+
+
+async def test_a_too_large_record_without_a_smaller_replacement_is_dropped_and_counted() -> None:
+    metrics = Metrics(CollectorRegistry())
+    produce = ScriptedProduce(1, set(), set(), too_large=frozenset({b"1"}))
+    await Delivery(produce, metrics, lambda: False, lambda r, e: None).deliver(records(3))
+    assert produce.delivered == [b"0", b"2"]
+    assert refused(metrics, "dropped") == 1 and refused(metrics, "dead_lettered") == 0
+
+
+async def test_a_replacement_that_is_too_large_too_is_replaced_again() -> None:
+    metrics = Metrics(CollectorRegistry())
+    produce = ScriptedProduce(1, set(), set(), too_large=frozenset({b"1", b"dl-1"}))
+
+    def shrink(record: OutputRecord, error: BaseException) -> OutputRecord | None:
+        return {
+            b"1": OutputRecord("dlq", None, b"dl-1"),
+            b"dl-1": OutputRecord("dlq", None, b"m"),
+        }.get(record.value)
+
+    await Delivery(produce, metrics, lambda: False, shrink).deliver(records(3))
+    assert sorted(produce.delivered) == [b"0", b"2", b"m"]
+    assert refused(metrics, "dead_lettered") == 2
 
 
 @given(st.binary(max_size=64))

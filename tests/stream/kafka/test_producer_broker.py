@@ -8,6 +8,7 @@ with the one a plain ``AIOKafkaProducer.send`` chose for the same key.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import time
@@ -26,7 +27,9 @@ from tripwire.embedded import EmbeddedBroker
 from tripwire.stream.kafka import producer as delivery
 from tripwire.stream.kafka.producer import BatchProducer, Delivery, Queued
 from tripwire.stream.observability.metrics import Metrics
-from tripwire.stream.wire.records import OutputRecord
+from tripwire.stream.wire.alerts import ALERT_HEADERS
+from tripwire.stream.wire.dead_letters import OUTPUT_TOO_LARGE, output_dead_letter
+from tripwire.stream.wire.records import InputRecord, OutputRecord
 
 pytestmark = pytest.mark.integration
 
@@ -148,6 +151,43 @@ def test_a_record_over_the_request_size_is_refused_like_send_refuses_it(
     assert [list(c) for c, _ in chunks] == [[small], [huge]]
     assert isinstance(chunks[1][1], MessageSizeTooLargeError)
     assert [as_sent(r) for r in read(broker.bootstrap, topic, 1)] == [small]
+
+
+def test_a_record_refused_as_too_large_is_dead_lettered_instead_of_retried_forever(
+    broker: EmbeddedBroker, topic_factory: Callable[..., str]
+) -> None:
+    """The producer's limit stands for a broker whose ``message.max.bytes`` is lower:
+    (Tansu enforces none) either way the error is ``MessageSizeTooLargeError``."""
+    alerts, dlq = topic_factory("alerts"), topic_factory("dlq")
+    src = InputRecord("features", 2, 5, 1000, b"card", b'{"id": "x"}', [("trace", b"1")])
+    small = OutputRecord(alerts, b"card", b"small", ALERT_HEADERS, src)
+    huge = OutputRecord(alerts, b"card", b"a" * 200_000, ALERT_HEADERS, src)
+    metrics = Metrics(CollectorRegistry())
+
+    async def run() -> None:
+        p = producer(broker.bootstrap, max_request_size=100_000)
+        await p.start()
+        try:
+            refuse = functools.partial(output_dead_letter, topic=dlq, max_output_bytes=100_000)
+            delivery = Delivery(
+                BatchProducer(lambda: p, BATCH_BYTES), metrics, lambda: False, refuse
+            )
+            await asyncio.wait_for(delivery.deliver([small, huge]), 60)
+        finally:
+            await p.stop()
+
+    asyncio.run(run())
+    assert [r.value for r in read(broker.bootstrap, alerts, 1)] == [b"small"]
+    (dl,) = read(broker.bootstrap, dlq, 1)
+    h = dict(dl.headers)
+    assert (dl.key, dl.value, h["trace"]) == (b"card", src.value, b"1")  # the input, whole
+    assert h["tripwire-reason"] == OUTPUT_TOO_LARGE.encode()
+    assert h["tripwire-error"] == b"MessageSizeTooLargeError"
+    assert h["tripwire-output-topic"] == alerts.encode()
+    assert (h["tripwire-source-partition"], h["tripwire-source-offset"]) == (b"2", b"5")
+    sample = metrics.registry.get_sample_value
+    assert sample("tripwire_outputs_refused_total", {"outcome": "dead_lettered"}) == 1
+    assert sample("tripwire_produce_errors_total") == 1
 
 
 def test_records_beyond_one_batch_are_split_into_several(

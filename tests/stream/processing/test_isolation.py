@@ -1,7 +1,7 @@
 """Issue 11 §1: a record on which processing raises is dead-lettered alone.
 
 Each trigger below crashed the whole batch (and so the worker, in a restart loop)
-on main; now it is one ``processing-error`` dead letter and its neighbours are
+on main; now it is one ``processing_error`` dead letter and its neighbours are
 scored. A model that raises on some rows is isolated by halves; one that raises on
 everything (a probe row included) is an error no record explains.
 """
@@ -105,7 +105,7 @@ def test_a_poison_record_is_dead_lettered_and_its_neighbours_scored(
     else:
         assert set(letters) == {1}, letters
         h = letters[1]
-        assert h["tripwire-reason"] == b"processing-error"
+        assert h["tripwire-reason"] == b"processing_error"
         assert h["tripwire-error"] and h["tripwire-error"] != b"InvalidEvent"
         detail = h["tripwire-detail"].decode()
         assert detail.startswith("processing failed") and len(detail) < 1000
@@ -148,7 +148,7 @@ def test_a_model_that_raises_on_some_rows_costs_those_records_only(scorer: Score
     keep = [i for i in range(64) if i not in (5, 40)]
     assert scored_offsets(result) == keep
     np.testing.assert_array_equal(result.scores, scorer.score(X[keep]).scores)
-    assert result.invalid == {"processing-error": 2} and result.consumed == 64
+    assert result.invalid == {"processing_error": 2} and result.consumed == 64
     assert poisoned.detector.calls < 40  # by halves, not one call per record
 
 
@@ -163,7 +163,7 @@ def test_a_packed_vector_that_fails_to_build_takes_only_itself(scorer: Scorer) -
     record = InputRecord("in", 0, 0, None, None, value, [("content-type", PACKED_TYPE.encode())])
     result = process([record], scorer)
     (h,) = dead(result).values()
-    assert h["tripwire-indices"] == b"1" and h["tripwire-reason"] == b"processing-error"
+    assert h["tripwire-indices"] == b"1" and h["tripwire-reason"] == b"processing_error"
     assert result.scored == 2 and result.anomalies == 1 and result.consumed == 3
 
 

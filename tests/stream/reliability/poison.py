@@ -18,7 +18,7 @@ from tripwire.stream.wire.codecs import F32_TYPE, PACKED_TYPE
 
 #: 10000-01-01T00:00:00Z in epoch ms: past what RFC 3339 (and ``datetime``) can write.
 YEAR_10000_MS = 253_402_300_800_000
-PROCESSING_ERROR = frozenset({"processing-error"})
+PROCESSING_ERROR = frozenset({"processing_error"})
 
 Poison = tuple[str, Out, dict[str, np.ndarray], frozenset[str]]
 

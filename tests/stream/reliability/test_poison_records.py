@@ -68,9 +68,9 @@ def test_poison_records_are_dead_lettered_and_both_workers_stay_up(
         (letter,) = out.dead[where[name]]
         headers, _ = letter
         assert headers["tripwire-reason"] in reasons, (name, headers)
-        if reasons == {"processing-error"}:
+        if reasons == {"processing_error"}:
             assert headers["tripwire-error"] not in ("", "InvalidEvent"), (name, headers)
-    errors = sum(m.get('tripwire_invalid_events_total{reason="processing-error"}', 0)
+    errors = sum(m.get('tripwire_invalid_events_total{reason="processing_error"}', 0)
                  for m in metrics)  # fmt: skip
-    assert errors == sum(r == {"processing-error"} for *_, r in cases)
+    assert errors == sum(r == {"processing_error"} for *_, r in cases)
     assert "a header key is not UTF-8" in logs and "partition 0 offset" in logs

@@ -5,20 +5,25 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tripwire.stream.wire.alerts import (
+    ALERT_HEADERS,
     ALERT_NAMESPACE,
+    DATASCHEMA,
     AlertBuilder,
     Scored,
     alert_id,
     rfc3339,
     severity,
 )
+from tripwire.stream.wire.limits import MAX_ID_BYTES, MAX_NAME_BYTES, bounded, output_key
 
 S = Scored("evt-1", "card-9", "features", 3, 1234, None, 1_764_324_000_000.0, 2.5, True)
 TOP = [{"name": "f1", "value": 9.0, "contribution": 4.0}]
@@ -132,3 +137,67 @@ def test_ids_that_replace_would_merge_get_different_alert_ids() -> None:
     ids = ["\ud800", "\ud801", "\udfff", "?", "\ufffd"]
     assert len({alert_id(i, "demo", "3") for i in ids}) == len(ids)
     assert alert_id("\ud800", "demo", "3") == _uuid5_by_hand("\ud800", "demo", "3")
+
+
+long_texts = st.one_of(
+    st.text(max_size=50),
+    st.builds(lambda c, n: c * n, st.sampled_from(["a", "é", "\U0001f600", "\ud800", "\udc80"]),
+              st.integers(0, 2_000_000)),
+)  # fmt: skip
+
+
+@settings(max_examples=40, deadline=None)
+@given(input_id=long_texts, entity=long_texts, name=long_texts)
+def test_every_output_fits_the_output_limit_whatever_the_ids(
+    input_id: str, entity: str, name: str
+) -> None:
+    s = replace(S, input_id=input_id, entity=entity)
+    top = [{"name": name, "value": 1.0, "contribution": 2.0}] * 5
+    builder = AlertBuilder("tripwire://g/features")
+    key = output_key(entity)
+    event = builder.anomaly_event(
+        s, detected_at=1.0, threshold=1.0, model=("demo", "3"), top_features=top
+    )
+    score = builder.score_record(s, threshold=1.0, model=("demo", "3"))
+    for value, headers in ((event, ALERT_HEADERS), (score, [])):
+        size = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers)
+        # JSON escapes take at most 6 bytes per UTF-8 byte (\u0000); 4 echoes + the key
+        assert size <= 6 * (4 * MAX_ID_BYTES + 5 * MAX_NAME_BYTES) + MAX_ID_BYTES + 2048
+    ev, doc = json.loads(event), json.loads(score)
+    assert ev["id"] == alert_id(input_id, "demo", "3")  # of the whole id: still de-duplicates
+    assert ev["data"]["input_id"] == bounded(input_id) == doc["id"]
+    assert ev["subject"] == ev["partitionkey"] == ev["data"]["entity"] == bounded(entity)
+    want = {
+        field: len(text.encode("utf-8", "surrogatepass"))
+        for field, text in (("input_id", input_id), ("entity", entity))
+        if bounded(text) != text
+    }
+    assert ev["data"].get("truncated", {}) == want
+    assert doc.get("truncated", {}) == {
+        ("id" if k == "input_id" else k): v for k, v in want.items()
+    }
+
+
+def test_a_400_kb_id_gives_a_bounded_alert_that_says_it_was_cut() -> None:
+    big = "evt-" + "x" * 400_000
+    s = replace(S, input_id=big, entity=big)
+    ev = json.loads(
+        AlertBuilder("tripwire://g/features").anomaly_event(
+            s, detected_at=1.0, threshold=1.0, model=("demo", "3"), top_features=TOP
+        )
+    )
+    assert ev["data"]["truncated"] == {"input_id": 400_004, "entity": 400_004}
+    cut = ev["data"]["input_id"]
+    assert cut.startswith("evt-xxx") and len(cut.encode()) == MAX_ID_BYTES
+    assert cut.endswith("\u2026sha256=" + hashlib.sha256(big.encode()).hexdigest())
+
+
+def test_an_alert_is_a_structured_mode_cloudevent_keyed_like_its_record() -> None:
+    ev = json.loads(
+        AlertBuilder("tripwire://g/features").anomaly_event(
+            S, detected_at=1.0, threshold=1.0, model=("demo", "3"), top_features=TOP
+        )
+    )
+    assert ev["partitionkey"] == "card-9" == output_key("card-9").decode()
+    assert ev["dataschema"] == DATASCHEMA
+    assert dict(ALERT_HEADERS) == {"content-type": b"application/cloudevents+json; charset=UTF-8"}
