@@ -1,0 +1,242 @@
+"""Exact k-nearest-neighbour search whose results do not depend on the batch.
+
+Used by :class:`~tripwire.training.detectors.knn.KNN`. Two stages per chunk of
+query rows:
+
+1. **Propose** (fast, batch-dependent): one float32 matrix product through torch's
+   BLAS against the reference rows gives approximate squared distances
+   ``a_j = |r_j|^2 - 2 q.r_j`` (plus ``|q|^2``, the same for the whole row); a
+   single scan per row keeps the ``k + CANDIDATE_MARGIN`` smallest and the next
+   value ``tau``, a lower bound on every other reference row's approximation.
+   No sort or partition of the whole matrix. BLAS picks kernels (and summation
+   orders) by shape and address, so these values can differ by a few float32
+   units with the batch.
+2. **Recompute and certify** (exact, per row): the squared distances of the
+   candidates are recomputed in float64 from the coordinate differences, in a
+   fixed order, one row at a time (a numba kernel without fastmath). Every
+   approximation is within ``eps = 4 (d + 4) 2^-24 (|q| + max_j |r_j|)^2`` of the
+   recomputed value (the standard bound for a float32 dot product, in any
+   summation order, doubled). If ``|q|^2 + tau - eps`` exceeds the ``k``-th
+   smallest recomputed distance, no other reference row can be among the ``k``
+   nearest nor tie with the ``k``-th, so the candidates hold the exact answer.
+   Otherwise the row falls back to an exact scan of every reference row whose
+   approximation does not rule it out (all of them when the product could
+   overflow).
+
+The answer is the ``k`` reference rows with the smallest recomputed squared
+distance, ties broken by the lower row index, whichever stage produced it: a
+function of the row and the reference alone, the same bits in any batch, at any
+position and alignment, on any CPU (the proposal only decides how much work the
+exact stage does).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from tripwire.training.detectors.layers import jit
+
+#: Candidates beyond ``k`` whose distances are recomputed exactly.
+CANDIDATE_MARGIN = 8
+#: float32 values in one chunk's matrix product (4 MiB): bounds memory for any batch.
+CHUNK_VALUES = 1 << 20
+#: Most query rows per matrix product.
+MAX_CHUNK_ROWS = 256
+
+
+class NeighbourIndex:
+    """Reference rows ``R`` (m, d), float64, prepared for :func:`nearest`."""
+
+    def __init__(self, R: np.ndarray) -> None:
+        self.R = np.ascontiguousarray(R, dtype=np.float64)
+        self.r_sq = np.einsum("ij,ij->i", self.R, self.R)
+        self.r_max = float(np.sqrt(self.r_sq.max())) if len(self.R) else 0.0
+        with np.errstate(over="ignore"):  # huge rows: the kernel then skips the product
+            self.r_sq32 = torch.from_numpy(self.r_sq.astype(np.float32))
+            # (d, m): the product's right-hand side, contiguous
+            self.RT32 = torch.from_numpy(np.ascontiguousarray(self.R.T, dtype=np.float32))
+
+
+def rounding_unit() -> float:
+    """Unit roundoff assumed for torch's float32 products.
+
+    ``2^-24`` at torch's default ``"highest"`` float32 matmul precision; a much
+    looser bound when a caller allowed reduced-precision (bf16/TF32) products.
+    """
+    return 2.0**-24 if torch.get_float32_matmul_precision() == "highest" else 2.0**-7
+
+
+def nearest(
+    Q: np.ndarray, index: NeighbourIndex, k: int, skip_self: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact distances to the ``k`` nearest reference rows and mean squared differences.
+
+    Parameters
+    ----------
+    Q : ndarray of shape (n, d), float64
+        Query rows (finite).
+    index : NeighbourIndex
+        Over the reference rows R (m, d).
+    k : int
+        Neighbours per row, ``1 <= k <= m`` (``<= m - 1`` with ``skip_self``).
+    skip_self : bool
+        ``Q`` is R: drop each row's closest match, itself (leave-one-out).
+
+    Returns
+    -------
+    dist : ndarray of shape (n, k)
+        Distances to the nearest rows, ascending.
+    sq_diff : ndarray of shape (n, d)
+        Per feature, the squared difference to the ``k`` neighbours, averaged.
+    """
+    dist, sq_diff, _ = search(Q, index, k, skip_self)
+    return dist, sq_diff
+
+
+def search(
+    Q: np.ndarray, index: NeighbourIndex, k: int, skip_self: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`nearest`, plus a bool (n,) per row: it fell back to the exact scan."""
+    Q = np.ascontiguousarray(Q, dtype=np.float64)
+    m = len(index.R)
+    drop = int(skip_self)
+    n_cand = k + drop + CANDIDATE_MARGIN
+    step = max(1, min(MAX_CHUNK_ROWS, CHUNK_VALUES // max(m, 1)))
+    dist = np.empty((len(Q), k))
+    sq_diff = np.empty(Q.shape)
+    fallback = np.zeros(len(Q), dtype=np.bool_)
+    unit = rounding_unit()
+    use_product = n_cand < m
+    buf = torch.empty((min(step, len(Q)), m if use_product else 0))
+    for start in range(0, len(Q), step):
+        q = Q[start : start + step]
+        approx = buf[: len(q)]
+        if use_product:
+            q32 = torch.from_numpy(q.astype(np.float32))
+            torch.addmm(index.r_sq32, q32, index.RT32, alpha=-2.0, out=approx)
+        rows = slice(start, start + len(q))
+        _search_rows(
+            approx.numpy(), q, index.R, index.r_max, k, drop, n_cand, unit,
+            dist[rows], sq_diff[rows], fallback[rows],
+        )  # fmt: skip
+    return dist, sq_diff, fallback
+
+
+# -- kernels ------------------------------------------------------------------------
+@jit
+def _sq_dist(q: np.ndarray, R: np.ndarray, j: int) -> float:  # pragma: no cover
+    """``sum_t (q[t] - R[j, t])^2`` in float64, sequentially: the exact distance."""
+    s = 0.0
+    for t in range(q.shape[0]):
+        diff = q[t] - R[j, t]
+        s += diff * diff
+    return s
+
+
+@jit
+def error_bound(q_sq: float, r_max: float, d: int, unit: float) -> float:  # pragma: no cover
+    """Bound on ``|approximation - recomputed distance|`` for a row with ``|q|^2 = q_sq``.
+
+    ``4 (d + 4) unit (|q| + r_max)^2``, plus an absolute term for float32
+    underflow; callable from Python (tests) and from the kernels.
+    """
+    span = math.sqrt(q_sq) + r_max
+    return 4.0 * (d + 4) * unit * span * span + 2.0**-100 * (d + 1) * (1.0 + span)
+
+
+@jit
+def _insert(
+    vals: np.ndarray, idx: np.ndarray, n: int, v: float, j: int
+) -> int:  # pragma: no cover - compiled
+    """Insert ``(v, j)`` into the ascending buffer holding ``n`` pairs; the new count.
+
+    Ordered by value then index; a full buffer drops its largest pair.
+    """
+    cap = vals.shape[0]
+    if n == cap and not (v < vals[cap - 1] or (v == vals[cap - 1] and j < idx[cap - 1])):
+        return n
+    p = min(n, cap - 1)
+    while p > 0 and (v < vals[p - 1] or (v == vals[p - 1] and j < idx[p - 1])):
+        vals[p] = vals[p - 1]
+        idx[p] = idx[p - 1]
+        p -= 1
+    vals[p] = v
+    idx[p] = j
+    return min(n + 1, cap)
+
+
+@jit
+def _propose(
+    approx_row: np.ndarray, cand: np.ndarray, cand_idx: np.ndarray
+) -> float:  # pragma: no cover - compiled
+    """Fill ``cand`` with the smallest approximations; return the next one (``tau``)."""
+    n_keep = cand.shape[0]
+    nb = 0
+    thr = np.inf
+    for j in range(approx_row.shape[0]):
+        v = approx_row[j]
+        if v < thr:
+            nb = _insert(cand, cand_idx, nb, v, j)
+            if nb == n_keep:
+                thr = cand[n_keep - 1]
+    return cand[n_keep - 1]
+
+
+@jit
+def _search_rows(
+    approx: np.ndarray,
+    Q: np.ndarray,
+    R: np.ndarray,
+    r_max: float,
+    k: int,
+    drop: int,
+    n_cand: int,
+    unit: float,
+    dist: np.ndarray,
+    sq_diff: np.ndarray,
+    fallback: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    m, d = R.shape
+    kk = k + drop
+    cand = np.empty(n_cand + 1)
+    cand_idx = np.zeros(n_cand + 1, dtype=np.int64)
+    best = np.empty(kk)
+    best_idx = np.zeros(kk, dtype=np.int64)
+    for i in range(Q.shape[0]):
+        q = Q[i]
+        q_sq = 0.0
+        for t in range(d):
+            q_sq += q[t] * q[t]
+        span = math.sqrt(q_sq) + r_max
+        eps = error_bound(q_sq, r_max, d, unit)
+        use_approx = n_cand < m and span * span < 1e36  # no float32 overflow
+        limit = np.inf
+        certified = False
+        if use_approx:
+            tau = _propose(approx[i], cand, cand_idx)
+            nk = 0
+            for c in range(n_cand):
+                j = cand_idx[c]
+                nk = _insert(best, best_idx, nk, _sq_dist(q, R, j), j)
+            limit = best[kk - 1]
+            certified = q_sq + tau - eps > limit
+        fallback[i] = not certified
+        if not certified:
+            nk = 0
+            for j in range(m):
+                if nk == kk and best[kk - 1] < limit:
+                    limit = best[kk - 1]
+                if use_approx and q_sq + approx[i, j] - eps > limit:
+                    continue
+                nk = _insert(best, best_idx, nk, _sq_dist(q, R, j), j)
+        for c in range(k):
+            dist[i, c] = math.sqrt(best[drop + c])
+        for t in range(d):
+            s = 0.0
+            for c in range(k):
+                diff = q[t] - R[best_idx[drop + c], t]
+                s += diff * diff
+            sq_diff[i, t] = s / k
