@@ -43,6 +43,8 @@ from tripwire.training.detectors.layers import jit
 CANDIDATE_MARGIN = 8
 #: float32 values in one chunk's matrix product (4 MiB): bounds memory for any batch.
 CHUNK_VALUES = 1 << 20
+#: Columns per group in the blocked selection (see ``_propose``).
+GROUP_SIZE = 16
 #: Most query rows per matrix product.
 MAX_CHUNK_ROWS = 256
 
@@ -170,19 +172,64 @@ def _insert(
 
 @jit
 def _propose(
-    approx_row: np.ndarray, cand: np.ndarray, cand_idx: np.ndarray
+    row: np.ndarray,
+    group_min: np.ndarray,
+    groups: np.ndarray,
+    cand: np.ndarray,
+    cand_idx: np.ndarray,
 ) -> float:  # pragma: no cover - compiled
-    """Fill ``cand`` with the smallest approximations; return the next one (``tau``)."""
+    """Fill ``cand`` with the smallest approximations of ``row``; return ``tau``.
+
+    Blocked, so that the full row is only read by a vectorised elementwise min:
+    column ``j`` belongs to group ``j % W`` (``W = len(group_min)``); the groups
+    with the ``n`` smallest minima (``n = len(cand) - 1``) hold the ``n`` smallest
+    values, so only their columns are scanned. ``tau``, a lower bound on every
+    column outside ``cand_idx[:n]``, is the smaller of the ``(n + 1)``-th group
+    minimum and the ``(n + 1)``-th value among the scanned columns.
+    """
+    m = row.shape[0]
+    width = group_min.shape[0]
     n_keep = cand.shape[0]
+    group_min[:] = np.float32(np.inf)
+    for lo in range(0, m - width + 1, width):
+        block = row[lo : lo + width]  # a slice: the loop below vectorises
+        for g in range(width):
+            x, y = block[g], group_min[g]
+            group_min[g] = x if x < y else y
+    tail = m - m % width
+    for g in range(m - tail):
+        x, y = row[tail + g], group_min[g]
+        group_min[g] = x if x < y else y
+    tau_groups = _smallest(group_min, 0, 1, cand, groups)
     nb = 0
     thr = np.inf
-    for j in range(approx_row.shape[0]):
-        v = approx_row[j]
+    for c in range(n_keep - 1):
+        for j in range(groups[c], m, width):
+            v = row[j]
+            if v < thr:
+                nb = _insert(cand, cand_idx, nb, v, j)
+                if nb == n_keep:
+                    thr = cand[n_keep - 1]
+    # few columns per group: the chosen groups may hold fewer than n + 1 of them
+    return min(tau_groups, cand[n_keep - 1] if nb == n_keep else np.inf)
+
+
+@jit
+def _smallest(
+    values: np.ndarray, start: int, stride: int, out: np.ndarray, out_idx: np.ndarray
+) -> float:  # pragma: no cover - compiled
+    """The ``len(out)`` smallest of ``values[start::stride]`` (ascending, with their
+    indices into ``values``) into ``out``; returns the largest kept."""
+    n_keep = out.shape[0]
+    n = 0
+    thr = np.inf
+    for j in range(start, values.shape[0], stride):
+        v = values[j]
         if v < thr:
-            nb = _insert(cand, cand_idx, nb, v, j)
-            if nb == n_keep:
-                thr = cand[n_keep - 1]
-    return cand[n_keep - 1]
+            n = _insert(out, out_idx, n, v, j)
+            if n == n_keep:
+                thr = out[n_keep - 1]
+    return out[n_keep - 1]
 
 
 @jit
@@ -203,6 +250,10 @@ def _search_rows(
     kk = k + drop
     cand = np.empty(n_cand + 1)
     cand_idx = np.zeros(n_cand + 1, dtype=np.int64)
+    # about GROUP_SIZE columns per group, and at least n_cand + 1 groups
+    width = max(n_cand + 1, -(-m // GROUP_SIZE))
+    group_min = np.empty(width, dtype=np.float32)
+    groups = np.zeros(n_cand + 1, dtype=np.int64)
     best = np.empty(kk)
     best_idx = np.zeros(kk, dtype=np.int64)
     for i in range(Q.shape[0]):
@@ -216,7 +267,7 @@ def _search_rows(
         limit = np.inf
         certified = False
         if use_approx:
-            tau = _propose(approx[i], cand, cand_idx)
+            tau = _propose(approx[i], group_min, groups, cand, cand_idx)
             nk = 0
             for c in range(n_cand):
                 j = cand_idx[c]

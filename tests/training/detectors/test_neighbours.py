@@ -53,7 +53,10 @@ def assert_same_bits(got: tuple[np.ndarray, ...], expected: tuple[np.ndarray, ..
         assert g.tobytes() == e.tobytes()
 
 
-@pytest.mark.parametrize(("m", "d", "k"), [(2000, 50, 5), (500, 3, 7), (12, 4, 5), (300, 20, 1)])
+SHAPES = [(2000, 50, 5), (500, 3, 7), (12, 4, 5), (14, 4, 5), (40, 6, 5), (300, 20, 1)]
+
+
+@pytest.mark.parametrize(("m", "d", "k"), SHAPES)
 def test_search_is_sklearns_exact_search_and_the_exhaustive_bits(m, d, k):
     R, Q = blobs(m, d), blobs(90, d, seed=1)
     Q[:10] *= 6.0  # far rows too
