@@ -140,6 +140,10 @@ class KNN(Detector):
             scores[ok], contrib[ok] = self._scores(Z[ok])
         return scores, contrib
 
+    def held_out_scores(self) -> np.ndarray | None:
+        """The leave-one-out scores of the reference rows (``reference_scores_``)."""
+        return getattr(self, "reference_scores_", None)
+
     def get_state(self) -> dict[str, Any]:
         if not hasattr(self, "reference_z_"):
             raise DetectorError(f"{self.kind}: detector is not fitted")
