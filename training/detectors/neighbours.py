@@ -33,6 +33,7 @@ exact stage does).
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import torch
@@ -66,9 +67,12 @@ def rounding_unit() -> float:
     """Unit roundoff assumed for torch's float32 products.
 
     ``2^-24`` at torch's default ``"highest"`` float32 matmul precision; a much
-    looser bound when a caller allowed reduced-precision (bf16/TF32) products.
+    looser bound when a caller allowed reduced-precision (bf16/TF32) products,
+    through torch or oneDNN's ``ONEDNN_DEFAULT_FPMATH_MODE``.
     """
-    return 2.0**-24 if torch.get_float32_matmul_precision() == "highest" else 2.0**-7
+    strict = os.environ.get("ONEDNN_DEFAULT_FPMATH_MODE", "STRICT").upper() == "STRICT"
+    highest = torch.get_float32_matmul_precision() == "highest"
+    return 2.0**-24 if strict and highest else 2.0**-7
 
 
 def nearest(

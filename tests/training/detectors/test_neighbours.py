@@ -119,6 +119,12 @@ def reduced_precision() -> Iterator[None]:
     torch.set_float32_matmul_precision(before)
 
 
+def test_onednn_reduced_fpmath_widens_the_bound(monkeypatch):
+    assert neighbours.rounding_unit() == 2.0**-24
+    monkeypatch.setenv("ONEDNN_DEFAULT_FPMATH_MODE", "BF16")
+    assert neighbours.rounding_unit() > 2.0**-24
+
+
 def test_reduced_precision_products_widen_the_bound(reduced_precision):
     assert neighbours.rounding_unit() > 2.0**-24
     R, Q = blobs(1000, 30), blobs(64, 30, seed=5)
