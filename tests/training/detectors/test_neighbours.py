@@ -7,6 +7,7 @@ the documented bound; rows the bound cannot certify must fall back, not guess.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 
 import numpy as np
@@ -109,6 +110,11 @@ def test_rows_that_would_overflow_float32_are_searched_exactly():
     dist, sq_diff, fallback = search(Q, index, 3)
     assert fallback.all() and np.isfinite(dist).all()
     assert_same_bits((dist, sq_diff), exhaustive(Q, index, 3))
+    beyond = np.vstack([blobs(3, 5, seed=5) * 1e40, blobs(3, 5, seed=6)])  # not even float32
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = search(beyond, index, 3)
+    assert_same_bits(got[:2], exhaustive(beyond, index, 3))
 
 
 @pytest.fixture
