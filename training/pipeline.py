@@ -158,15 +158,26 @@ def load_splits(settings: TrainSettings) -> Splits:
 
 
 def calibration_data(detector: Detector, splits: Splits) -> CalibrationData:
-    """Scores of the training, held-out normal and labelled validation rows."""
+    """Scores of the training, out-of-sample normal and labelled validation rows.
+
+    The normal scores are the held-out split's, pooled with the detector's scores
+    of training rows computed without them (the kNN's leave-one-out scores), so a
+    quantile rests on as many rows as the data allow; ``f1`` uses the split only.
+    """
     normal = detector.score(splits.calibration)
+    held_out = detector.held_out_scores()
+    pooled = normal if held_out is None else np.concatenate([normal, held_out])
+    log.info(
+        "calibrating on %d out-of-sample normal scores (%d held out, %d leave-one-out)",
+        len(pooled), len(normal), len(pooled) - len(normal),
+    )  # fmt: skip
     val_scores = val_labels = None
     if len(splits.val_anomalies):
         val_scores = np.concatenate([normal, detector.score(splits.val_anomalies)])
         val_labels = np.concatenate(
             [np.zeros(len(normal), np.int8), np.ones(len(splits.val_anomalies), np.int8)]
         )
-    return CalibrationData(detector.score(splits.train), normal, val_scores, val_labels)
+    return CalibrationData(detector.score(splits.train), pooled, val_scores, val_labels)
 
 
 def train(settings: TrainSettings) -> TrainResult:

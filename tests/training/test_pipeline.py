@@ -192,3 +192,34 @@ def test_f1_without_labels_fails_and_publishes_nothing(tmp_path: Path, labelled_
     with pytest.raises(ConfigError, match="labelled anomalies"):
         train(settings_for(tmp_path, path, threshold="f1", epochs=2, plot="none"))
     assert not (tmp_path / "reg").exists()
+
+
+def test_fpr_calibration_pools_held_out_and_leave_one_out_scores(
+    tmp_path: Path, labelled_npz: Path
+) -> None:
+    """The kNN's leave-one-out scores of its training rows join the held-out split:
+    the threshold rests on both, the manifest says how many, and it is the quantile
+    of exactly those scores."""
+    settings = settings_for(tmp_path, labelled_npz, model="ensemble", threshold="fpr:0.05")
+    result = train(replace(settings, epochs=None))
+    manifest = json.loads((result.path / "manifest.json").read_text())
+    assert manifest["threshold"]["rows"] == result.rows["calibration"] + result.rows["train"]
+    ensemble = load_scorer(tmp_path / "reg", f"{result.name}@1").detector
+    cal = ensemble.score(result.splits.calibration)
+    refit = type(ensemble)(**ensemble.get_params()).fit(result.splits.train)
+    loo = refit.held_out_scores()
+    assert loo is not None and len(loo) == result.rows["train"]
+    expected = np.quantile(np.r_[cal, loo], 0.95, method="higher")
+    assert manifest["threshold"]["value"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_few_calibration_rows_are_recorded_and_warned_about(
+    tmp_path: Path, labelled_npz: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A detector without leave-one-out scores calibrates on the held-out split alone;
+    120 rows at fpr:0.01 is 1.2 expected exceedances: a warning says so."""
+    with caplog.at_level("WARNING", logger="tripwire.training.thresholds.fpr"):
+        result = train(settings_for(tmp_path, labelled_npz, threshold="fpr:0.01", epochs=2))
+    manifest = json.loads((result.path / "manifest.json").read_text())
+    assert manifest["threshold"]["rows"] == result.rows["calibration"] == 120
+    assert any("rests on 120 out-of-sample normal scores" in r.message for r in caplog.records)

@@ -127,6 +127,17 @@ class KNNEnsemble(Detector):
         assert total is not None
         return total / len(self.members_), contrib
 
+    def held_out_scores(self) -> np.ndarray | None:
+        """Mean surprise of the members' leave-one-out scores of the reference rows.
+
+        The members share their reference rows, so the scores line up row by row.
+        """
+        loo = [m.held_out_scores() for m in getattr(self, "members_", [])]
+        if not loo or any(s is None for s in loo):
+            return None
+        surprise = [s.transform(r) for s, r in zip(self.surprise_, loo, strict=True)]
+        return np.mean(surprise, axis=0)
+
     def get_state(self) -> dict[str, Any]:
         if not hasattr(self, "members_"):
             raise DetectorError(f"{self.kind}: detector is not fitted")

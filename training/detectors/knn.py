@@ -8,12 +8,13 @@ fitted on all training rows: ``scaling="standard"`` standardises every feature
 (:class:`~tripwire.training.detectors.scaling.Standardizer`), ``scaling="none"`` only
 centres the data (distances in the original units).
 
-Exact and batch-independent: candidates are found with a k-d tree (few
-features) or one matrix product per chunk of rows (whose rounding depends on
-the chunk's shape), and the distances of the ``k + CANDIDATE_MARGIN`` best
-candidates are then recomputed from the coordinate differences of each row on
-its own, so a row's score and contributions never depend on the rest of its
-batch.
+Exact and batch-independent (:mod:`~tripwire.training.detectors.neighbours`):
+candidates are proposed by one float32 matrix product per chunk of rows (whose
+rounding depends on the chunk's shape), their distances recomputed in float64
+from the coordinate differences of each row on its own, and a rounding-error
+bound certifies that no other reference row can be nearer (else the row is
+searched exactly), so a row's score and contributions never depend on the rest
+of its batch.
 
 At fit time the detector also computes the leave-one-out scores of the
 reference rows (each against the other reference rows), ``reference_scores_``:
@@ -38,94 +39,13 @@ from safetensors.numpy import load_file, save_file
 
 from tripwire.core.detector import Detector
 from tripwire.core.errors import DetectorError
+from tripwire.training.detectors.neighbours import NeighbourIndex, nearest
 from tripwire.training.detectors.scaling import Standardizer
 
 REFERENCE_FILE = "reference.safetensors"
 SCALINGS = ("standard", "none")
-#: Extra candidates whose distances are recomputed exactly (see the module docstring).
-CANDIDATE_MARGIN = 8
-#: Upper bound on float64 values held per chunk in the exact recomputation.
-_CHUNK_VALUES = 1 << 22
-#: Up to this many features neighbours are searched with a k-d tree.
-KD_TREE_MAX_FEATURES = 12
 
 D = TypeVar("D", bound=Detector)
-
-
-class NeighbourIndex:
-    """Finds candidate neighbours among reference rows ``R`` (m, d), float64.
-
-    A k-d tree (``sklearn.neighbors.KDTree``) for up to ``KD_TREE_MAX_FEATURES``
-    features, where it beats brute force; one matrix product per chunk of rows
-    above that. Either way each row's candidates are found on their own.
-    """
-
-    def __init__(self, R: np.ndarray) -> None:
-        self.R = R
-        self.tree: Any = None
-        if R.shape[1] <= KD_TREE_MAX_FEATURES:
-            from sklearn.neighbors import KDTree
-
-            self.tree = KDTree(R)
-        else:
-            self.neg2_rt = np.ascontiguousarray(-2.0 * R.T)
-            self.r_sq = np.einsum("ij,ij->i", R, R)
-
-    def candidates(self, q: np.ndarray, n_cand: int) -> np.ndarray:
-        """Indices (b, n_cand), ascending per row, of rows of ``R`` near each row of ``q``."""
-        m = len(self.R)
-        if n_cand >= m:
-            return np.broadcast_to(np.arange(m), (len(q), m))
-        if self.tree is not None:
-            idx = self.tree.query(q, k=n_cand, return_distance=False)
-        else:
-            approx = q @ self.neg2_rt
-            approx += self.r_sq
-            idx = np.argpartition(approx, n_cand - 1, axis=1)[:, :n_cand]
-        return np.sort(idx, axis=1)
-
-
-def nearest(
-    Q: np.ndarray, index: NeighbourIndex, k: int, skip_self: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
-    """Exact distances to the ``k`` nearest reference rows and mean squared differences.
-
-    Parameters
-    ----------
-    Q : ndarray of shape (n, d), float64
-        Query rows (finite).
-    index : NeighbourIndex
-        Over the reference rows R (m, d).
-    k : int
-        Neighbours per row, ``1 <= k <= m`` (``<= m - 1`` with ``skip_self``).
-    skip_self : bool
-        ``Q`` is R: drop each row's closest match, itself (leave-one-out).
-
-    Returns
-    -------
-    dist : ndarray of shape (n, k)
-        Distances to the nearest rows, ascending.
-    sq_diff : ndarray of shape (n, d)
-        Per feature, the squared difference to the ``k`` neighbours, averaged.
-    """
-    drop = int(skip_self)
-    R = index.R
-    m, d = R.shape
-    n_cand = min(m, k + drop + CANDIDATE_MARGIN)
-    step = max(1, min(256, _CHUNK_VALUES // max(n_cand * d, m)))
-    dist = np.empty((len(Q), k))
-    sq_diff = np.empty(Q.shape)
-    for start in range(0, len(Q), step):
-        q = Q[start : start + step]
-        diff = q[:, None, :] - R[index.candidates(q, n_cand)]  # (b, n_cand, d)
-        sq = diff * diff
-        d2 = sq.sum(axis=2)
-        # ties keep candidate (= row-number) order, so they break the same in any batch
-        order = np.argsort(d2, axis=1, kind="stable")[:, drop : drop + k]
-        rows = np.arange(len(q))[:, None]
-        dist[start : start + len(q)] = np.sqrt(d2[rows, order])
-        sq_diff[start : start + len(q)] = sq[rows, order].mean(axis=1)
-    return dist, sq_diff
 
 
 class KNN(Detector):
@@ -219,6 +139,10 @@ class KNN(Detector):
         if ok.any():
             scores[ok], contrib[ok] = self._scores(Z[ok])
         return scores, contrib
+
+    def held_out_scores(self) -> np.ndarray | None:
+        """The leave-one-out scores of the reference rows (``reference_scores_``)."""
+        return getattr(self, "reference_scores_", None)
 
     def get_state(self) -> dict[str, Any]:
         if not hasattr(self, "reference_z_"):

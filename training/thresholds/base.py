@@ -26,7 +26,9 @@ class CalibrationData:
         Scores of the rows the detector was fitted on (optimistic: the model has
         seen them).
     normal_scores : ndarray of shape (n_cal,)
-        Scores of held-out normal rows, not used for fitting the detector.
+        Out-of-sample scores of normal rows: the held-out split, not used for
+        fitting the detector, pooled with the detector's scores of training rows
+        computed without them where it has some (``Detector.held_out_scores``).
     val_scores : ndarray of shape (n_val,), optional
         Scores of a labelled validation split (held-out normal and anomalous rows).
     val_labels : ndarray of shape (n_val,), optional
@@ -60,6 +62,8 @@ class Threshold(ABC):
 
     def __init__(self) -> None:
         self.value_: float | None = None
+        #: How many scores the value rests on, where the method says (manifest "rows").
+        self.rows_: int | None = None
 
     @property
     @abstractmethod
@@ -97,8 +101,9 @@ class Threshold(ABC):
         return f"{self.method}:{args}" if args else self.method
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"method", "params", "value"}`` for the manifest."""
-        return {"method": self.method, "params": self.params, "value": self.value}
+        """``{"method", "params", "value"}`` for the manifest, and ``"rows"`` when known."""
+        out = {"method": self.method, "params": self.params, "value": self.value}
+        return out if self.rows_ is None else {**out, "rows": self.rows_}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.params}, value_={self.value_})"

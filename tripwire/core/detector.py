@@ -75,3 +75,12 @@ class Detector(ABC):
     def get_state(self) -> dict[str, Any]:
         """Small fitted state that belongs in the manifest (e.g. feature count)."""
         return {}
+
+    def held_out_scores(self) -> np.ndarray | None:
+        """Scores (n,) of training rows, each computed without that row, or ``None``.
+
+        Out-of-sample scores of normal rows (e.g. leave-one-out), exchangeable with
+        the scores of new normal rows, that threshold calibration may pool with the
+        held-out split. Only right after ``fit``; ``None`` when the detector has none.
+        """
+        return None

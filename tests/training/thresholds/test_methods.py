@@ -54,7 +54,7 @@ def test_fpr_without_held_out_scores_is_a_config_error() -> None:
 
 def test_to_dict_records_method_params_value() -> None:
     t = FprThreshold(0.05).fit(_data(normal=np.arange(100.0)))
-    assert t.to_dict() == {"method": "fpr", "params": {"rate": 0.05}, "value": 95.0}
+    assert t.to_dict() == {"method": "fpr", "params": {"rate": 0.05}, "value": 95.0, "rows": 100}
 
 
 def test_unfitted_threshold_has_no_value() -> None:
@@ -159,3 +159,12 @@ def test_bad_specs_are_config_errors(spec: str, message: str) -> None:
 def test_non_finite_scores_are_refused() -> None:
     with pytest.raises(ConfigError, match="NaN"):
         FprThreshold(0.1).fit(_data(normal=np.array([1.0, np.nan, 2.0])))
+
+
+def test_fpr_warns_only_when_too_few_scores_for_its_rate(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="tripwire.training.thresholds.fpr"):
+        FprThreshold(0.01).fit(_data(normal=np.arange(1999.0)))
+        assert len(caplog.records) == 1 and "2000 or more" in caplog.records[0].message
+        FprThreshold(0.01).fit(_data(normal=np.arange(2000.0)))
+        FprThreshold(0.1).fit(_data(normal=np.arange(200.0)))
+    assert len(caplog.records) == 1

@@ -1,0 +1,155 @@
+"""Exact neighbour search: float32 proposals, certified, recomputed row by row.
+
+The answer must be the exhaustive one (the same bits as scanning every reference
+row exactly) whatever the proposal did, as long as each approximation is within
+the documented bound; rows the bound cannot certify must fall back, not guess.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+from sklearn.neighbors import NearestNeighbors
+
+from tripwire.training.detectors import neighbours
+from tripwire.training.detectors.neighbours import NeighbourIndex, error_bound, search
+
+
+def blobs(n: int, d: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=4.0, size=(3, d))
+    return centres[rng.integers(0, 3, n)] + rng.normal(size=(n, d))
+
+
+def run_kernel(
+    approx: np.ndarray,
+    Q: np.ndarray,
+    index: NeighbourIndex,
+    k: int,
+    n_cand: int,
+    drop: int = 0,
+    unit: float = 2.0**-24,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    dist, sq_diff = np.empty((len(Q), k)), np.empty(Q.shape)
+    fallback = np.zeros(len(Q), dtype=np.bool_)
+    neighbours._search_rows(
+        approx.astype(np.float32), Q, index.R, index.r_max, k, drop, n_cand, unit,
+        dist, sq_diff, fallback,
+    )  # fmt: skip
+    return dist, sq_diff, fallback
+
+
+def exhaustive(Q: np.ndarray, index: NeighbourIndex, k: int, drop: int = 0):
+    """The kernel with no proposal at all: every reference row recomputed exactly."""
+    empty = np.zeros((len(Q), 0), dtype=np.float32)
+    return run_kernel(empty, Q, index, k, n_cand=len(index.R), drop=drop)[:2]
+
+
+def assert_same_bits(got: tuple[np.ndarray, ...], expected: tuple[np.ndarray, ...]) -> None:
+    for g, e in zip(got, expected, strict=True):
+        assert g.tobytes() == e.tobytes()
+
+
+SHAPES = [(2000, 50, 5), (500, 3, 7), (12, 4, 5), (14, 4, 5), (40, 6, 5), (300, 20, 1)]
+
+
+@pytest.mark.parametrize(("m", "d", "k"), SHAPES)
+def test_search_is_sklearns_exact_search_and_the_exhaustive_bits(m, d, k):
+    R, Q = blobs(m, d), blobs(90, d, seed=1)
+    Q[:10] *= 6.0  # far rows too
+    index = NeighbourIndex(R)
+    dist, sq_diff, fallback = search(Q, index, k)
+    expected, _ = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(R).kneighbors(Q)
+    np.testing.assert_allclose(dist, expected, rtol=1e-9, atol=1e-9)
+    assert_same_bits((dist, sq_diff), exhaustive(Q, index, k))
+    # well-separated distances: the proposal is certified (below k + margin rows: no proposal)
+    assert fallback.all() if m <= k + neighbours.CANDIDATE_MARGIN else not fallback.any()
+
+
+@pytest.mark.parametrize("direction", ["random", "adversarial"])
+@pytest.mark.parametrize("unit", [2.0**-24, 2.0**-12])
+def test_any_proposal_within_the_bound_gives_the_exhaustive_answer(direction, unit):
+    """Approximations off by up to 0.9 bound: random, or pushing the true neighbours
+    away and the others closer (the worst a BLAS could do). A looser bound (a
+    larger ``unit``) makes rows fall back: their answer must not change either."""
+    rng = np.random.default_rng(5)
+    R, Q = blobs(800, 10), blobs(200, 10, seed=2)
+    index = NeighbourIndex(R)
+    exact = index.r_sq[None, :] - 2.0 * Q @ R.T
+    eps = np.array([error_bound(float(q @ q), index.r_max, 10, unit) for q in Q])[:, None]
+    if direction == "random":
+        noise = rng.uniform(-0.9, 0.9, size=exact.shape)
+    else:
+        rank = np.argsort(np.argsort(exact, axis=1), axis=1)
+        noise = np.where(rank < 5, 0.9, -0.9)
+    got = run_kernel(exact + noise * eps, Q, index, k=5, n_cand=13, unit=unit)
+    assert_same_bits(got[:2], exhaustive(Q, index, 5))
+    if unit > 2.0**-24:  # both paths taken
+        assert 0 < got[2].sum() < len(Q)
+
+
+def test_ties_and_duplicates_fall_back_and_stay_exact():
+    R = np.repeat(blobs(40, 6), 30, axis=0)  # every row 30 times: ties beyond the margin
+    Q = np.vstack([R[::97], blobs(20, 6, seed=3)])
+    index = NeighbourIndex(R)
+    dist, sq_diff, fallback = search(Q, index, 5)
+    assert fallback[: len(R[::97])].all()
+    assert_same_bits((dist, sq_diff), exhaustive(Q, index, 5))
+    loo, _, _ = search(R, index, 5, skip_self=True)
+    np.testing.assert_array_equal(loo, 0.0)
+
+
+def test_rows_that_would_overflow_float32_are_searched_exactly():
+    R = blobs(300, 5) * 1e19
+    Q = blobs(20, 5, seed=4) * 1e19
+    index = NeighbourIndex(R)
+    dist, sq_diff, fallback = search(Q, index, 3)
+    assert fallback.all() and np.isfinite(dist).all()
+    assert_same_bits((dist, sq_diff), exhaustive(Q, index, 3))
+    beyond = np.vstack([blobs(3, 5, seed=5) * 1e40, blobs(3, 5, seed=6)])  # not even float32
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = search(beyond, index, 3)
+    assert_same_bits(got[:2], exhaustive(beyond, index, 3))
+
+
+@pytest.fixture
+def reduced_precision() -> Iterator[None]:
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("medium")
+    yield
+    torch.set_float32_matmul_precision(before)
+
+
+def test_onednn_reduced_fpmath_widens_the_bound(monkeypatch):
+    assert neighbours.rounding_unit() == 2.0**-24
+    monkeypatch.setenv("ONEDNN_DEFAULT_FPMATH_MODE", "BF16")
+    assert neighbours.rounding_unit() > 2.0**-24
+
+
+def test_reduced_precision_products_widen_the_bound(reduced_precision):
+    assert neighbours.rounding_unit() > 2.0**-24
+    R, Q = blobs(1000, 30), blobs(64, 30, seed=5)
+    index = NeighbourIndex(R)
+    assert_same_bits(search(Q, index, 5)[:2], exhaustive(Q, index, 5))
+
+
+def test_memory_is_bounded_by_chunks_with_the_same_bits(monkeypatch):
+    R, Q = blobs(700, 12), blobs(300, 12, seed=6)
+    index = NeighbourIndex(R)
+    whole = search(Q, index, 4, skip_self=False)
+    monkeypatch.setattr(neighbours, "CHUNK_VALUES", 700)  # one row per product
+    assert_same_bits(search(Q, index, 4), whole)
+
+
+def test_leave_one_out_is_the_exhaustive_search_without_the_row():
+    R = blobs(400, 25)
+    index = NeighbourIndex(R)
+    loo, sq_diff, _ = search(R, index, 4, skip_self=True)
+    assert_same_bits((loo, sq_diff), exhaustive(R, index, 4, drop=1))
+    expected = NearestNeighbors(n_neighbors=5).fit(R).kneighbors(R)[0][:, 1:]
+    np.testing.assert_allclose(loo, expected, rtol=1e-9, atol=1e-9)

@@ -1,0 +1,299 @@
+"""Exact k-nearest-neighbour search whose results do not depend on the batch.
+
+Used by :class:`~tripwire.training.detectors.knn.KNN`. Two stages per chunk of
+query rows:
+
+1. **Propose** (fast, batch-dependent): one float32 matrix product through torch's
+   BLAS against the reference rows gives approximate squared distances
+   ``a_j = |r_j|^2 - 2 q.r_j`` (plus ``|q|^2``, the same for the whole row); a
+   blocked selection per row (``_propose``: group minima in one vectorised pass,
+   then only the best groups' columns) keeps the ``k + CANDIDATE_MARGIN``
+   smallest and ``tau``, a lower bound on every other reference row's
+   approximation. No sort or partition of the whole matrix. BLAS picks kernels (and summation
+   orders) by shape and address, so these values can differ by a few float32
+   units with the batch.
+2. **Recompute and certify** (exact, per row): the squared distances of the
+   candidates are recomputed in float64 from the coordinate differences, in a
+   fixed order, one row at a time (a numba kernel without fastmath). Every
+   approximation is within ``eps = 4 (d + 4) 2^-24 (|q| + max_j |r_j|)^2`` of the
+   recomputed value (the standard bound for a float32 dot product, in any
+   summation order, doubled). If ``|q|^2 + tau - eps`` exceeds the ``k``-th
+   smallest recomputed distance, no other reference row can be among the ``k``
+   nearest nor tie with the ``k``-th, so the candidates hold the exact answer.
+   Otherwise the row falls back to an exact scan of every reference row whose
+   approximation does not rule it out (all of them when the product could
+   overflow).
+
+The answer is the ``k`` reference rows with the smallest recomputed squared
+distance, ties broken by the lower row index, whichever stage produced it: a
+function of the row and the reference alone, the same bits in any batch, at any
+position and alignment, on any CPU (the proposal only decides how much work the
+exact stage does).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import torch
+
+from tripwire.training.detectors.layers import jit
+
+#: Candidates beyond ``k`` whose distances are recomputed exactly.
+CANDIDATE_MARGIN = 8
+#: float32 values in one chunk's matrix product (4 MiB): bounds memory for any batch.
+CHUNK_VALUES = 1 << 20
+#: Columns per group in the blocked selection (see ``_propose``).
+GROUP_SIZE = 16
+#: Most query rows per matrix product.
+MAX_CHUNK_ROWS = 256
+
+
+class NeighbourIndex:
+    """Reference rows ``R`` (m, d), float64, prepared for :func:`nearest`."""
+
+    def __init__(self, R: np.ndarray) -> None:
+        self.R = np.ascontiguousarray(R, dtype=np.float64)
+        self.r_sq = np.einsum("ij,ij->i", self.R, self.R)
+        self.r_max = float(np.sqrt(self.r_sq.max())) if len(self.R) else 0.0
+        with np.errstate(over="ignore"):  # huge rows: the kernel then skips the product
+            self.r_sq32 = torch.from_numpy(self.r_sq.astype(np.float32))
+            # (d, m): the product's right-hand side, contiguous
+            self.RT32 = torch.from_numpy(np.ascontiguousarray(self.R.T, dtype=np.float32))
+
+
+def rounding_unit() -> float:
+    """Unit roundoff assumed for torch's float32 products.
+
+    ``2^-24`` at torch's default ``"highest"`` float32 matmul precision; a much
+    looser bound when a caller allowed reduced-precision (bf16/TF32) products,
+    through torch or oneDNN's ``ONEDNN_DEFAULT_FPMATH_MODE``.
+    """
+    strict = os.environ.get("ONEDNN_DEFAULT_FPMATH_MODE", "STRICT").upper() == "STRICT"
+    highest = torch.get_float32_matmul_precision() == "highest"
+    return 2.0**-24 if strict and highest else 2.0**-7
+
+
+def nearest(
+    Q: np.ndarray, index: NeighbourIndex, k: int, skip_self: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact distances to the ``k`` nearest reference rows and mean squared differences.
+
+    Parameters
+    ----------
+    Q : ndarray of shape (n, d), float64
+        Query rows (finite).
+    index : NeighbourIndex
+        Over the reference rows R (m, d).
+    k : int
+        Neighbours per row, ``1 <= k <= m`` (``<= m - 1`` with ``skip_self``).
+    skip_self : bool
+        ``Q`` is R: drop each row's closest match, itself (leave-one-out).
+
+    Returns
+    -------
+    dist : ndarray of shape (n, k)
+        Distances to the nearest rows, ascending.
+    sq_diff : ndarray of shape (n, d)
+        Per feature, the squared difference to the ``k`` neighbours, averaged.
+    """
+    dist, sq_diff, _ = search(Q, index, k, skip_self)
+    return dist, sq_diff
+
+
+def search(
+    Q: np.ndarray, index: NeighbourIndex, k: int, skip_self: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`nearest`, plus a bool (n,) per row: it fell back to the exact scan."""
+    Q = np.ascontiguousarray(Q, dtype=np.float64)
+    m = len(index.R)
+    drop = int(skip_self)
+    n_cand = k + drop + CANDIDATE_MARGIN
+    step = max(1, min(MAX_CHUNK_ROWS, CHUNK_VALUES // max(m, 1)))
+    dist = np.empty((len(Q), k))
+    sq_diff = np.empty(Q.shape)
+    fallback = np.zeros(len(Q), dtype=np.bool_)
+    unit = rounding_unit()
+    use_product = n_cand < m
+    buf = torch.empty((min(step, len(Q)), m if use_product else 0))
+    for start in range(0, len(Q), step):
+        q = Q[start : start + step]
+        approx = buf[: len(q)]
+        if use_product:
+            with np.errstate(over="ignore"):  # such rows skip the product (see the kernel)
+                q32 = torch.from_numpy(q.astype(np.float32))
+            torch.addmm(index.r_sq32, q32, index.RT32, alpha=-2.0, out=approx)
+        rows = slice(start, start + len(q))
+        _search_rows(
+            approx.numpy(), q, index.R, index.r_max, k, drop, n_cand, unit,
+            dist[rows], sq_diff[rows], fallback[rows],
+        )  # fmt: skip
+    return dist, sq_diff, fallback
+
+
+# -- kernels ------------------------------------------------------------------------
+@jit
+def _sq_dist(q: np.ndarray, R: np.ndarray, j: int) -> float:  # pragma: no cover
+    """``sum_t (q[t] - R[j, t])^2`` in float64, sequentially: the exact distance."""
+    s = 0.0
+    for t in range(q.shape[0]):
+        diff = q[t] - R[j, t]
+        s += diff * diff
+    return s
+
+
+@jit
+def error_bound(q_sq: float, r_max: float, d: int, unit: float) -> float:  # pragma: no cover
+    """Bound on ``|approximation - recomputed distance|`` for a row with ``|q|^2 = q_sq``.
+
+    ``4 (d + 4) unit (|q| + r_max)^2``, plus an absolute term for float32
+    underflow; callable from Python (tests) and from the kernels.
+    """
+    span = math.sqrt(q_sq) + r_max
+    return 4.0 * (d + 4) * unit * span * span + 2.0**-100 * (d + 1) * (1.0 + span)
+
+
+@jit
+def _insert(
+    vals: np.ndarray, idx: np.ndarray, n: int, v: float, j: int
+) -> int:  # pragma: no cover - compiled
+    """Insert ``(v, j)`` into the ascending buffer holding ``n`` pairs; the new count.
+
+    Ordered by value then index; a full buffer drops its largest pair.
+    """
+    cap = vals.shape[0]
+    if n == cap and not (v < vals[cap - 1] or (v == vals[cap - 1] and j < idx[cap - 1])):
+        return n
+    p = min(n, cap - 1)
+    while p > 0 and (v < vals[p - 1] or (v == vals[p - 1] and j < idx[p - 1])):
+        vals[p] = vals[p - 1]
+        idx[p] = idx[p - 1]
+        p -= 1
+    vals[p] = v
+    idx[p] = j
+    return min(n + 1, cap)
+
+
+@jit
+def _propose(
+    row: np.ndarray,
+    group_min: np.ndarray,
+    groups: np.ndarray,
+    cand: np.ndarray,
+    cand_idx: np.ndarray,
+) -> float:  # pragma: no cover - compiled
+    """Fill ``cand`` with the smallest approximations of ``row``; return ``tau``.
+
+    Blocked, so that the full row is only read by a vectorised elementwise min:
+    column ``j`` belongs to group ``j % W`` (``W = len(group_min)``); the groups
+    with the ``n`` smallest minima (``n = len(cand) - 1``) hold the ``n`` smallest
+    values, so only their columns are scanned. ``tau``, a lower bound on every
+    column outside ``cand_idx[:n]``, is the smaller of the ``(n + 1)``-th group
+    minimum and the ``(n + 1)``-th value among the scanned columns.
+    """
+    m = row.shape[0]
+    width = group_min.shape[0]
+    n_keep = cand.shape[0]
+    group_min[:] = np.float32(np.inf)
+    for lo in range(0, m - width + 1, width):
+        block = row[lo : lo + width]  # a slice: the loop below vectorises
+        for g in range(width):
+            x, y = block[g], group_min[g]
+            group_min[g] = x if x < y else y
+    tail = m - m % width
+    for g in range(m - tail):
+        x, y = row[tail + g], group_min[g]
+        group_min[g] = x if x < y else y
+    tau_groups = _smallest(group_min, 0, 1, cand, groups)
+    nb = 0
+    thr = np.inf
+    for c in range(n_keep - 1):
+        for j in range(groups[c], m, width):
+            v = row[j]
+            if v < thr:
+                nb = _insert(cand, cand_idx, nb, v, j)
+                if nb == n_keep:
+                    thr = cand[n_keep - 1]
+    # few columns per group: the chosen groups may hold fewer than n + 1 of them
+    return min(tau_groups, cand[n_keep - 1] if nb == n_keep else np.inf)
+
+
+@jit
+def _smallest(
+    values: np.ndarray, start: int, stride: int, out: np.ndarray, out_idx: np.ndarray
+) -> float:  # pragma: no cover - compiled
+    """The ``len(out)`` smallest of ``values[start::stride]`` (ascending, with their
+    indices into ``values``) into ``out``; returns the largest kept."""
+    n_keep = out.shape[0]
+    n = 0
+    thr = np.inf
+    for j in range(start, values.shape[0], stride):
+        v = values[j]
+        if v < thr:
+            n = _insert(out, out_idx, n, v, j)
+            if n == n_keep:
+                thr = out[n_keep - 1]
+    return out[n_keep - 1]
+
+
+@jit
+def _search_rows(
+    approx: np.ndarray,
+    Q: np.ndarray,
+    R: np.ndarray,
+    r_max: float,
+    k: int,
+    drop: int,
+    n_cand: int,
+    unit: float,
+    dist: np.ndarray,
+    sq_diff: np.ndarray,
+    fallback: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    m, d = R.shape
+    kk = k + drop
+    cand = np.empty(n_cand + 1)
+    cand_idx = np.zeros(n_cand + 1, dtype=np.int64)
+    # about GROUP_SIZE columns per group, and at least n_cand + 1 groups
+    width = max(n_cand + 1, -(-m // GROUP_SIZE))
+    group_min = np.empty(width, dtype=np.float32)
+    groups = np.zeros(n_cand + 1, dtype=np.int64)
+    best = np.empty(kk)
+    best_idx = np.zeros(kk, dtype=np.int64)
+    for i in range(Q.shape[0]):
+        q = Q[i]
+        q_sq = 0.0
+        for t in range(d):
+            q_sq += q[t] * q[t]
+        span = math.sqrt(q_sq) + r_max
+        eps = error_bound(q_sq, r_max, d, unit)
+        use_approx = n_cand < m and span * span < 1e36  # no float32 overflow
+        limit = np.inf
+        certified = False
+        if use_approx:
+            tau = _propose(approx[i], group_min, groups, cand, cand_idx)
+            nk = 0
+            for c in range(n_cand):
+                j = cand_idx[c]
+                nk = _insert(best, best_idx, nk, _sq_dist(q, R, j), j)
+            limit = best[kk - 1]
+            certified = q_sq + tau - eps > limit
+        fallback[i] = not certified
+        if not certified:
+            nk = 0
+            for j in range(m):
+                if nk == kk and best[kk - 1] < limit:
+                    limit = best[kk - 1]
+                if use_approx and q_sq + approx[i, j] - eps > limit:
+                    continue
+                nk = _insert(best, best_idx, nk, _sq_dist(q, R, j), j)
+        for c in range(k):
+            dist[i, c] = math.sqrt(best[drop + c])
+        for t in range(d):
+            s = 0.0
+            for c in range(k):
+                diff = q[t] - R[best_idx[drop + c], t]
+                s += diff * diff
+            sq_diff[i, t] = s / k
