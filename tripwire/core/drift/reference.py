@@ -156,6 +156,24 @@ def _scalar(arrays: dict[str, np.ndarray], key: str, dtype: Any) -> int:
     return int(a[0])
 
 
+#: The manifest section that says a version has a drift reference.
+MANIFEST_KEY = "drift_reference"
+
+
+def reference_manifest(reference: DriftReference) -> dict[str, Any]:
+    """The manifest section naming the artifact (the file itself is hashed as one)."""
+    return {
+        MANIFEST_KEY: {
+            "artifact": REFERENCE_FILE,
+            "format": REFERENCE_FORMAT,
+            "bins": reference.probs.shape[1],
+            "reference_rows": reference.reference_rows,
+            "calibration_rows": reference.calibration_rows,
+            "calibration_alerts": reference.calibration_alerts,
+        }
+    }
+
+
 def save_reference(reference: DriftReference, directory: Path) -> str:
     """Write ``REFERENCE_FILE`` into ``directory``; returns its name (an artifact)."""
     from safetensors.numpy import save_file
@@ -178,9 +196,11 @@ def read_reference(path: Path, n_features: int) -> DriftReference:
 
 __all__ = [
     "DEFAULT_BINS",
+    "MANIFEST_KEY",
     "REFERENCE_FILE",
     "REFERENCE_FORMAT",
     "DriftReference",
     "read_reference",
+    "reference_manifest",
     "save_reference",
 ]
