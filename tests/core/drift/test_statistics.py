@@ -90,3 +90,12 @@ def test_psi_is_zero_at_the_reference_and_grows_with_shift() -> None:
     probs = np.full((1, 10), 0.1)
     assert psi(np.full((1, 10), 100), probs)[0] == pytest.approx(0.0, abs=1e-4)
     assert psi(np.array([[300, 300] + [50] * 8]), probs)[0] > 0.25
+
+
+def test_score_ks_thins_a_large_reference_within_its_resolution() -> None:
+    rng = np.random.default_rng(5)
+    ref = np.sort(rng.normal(size=50_000))
+    window = rng.normal(0.05, size=3000)
+    thinned = ScoreKS(ref, 0.01).distance(window)
+    assert thinned == pytest.approx(ks_distance(window, ref), abs=2 / 8192)
+    assert ScoreKS(ref, 0.01).critical(3000) < ScoreKS(ref[:5000], 0.01).critical(3000)

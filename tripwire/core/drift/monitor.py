@@ -23,7 +23,15 @@ from typing import Any
 import numpy as np
 
 from tripwire.core.drift.reference import DriftReference
-from tripwire.core.drift.statistics import AlertRateBand, FeatureChi2, ScoreKS, bin_counts, psi
+from tripwire.core.drift.statistics import (
+    AlertRateBand,
+    FeatureChi2,
+    ScoreKS,
+    bin_counts,
+    bin_index,
+    psi,
+    tally,
+)
 from tripwire.core.errors import ConfigError
 
 
@@ -195,6 +203,10 @@ class DriftMonitor:
         size = config.drift_window
         self._X = np.zeros((size, reference.n_features), np.float32)
         self._scores = np.zeros(size, np.float64)
+        # each row's bins, and the window's counts kept up to date row by row
+        self._bins = np.zeros((size, reference.n_features), np.uint8)
+        self._n_bins = int(reference.edges.shape[1]) + 1
+        self._counts = np.zeros((reference.n_features, self._n_bins), np.int64)
         self._filled = self._pos = self._since = 0
         self.events = 0
 
@@ -217,20 +229,32 @@ class DriftMonitor:
         size = self.config.drift_window
         if len(scores) >= size:
             X, scores = X[-size:], scores[-size:]
+        bins = bin_index(X, self.reference.edges)
         first = min(len(scores), size - self._pos)
-        end = self._pos + first
-        self._X[self._pos : end], self._scores[self._pos : end] = X[:first], scores[:first]
-        rest = len(scores) - first
-        self._X[:rest], self._scores[:rest] = X[first:], scores[first:]
+        self._write(self._pos, X[:first], scores[:first], bins[:first])
+        self._write(0, X[first:], scores[first:], bins[first:])
         self._pos = (self._pos + len(scores)) % size
-        self._filled = min(size, self._filled + len(scores))
+
+    def _write(self, at: int, X: np.ndarray, scores: np.ndarray, bins: np.ndarray) -> None:
+        """Overwrite ring rows ``at:at+len``, moving the evicted rows out of the counts."""
+        end = at + len(scores)
+        if end == at:
+            return
+        n_bins = self._n_bins
+        evicted = min(end, self._filled) - at
+        if evicted > 0:
+            self._counts -= tally(self._bins[at : at + evicted], n_bins)
+        self._X[at:end], self._scores[at:end], self._bins[at:end] = X, scores, bins
+        self._counts += tally(bins, n_bins)
+        self._filled = max(self._filled, end)
 
     def evaluate(self) -> DriftReport:
         """Test the current window (whatever its fill) against the reference."""
         if self._filled == 0:
             raise ConfigError("drift: nothing to evaluate yet")
         return evaluate_window(
-            self._X[: self._filled], self._scores[: self._filled], self.reference,
+            self._X[: self._filled], self._scores[: self._filled], self._counts.copy(),
+            self.reference,
             self._ks, self._chi2, self._band(self._filled), self.feature_names,
             self.events, self.config.drift_top_features,
         )  # fmt: skip
@@ -248,6 +272,7 @@ class DriftMonitor:
 def evaluate_window(
     X: np.ndarray,
     scores: np.ndarray,
+    counts: np.ndarray | None,
     ref: DriftReference,
     ks: ScoreKS,
     chi2: FeatureChi2,
@@ -256,9 +281,12 @@ def evaluate_window(
     events: int,
     top_k: int,
 ) -> DriftReport:
-    """All statistics of one window of rows ``X`` (n, d) and their ``scores`` (n,)."""
+    """All statistics of one window of rows ``X`` (n, d) and their ``scores`` (n,).
+
+    ``counts`` (d, B) are the rows' bin counts when the caller keeps them up to date.
+    """
     n = len(scores)
-    counts = bin_counts(X, ref.edges)
+    counts = bin_counts(X, ref.edges) if counts is None else counts
     stat = chi2.statistic(counts)
     distance = ks.distance(scores)
     std = np.where(ref.std > 0, ref.std, 1.0)

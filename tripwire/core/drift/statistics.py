@@ -33,6 +33,8 @@ from scipy import special, stats
 #: Points of the Jeffreys posterior the Beta-binomial band averages over.
 _RATE_GRID = 256
 _CHUNK_ROWS = 4096
+#: Calibration scores the KS distance is computed against (a thinned ECDF beyond).
+_KS_POINTS = 8192
 
 
 @dataclass(frozen=True)
@@ -126,8 +128,16 @@ class ScoreKS:
         big_n = len(self.reference_sorted)
         return float(special.kolmogi(self.alpha)) * float(np.sqrt((n + big_n) / (n * big_n)))
 
+    @cached_property
+    def _ecdf_points(self) -> np.ndarray:
+        """At most ``_KS_POINTS`` evenly spaced order statistics (ECDF error below 1/that)."""
+        ref = self.reference_sorted
+        if len(ref) <= _KS_POINTS:
+            return ref
+        return ref[np.linspace(0, len(ref) - 1, _KS_POINTS).round().astype(np.intp)]
+
     def distance(self, window: np.ndarray) -> float:
-        return ks_distance(window, self.reference_sorted)
+        return ks_distance(window, self._ecdf_points)
 
     def p_value(self, distance: float, n: int) -> float:
         """Asymptotic p-value of ``distance`` for a window of ``n``."""
@@ -135,29 +145,38 @@ class ScoreKS:
         return float(special.kolmogorov(distance * np.sqrt(n * big_n / (n + big_n))))
 
 
-def bin_counts(X: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Counts of each feature's values in its bins.
+def bin_index(X: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Each value's bin in its feature's quantile bins.
 
-    Bin ``b`` of feature ``j`` holds the values with exactly ``b`` edges ``<=`` them
-    (``searchsorted(..., side="right")``), so tied edges make empty bins.
+    Bin ``b`` of feature ``j`` holds the values with exactly ``b`` of its edges
+    ``<=`` them (``searchsorted(..., side="right")``), so tied edges make empty bins.
 
     Parameters
     ----------
     X : ndarray (n, d)
-    edges : ndarray (d, B - 1), each row sorted
+    edges : ndarray (d, B - 1), each row sorted, ``B <= 256``
 
     Returns
     -------
-    ndarray (d, B) of int64
+    ndarray (n, d) of uint8
     """
-    d, n_bins = edges.shape[0], edges.shape[1] + 1
-    offsets = (np.arange(d) * n_bins)[None, :]
-    counts = np.zeros(d * n_bins, np.int64)
+    out = np.empty(X.shape, np.uint8)
     for start in range(0, len(X), _CHUNK_ROWS):  # bounds the (rows, d, B) temporary
         chunk = X[start : start + _CHUNK_ROWS]
-        bins = (chunk[:, :, None] >= edges[None, :, :]).sum(axis=2)  # (rows, d)
-        counts += np.bincount((bins + offsets).ravel(), minlength=d * n_bins)
-    return counts.reshape(d, n_bins)
+        out[start : start + _CHUNK_ROWS] = (chunk[:, :, None] >= edges[None, :, :]).sum(axis=2)
+    return out
+
+
+def tally(bins: np.ndarray, n_bins: int) -> np.ndarray:
+    """Counts per feature and bin of :func:`bin_index` output (n, d); shape (d, B)."""
+    d = bins.shape[1]
+    flat = bins.astype(np.intp) + (np.arange(d) * n_bins)[None, :]
+    return np.bincount(flat.ravel(), minlength=d * n_bins).reshape(d, n_bins)
+
+
+def bin_counts(X: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Counts of each feature's values (n, d) in its bins (:func:`bin_index`); (d, B)."""
+    return tally(bin_index(X, edges), edges.shape[1] + 1)
 
 
 @dataclass(frozen=True)
@@ -221,4 +240,13 @@ def psi(counts: np.ndarray, probs: np.ndarray) -> np.ndarray:
     return np.where(live, (q - p) * np.log(np.where(live, q, 1.0) / p), 0.0).sum(axis=1)
 
 
-__all__ = ["AlertRateBand", "FeatureChi2", "ScoreKS", "bin_counts", "ks_distance", "psi"]
+__all__ = [
+    "AlertRateBand",
+    "FeatureChi2",
+    "ScoreKS",
+    "bin_counts",
+    "bin_index",
+    "ks_distance",
+    "psi",
+    "tally",
+]
