@@ -51,6 +51,8 @@ class BatchResult:
         Feature vectors seen (a record that cannot be decoded counts as one).
     scores : ndarray of shape (scored,)
         Scores of the scored vectors.
+    features : ndarray of shape (scored, d)
+        The scored vectors themselves (for the drift monitor).
     event_ms : ndarray of shape (scored,)
         Their event times (epoch ms; NaN when unknown), for the latency histogram.
     """
@@ -62,6 +64,7 @@ class BatchResult:
     suppressed: int = 0
     invalid: Counter[str] = field(default_factory=Counter)
     scores: np.ndarray = field(default_factory=lambda: np.empty(0))
+    features: np.ndarray = field(default_factory=lambda: np.empty((0, 0), np.float32))
     event_ms: np.ndarray = field(default_factory=lambda: np.empty(0))
     inference_seconds: float | None = None
     inference_cpu_seconds: float = 0.0
@@ -211,6 +214,7 @@ class BatchProcessor:
                 s = _scored(record, decoded, j, float(scores[i]), bool(scored.is_anomaly[i]))
                 self._emit(result, s, scorer, detected_at, tops.get(i, []))
         result.scores = scores[finite]
+        result.features = X if finite.all() else X[finite]
         result.event_ms = event_ms[finite]
         result.scored = int(finite.sum())
 
