@@ -150,6 +150,8 @@ class StreamWorker:
             if settings.drift
             else None
         )
+        if self.drift is not None:
+            self.drift.start(scorer)
         self._scoring = ThreadPoolExecutor(1, thread_name_prefix="tripwire-score")
         self._inline = True  # see score()
         self._reloading = ThreadPoolExecutor(1, thread_name_prefix="tripwire-reload")

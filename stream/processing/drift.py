@@ -69,12 +69,23 @@ class DriftWatch:
             self.monitor, self._key = None, (scorer.name, scorer.version)
             self.metrics.monitoring.set(0)
 
+    def start(self, scorer: Scorer) -> None:
+        """Begin loading the reference of ``scorer``'s version (the worker calls it at start)."""
+        self._key, self.monitor = (scorer.name, scorer.version), None
+        self.metrics.monitoring.set(0)
+        loading = self._pool.submit(self._load, f"{scorer.name}@{scorer.version}")
+        self._loading = loading
+
+        def loaded(done: Future[DriftMonitor | None]) -> None:
+            if done is self._loading and not done.cancelled() and done.result() is not None:
+                self.metrics.monitoring.set(1)  # visible before the next batch arrives
+
+        loading.add_done_callback(loaded)
+
     def _observe(self, scorer: Scorer, features: np.ndarray, scores: np.ndarray) -> None:
         key = (scorer.name, scorer.version)
         if key != self._key:
-            self._key, self.monitor = key, None
-            self.metrics.monitoring.set(0)
-            self._loading = self._pool.submit(self._load, f"{scorer.name}@{scorer.version}")
+            self.start(scorer)
         if self._loading is not None:
             if not self._loading.done():
                 return
