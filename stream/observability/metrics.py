@@ -256,6 +256,8 @@ class DriftMetrics:
             "alert_rate_band", "Calibrated band of the alert rate (a window), by bound.",
             ("bound",),
         )  # fmt: skip
+        for bound in ("low", "high"):
+            self.alert_rate_band.labels(bound=bound)
         self.score_ks = gauge("score_ks", "KS distance of window scores to calibration scores.")
         self.score_ks_critical = gauge("score_ks_critical", "Critical value of score_ks.")
         self.feature_largest = gauge(

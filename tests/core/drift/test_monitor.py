@@ -107,3 +107,15 @@ def test_missing_key_is_refused(reference: DriftReference) -> None:
     with pytest.raises(RegistryError, match="'mean'"):
         DriftReference.from_arrays(arrays, 6)
     assert replace(reference).n_features == 6
+
+
+def test_kept_sums_match_the_window_after_many_passes(reference: DriftReference) -> None:
+    monitor = DriftMonitor(reference, NAMES, DriftConfig(drift_window=50, drift_step=50))
+    rng = np.random.default_rng(4)
+    for _ in range(500):  # 10 000 rows: 200 passes of the ring, resummed every 64
+        monitor.update(rng.normal(3.0, size=(20, 6)) * 1e3, rng.chisquare(6, 20))
+    got = monitor.evaluate()
+    window = monitor._X.astype(np.float64)
+    want_shift = (window.mean(axis=0) - reference.mean) / reference.std
+    np.testing.assert_allclose(got.mean_shift_sd, want_shift, rtol=1e-9)
+    np.testing.assert_allclose(got.std_ratio, window.std(axis=0) / reference.std, rtol=1e-6)

@@ -207,6 +207,10 @@ class DriftMonitor:
         self._bins = np.zeros((size, reference.n_features), np.uint8)
         self._n_bins = int(reference.edges.shape[1]) + 1
         self._counts = np.zeros((reference.n_features, self._n_bins), np.int64)
+        # sums of (x - training mean) and its square over the window, kept up to date;
+        # recomputed exactly from the ring every RESUM_WRAPS passes (rounding drift)
+        self._sums = np.zeros((2, reference.n_features), np.float64)
+        self._wraps = 0
         self._filled = self._pos = self._since = 0
         self.events = 0
 
@@ -234,6 +238,10 @@ class DriftMonitor:
         self._write(self._pos, X[:first], scores[:first], bins[:first])
         self._write(0, X[first:], scores[first:], bins[first:])
         self._pos = (self._pos + len(scores)) % size
+        if first < len(scores) or self._pos == 0:
+            self._wraps += 1
+            if self._wraps % RESUM_WRAPS == 0:
+                self._sums = _moments(self._X[: self._filled], self.reference.mean)
 
     def _write(self, at: int, X: np.ndarray, scores: np.ndarray, bins: np.ndarray) -> None:
         """Overwrite ring rows ``at:at+len``, moving the evicted rows out of the counts."""
@@ -244,8 +252,10 @@ class DriftMonitor:
         evicted = min(end, self._filled) - at
         if evicted > 0:
             self._counts -= tally(self._bins[at : at + evicted], n_bins)
+            self._sums -= _moments(self._X[at : at + evicted], self.reference.mean)
         self._X[at:end], self._scores[at:end], self._bins[at:end] = X, scores, bins
         self._counts += tally(bins, n_bins)
+        self._sums += _moments(X, self.reference.mean)
         self._filled = max(self._filled, end)
 
     def evaluate(self) -> DriftReport:
@@ -253,8 +263,8 @@ class DriftMonitor:
         if self._filled == 0:
             raise ConfigError("drift: nothing to evaluate yet")
         return evaluate_window(
-            self._X[: self._filled], self._scores[: self._filled], self._counts.copy(),
-            self.reference,
+            self._X[: self._filled], self._scores[: self._filled],
+            (self._counts.copy(), self._sums.copy()), self.reference,
             self._ks, self._chi2, self._band(self._filled), self.feature_names,
             self.events, self.config.drift_top_features,
         )  # fmt: skip
@@ -269,10 +279,20 @@ class DriftMonitor:
         return self._bands[n]
 
 
+#: Ring passes between exact recomputations of the window's sums.
+RESUM_WRAPS = 64
+
+
+def _moments(X: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """Sums of ``X - centre`` and of its square per column; shape (2, d), float64."""
+    dev = X.astype(np.float64) - centre
+    return np.stack([dev.sum(axis=0), np.einsum("ij,ij->j", dev, dev)])
+
+
 def evaluate_window(
     X: np.ndarray,
     scores: np.ndarray,
-    counts: np.ndarray | None,
+    kept: tuple[np.ndarray, np.ndarray] | None,
     ref: DriftReference,
     ks: ScoreKS,
     chi2: FeatureChi2,
@@ -283,22 +303,24 @@ def evaluate_window(
 ) -> DriftReport:
     """All statistics of one window of rows ``X`` (n, d) and their ``scores`` (n,).
 
-    ``counts`` (d, B) are the rows' bin counts when the caller keeps them up to date.
+    ``kept``: the rows' bin counts (d, B) and :func:`_moments` (2, d) when the caller
+    keeps them up to date; computed from ``X`` when ``None``.
     """
     n = len(scores)
-    counts = bin_counts(X, ref.edges) if counts is None else counts
+    counts, sums = (bin_counts(X, ref.edges), _moments(X, ref.mean)) if kept is None else kept
+    shift = sums[0] / n
+    var = np.maximum(sums[1] / n - shift**2, 0.0)
     stat = chi2.statistic(counts)
     distance = ks.distance(scores)
     std = np.where(ref.std > 0, ref.std, 1.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(ref.std > 0, X.std(axis=0, dtype=np.float64) / std, 1.0)
+    ratio = np.where(ref.std > 0, np.sqrt(var) / std, 1.0)
     return DriftReport(
         events=events, window=n, alerts=int((scores > ref.threshold).sum()),
         band_low=band.low, band_high=band.high, expected_rate=band.expected,
         score_ks=distance, score_ks_critical=ks.critical(n), score_p=ks.p_value(distance, n),
         feature_drift=stat / chi2.critical, feature_p=chi2.p_values(stat),
         feature_psi=psi(counts, ref.probs),
-        mean_shift_sd=(X.mean(axis=0, dtype=np.float64) - ref.mean) / std,
+        mean_shift_sd=shift / std,
         std_ratio=ratio, feature_names=names, top_k=top_k,
     )  # fmt: skip
 

@@ -32,9 +32,8 @@ from scipy import special, stats
 
 #: Points of the Jeffreys posterior the Beta-binomial band averages over.
 _RATE_GRID = 256
-_CHUNK_ROWS = 4096
 #: Calibration scores the KS distance is computed against (a thinned ECDF beyond).
-_KS_POINTS = 8192
+_KS_POINTS = 4096
 
 
 @dataclass(frozen=True)
@@ -160,10 +159,9 @@ def bin_index(X: np.ndarray, edges: np.ndarray) -> np.ndarray:
     -------
     ndarray (n, d) of uint8
     """
-    out = np.empty(X.shape, np.uint8)
-    for start in range(0, len(X), _CHUNK_ROWS):  # bounds the (rows, d, B) temporary
-        chunk = X[start : start + _CHUNK_ROWS]
-        out[start : start + _CHUNK_ROWS] = (chunk[:, :, None] >= edges[None, :, :]).sum(axis=2)
+    out = np.zeros(X.shape, np.uint8)
+    for k in range(edges.shape[1]):  # one (n, d) comparison per edge: no (n, d, B) temporary
+        out += X >= edges[:, k]
     return out
 
 
