@@ -138,6 +138,20 @@ class WorkerSettings:
             "SECONDS",
         ),
     )
+    drift: bool = field(
+        default=True,
+        metadata=_m("monitor drift against the serving version's reference (docs/runbook.md)"),
+    )
+    drift_window: int = field(default=5000, metadata=_m("events in the drift window", "N"))
+    drift_step: int = field(default=1000, metadata=_m("events between drift evaluations", "N"))
+    drift_false_alarm_rate: float = field(
+        default=0.001,
+        metadata=_m("chance that one evaluation of a stationary window alarms", "RATE"),
+    )
+    drift_expected_anomaly_rate: float = field(
+        default=0.0,
+        metadata=_m("share of true anomalies expected in the stream (centres the band)", "RATE"),
+    )
     security_protocol: str = field(
         default="PLAINTEXT", metadata=_m("PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL", "PROTO")
     )

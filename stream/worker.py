@@ -79,6 +79,7 @@ from tripwire.stream.observability.lag import LagTracker
 from tripwire.stream.observability.metrics import Metrics
 from tripwire.stream.processing.batch import BatchProcessor, BatchResult, Topics, record_batch
 from tripwire.stream.processing.cooldown import Cooldown
+from tripwire.stream.processing.drift import DriftWatch, drift_config
 from tripwire.stream.processing.model_watcher import ModelWatcher
 from tripwire.stream.settings import WorkerSettings
 from tripwire.stream.wire.alerts import AlertBuilder
@@ -159,6 +160,13 @@ class StreamWorker:
             ),
         )
         self.lag = LagTracker(metrics, settings.input_topic)
+        self.drift = (
+            DriftWatch(settings.registry, drift_config(settings), metrics.drift)
+            if settings.drift
+            else None
+        )
+        if self.drift is not None:
+            self.drift.start(scorer)
         self._scoring = ThreadPoolExecutor(1, thread_name_prefix="tripwire-score")
         self._inline = True  # see score()
         self._reloading = ThreadPoolExecutor(1, thread_name_prefix="tripwire-reload")
@@ -234,6 +242,8 @@ class StreamWorker:
                 return  # never ack past a batch whose outputs are not acknowledged
         self.consumer.ack_batch(batch)
         record_batch(self.metrics, result, scorer.threshold)
+        if self.drift is not None:  # in delivery order, once per batch (never per event)
+            self.drift.observe(scorer, result.features, result.scores)
         for tp, offset in batch.last_offsets.items():
             self.lag.processed(tp.partition, offset)
         await self._update_lag()
@@ -282,6 +292,8 @@ class StreamWorker:
         """Stop the helper threads (after the app stopped)."""
         self._scoring.shutdown(wait=True, cancel_futures=True)
         self._reloading.shutdown(wait=True, cancel_futures=True)
+        if self.drift is not None:
+            self.drift.close()
 
 
 def freeze_startup_objects() -> None:

@@ -1,4 +1,4 @@
-"""``tripwire train``, ``tripwire score`` and (from ``training.registry.cli``) ``registry``.
+"""``tripwire train``, ``score``, and ``registry`` and ``drift`` (from their own modules).
 
 Printing the results for a person happens here; everything below logs.
 """
@@ -42,6 +42,13 @@ def register(subparsers: Any) -> None:
     _add_train(subparsers)
     _add_score(subparsers)
     _add_registry(subparsers)
+    _add_drift(subparsers)
+
+
+def _add_drift(subparsers: Any) -> None:
+    from tripwire.training.drift_cli import register as register_drift
+
+    register_drift(subparsers)
 
 
 def _add_registry(subparsers: Any) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from tripwire.core.detector import Detector
+from tripwire.core.drift.reference import DriftReference, reference_manifest, save_reference
 from tripwire.core.errors import ConfigError, DataError
 from tripwire.core.kinds import detector_class
 from tripwire.core.registry.manifest import is_alias_name, is_model_name
@@ -198,14 +199,18 @@ def train(settings: TrainSettings) -> TrainResult:
     detector = make_detector(settings.model, seed=settings.seed, **settings.detector_params())
     log.info("fitting %s on %d normal rows", settings.model, len(splits.train))
     detector.fit(splits.train)
-    threshold.fit(calibration_data(detector, splits))
+    calibration = calibration_data(detector, splits)
+    threshold.fit(calibration)
     log.info("threshold %s = %.6g", threshold.spec(), threshold.value)
+    reference = DriftReference.build(
+        splits.train, calibration.normal_scores, threshold.value, seed=settings.seed
+    )
     metrics, test_scores = None, None
     if splits.test_X is not None and splits.test_y is not None:
         scorer = Scorer("unpublished", "0", detector, threshold.value, splits.feature_names)
         test_scores = scorer.score(splits.test_X).scores
         metrics = evaluate(test_scores, splits.test_y, threshold.value)
-    return _publish(settings, detector, threshold, splits, metrics, test_scores)
+    return _publish(settings, detector, threshold, splits, metrics, test_scores, reference)
 
 
 def _check(settings: TrainSettings) -> None:
@@ -226,6 +231,7 @@ def _publish(
     splits: Splits,
     metrics: dict[str, Any] | None,
     test_scores: np.ndarray | None,
+    reference: DriftReference,
 ) -> TrainResult:
     registry = Registry(settings.registry)
     name = settings.model_name()
@@ -233,15 +239,14 @@ def _publish(
     outside = None if in_version or settings.plot == "none" else Path(str(settings.plot))
 
     def write_artifacts(directory: Path) -> list[str]:
-        files = list(detector.save(directory))
+        files = [*detector.save(directory), save_reference(reference, directory)]
         if in_version:
             _plot(directory / PLOT_FILE, detector, splits, test_scores, threshold.value)
             files.append(PLOT_FILE)
         return files
 
-    version = registry.publish(
-        name, write_artifacts, _manifest(detector, threshold, splits, metrics)
-    )
+    manifest = {**_manifest(detector, threshold, splits, metrics), **reference_manifest(reference)}
+    version = registry.publish(name, write_artifacts, manifest)
     path = registry.version_dir(name, version)
     if outside is not None:
         _plot(outside, detector, splits, test_scores, threshold.value)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
@@ -41,6 +41,8 @@ INVALID_REASONS: tuple[str, ...] = (
 RELOAD_RESULTS: tuple[str, ...] = ("success", "failure")
 #: What became of an output the broker refused for its size (``tripwire_outputs_refused_total``).
 REFUSED_OUTCOMES: tuple[str, ...] = ("dead_lettered", "dropped")
+#: The drift tests (the ``test`` label of the drift alarm metrics).
+DRIFT_TESTS: tuple[str, ...] = ("alert_rate", "score", "features")
 
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 LATENCY_BUCKETS = (
@@ -218,6 +220,7 @@ class Metrics:
         )
         for outcome in REFUSED_OUTCOMES:
             self.outputs_refused.labels(outcome=outcome)
+        self.drift = DriftMetrics(registry)
 
     def watch_health(
         self,
@@ -235,6 +238,47 @@ class Metrics:
         self.model_info.clear()
         self.model_info.labels(name=name, version=version).set(1)
         self.threshold.set(threshold)
+
+
+class DriftMetrics:
+    """The drift monitor's figures of its last evaluation (docs/formats.md, "Drift")."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
+            return Gauge(f"tripwire_drift_{name}", doc, labels, registry=registry)
+
+        self.monitoring = gauge(
+            "monitoring", "1 while the serving version's drift reference is being monitored."
+        )
+        self.evaluations = Counter(
+            "tripwire_drift_evaluations_total", "Evaluations of the drift window.",
+            registry=registry,
+        )  # fmt: skip
+        self.alarm = gauge("alarm", "1 if the last evaluation alarmed, by test.", ("test",))
+        self.alarms = Counter(
+            "tripwire_drift_alarms_total", "Evaluations that alarmed, by test.", ["test"],
+            registry=registry,
+        )  # fmt: skip
+        for test in DRIFT_TESTS:
+            self.alarm.labels(test=test)
+            self.alarms.labels(test=test)
+        self.alert_rate = gauge("alert_rate", "Share of the window's events that alerted.")
+        self.alert_rate_band = gauge(
+            "alert_rate_band", "Calibrated band of the alert rate (a window), by bound.",
+            ("bound",),
+        )  # fmt: skip
+        for bound in ("low", "high"):
+            self.alert_rate_band.labels(bound=bound)
+        self.score_ks = gauge("score_ks", "KS distance of window scores to calibration scores.")
+        self.score_ks_critical = gauge("score_ks_critical", "Critical value of score_ks.")
+        self.feature_largest = gauge(
+            "feature_largest", "Largest per-feature chi-square over its critical value (>1 drifts)."
+        )
+        self.features_drifting = gauge("features_drifting", "Features drifting in the window.")
+        self.top_features = Info(
+            "tripwire_drift_top_features", "The most drifting features of the last evaluation.",
+            registry=registry,
+        )  # fmt: skip
 
 
 def build_labels() -> dict[str, str]:

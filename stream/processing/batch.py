@@ -56,6 +56,8 @@ class BatchResult:
         Feature vectors seen (a record that cannot be decoded counts as one).
     scores : ndarray of shape (scored,)
         Scores of the scored vectors.
+    features : ndarray of shape (scored, d)
+        The scored vectors themselves (for the drift monitor).
     event_ms : ndarray of shape (scored,)
         Their event times (epoch ms; NaN when unknown), for the latency histogram.
     """
@@ -67,6 +69,7 @@ class BatchResult:
     suppressed: int = 0
     invalid: Counter[str] = field(default_factory=Counter)
     scores: np.ndarray = field(default_factory=lambda: np.empty(0))
+    features: np.ndarray = field(default_factory=lambda: np.empty((0, 0), np.float32))
     event_ms: np.ndarray = field(default_factory=lambda: np.empty(0))
     inference_seconds: float | None = None
     inference_cpu_seconds: float = 0.0
@@ -243,6 +246,7 @@ class BatchProcessor:
                     emitted[i] = False
                     _refuse(dead, record, decoded, j, e, "building its outputs")
         result.scores = scores[emitted]
+        result.features = X if emitted.all() else X[emitted]
         result.event_ms = event_ms[emitted]
         result.scored = int(emitted.sum())
 

@@ -134,7 +134,16 @@ def validate_manifest(m: object) -> list[str]:
     for key in ("metrics", "training_data"):
         if m.get(key) is not None and not isinstance(m[key], dict):
             problems.append(f"'{key}' must be an object or null")
+    if m.get("drift_reference") is not None:
+        _check_drift_reference(m["drift_reference"], m.get("artifacts"), problems)
     return problems
+
+
+def _check_drift_reference(d: object, artifacts: object, problems: list[str]) -> None:
+    """Optional (versions published before drift monitoring lack it): names an artifact."""
+    name = d.get("artifact") if isinstance(d, dict) else None
+    if not isinstance(name, str) or not isinstance(artifacts, dict) or name not in artifacts:
+        problems.append("'drift_reference.artifact' must name one of the manifest's artifacts")
 
 
 def _check_detector(d: dict[str, Any], problems: list[str]) -> None:
