@@ -203,6 +203,8 @@ class WorkerBench:
         self.tag = tag
         self.counts = {"json": settings.events, "binary": settings.events,
                        "packed": settings.packed_events}  # fmt: skip
+        #: Detector spec -> model ref of the models trained so far (reused by the detectors).
+        self.trained: dict[str, str] = {}
 
     @classmethod
     @contextmanager
@@ -223,6 +225,7 @@ class WorkerBench:
             return
         log.info("training the models")
         self.model_ref = train_tripwire_model(self.work / "registry", s.seed)
+        self.trained["ae"] = self.model_ref
         self.scorer = load_scorer(self.work / "registry", self.model_ref)
         self.prepare_models()
         asyncio.run(create_topics(self.bootstrap, list(self.topics.values()), s.partitions))

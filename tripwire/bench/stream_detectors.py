@@ -3,7 +3,8 @@
 For each spec of ``--detectors``, one after another on the run's broker:
 
 1. it is trained on the tutorial's data (``tripwire train --demo --model SPEC``) into
-   the run's registry, as model ``bench-<i>``;
+   the run's registry, as model ``bench-<i>`` (a spec the run trained already, such as
+   the ``ae`` of the encodings' runs, is reused: same data, same seed);
 2. its in-process rate: ``Scorer.score`` on batches of the worker's ``--max-batch``
    with one torch thread, as the worker scores
    (:func:`tripwire.bench.speed.scoring_rate`, median of repeats);
@@ -70,16 +71,14 @@ def run_detectors(bench: WorkerBench) -> None:
 def measure(bench: WorkerBench, spec: str, name: str) -> dict[str, Any]:
     """Train ``spec`` as ``name``, then its in-process and worker figures (module doc)."""
     s = bench.s
-    t0 = time.perf_counter()
-    ref = train_model(bench.work / "registry", s.seed, model=spec, name=name)
-    train_seconds = time.perf_counter() - t0
+    ref, train_seconds = _model(bench, spec, name)
     scorer = load_scorer(bench.work / "registry", ref)
     X = vectors(bench.rows, 0, INPROCESS_ROWS, s.anomaly_fraction)
     with torch_threads(1):  # as the worker (stream.worker.single_threaded_inference)
         rate = scoring_rate(scorer.score, X, s.max_batch, min_seconds=0.2)
     log.info("%s in-process: %.0f vectors/s at batch %d", spec, rate.vectors_per_s, s.max_batch)
     n = int(min(s.events, max(MIN_EVENTS, rate.vectors_per_s * s.detector_seconds)))
-    tag = f"{_safe(spec)}-{bench.tag}"
+    tag = f"{name}-{_safe(spec)}-{bench.tag}"
     topic = f"bench-det-{tag}"
     asyncio.run(create_topics(bench.bootstrap, [topic], s.partitions))
     records = records_for("binary", bench.rows, n, s.anomaly_fraction, s.packed_size)
@@ -89,12 +88,23 @@ def measure(bench: WorkerBench, spec: str, name: str) -> dict[str, Any]:
         "inprocess": {"vectors_per_s": rate.vectors_per_s, "batch": rate.batch,
                       "repeats": list(rate.repeats), "torch_threads": 1},
     }  # fmt: skip
-    with _worker(bench, name, topic, tag) as worker:
+    with _worker(bench, ref.split("@")[0], topic, tag) as worker:
         window, _ = throughput(worker, n, timeout=600)
         row["worker"] = worker_stats(window)
         log.info("%s worker: %.0f events/s", spec, window.vectors_per_s)
-        row["latency"] = _latency(bench, worker, topic, n, f"bench-det-alerts-{tag}")
+        row["latency"] = _latency(bench, worker, topic, n, window.vectors_per_s, tag)
     return row
+
+
+def _model(bench: WorkerBench, spec: str, name: str) -> tuple[str, float | None]:
+    """``spec``'s model ref and training seconds (``None``: the run had trained it already)."""
+    ref = bench.trained.get(spec)
+    if ref is not None:
+        return ref, None
+    started = time.perf_counter()
+    ref = train_model(bench.work / "registry", bench.s.seed, model=spec, name=name)
+    bench.trained[spec] = ref
+    return ref, time.perf_counter() - started
 
 
 def worker_stats(window: Window, per_record: int = 1) -> dict[str, float]:
@@ -111,17 +121,22 @@ def worker_stats(window: Window, per_record: int = 1) -> dict[str, float]:
 
 
 def _latency(
-    bench: WorkerBench, worker: WorkerProcess, topic: str, consumed: int, alerts: str
-) -> dict[str, Any]:
-    """Offer ``detector_rate`` events/s; event time -> alert latency of that phase."""
+    bench: WorkerBench, worker: WorkerProcess, topic: str, consumed: int, maximum: float,
+    tag: str,
+) -> dict[str, Any]:  # fmt: skip
+    """Offer ``detector_rate`` events/s; event time -> alert latency of that phase.
+
+    ``maximum`` is the worker's measured events/s: one slower than the offered rate
+    falls behind, and the wait for it to catch up allows twice as long as that rate takes.
+    """
     s = bench.s
     before = wait_until(worker, consumed, 60)
     offered = bench.offer(topic, s.detector_rate)
-    # A detector slower than the offered rate falls behind: wait for it to catch up.
-    after = wait_until(worker, consumed + offered.sent, 120 + 2 * s.rate_seconds)
+    after = wait_until(worker, consumed + offered.sent, 60 + 2 * offered.sent / maximum)
     window = Window.between(before, after, by_batches=False)
     last = Sample.take(worker)
     expected = int(last.anomalies) if last else 0
+    alerts = f"bench-det-alerts-{tag}"
     latencies = asyncio.run(alert_latencies(bench.bootstrap, alerts, expected))
     lat = latencies.get(offered.prefix.rstrip("-"), [])
     return {
@@ -132,12 +147,12 @@ def _latency(
 
 
 @contextmanager
-def _worker(bench: WorkerBench, name: str, topic: str, tag: str) -> Iterator[WorkerProcess]:
+def _worker(bench: WorkerBench, model: str, topic: str, tag: str) -> Iterator[WorkerProcess]:
     from tripwire.bench.stream import SESSION_TIMEOUT
 
     worker = WorkerProcess(
-        bench.logs / f"worker-det-{_safe(name)}.log", bootstrap=bench.bootstrap,
-        registry=bench.work / "registry", model_ref=name, input_topic=topic,
+        bench.logs / f"worker-det-{tag}.log", bootstrap=bench.bootstrap,
+        registry=bench.work / "registry", model_ref=model, input_topic=topic,
         alert_topic=f"bench-det-alerts-{tag}", dlq_topic=f"bench-det-dlq-{tag}",
         group_id=f"bench-det-{tag}", max_batch=bench.s.max_batch,
         session_timeout=SESSION_TIMEOUT,
