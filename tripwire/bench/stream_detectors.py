@@ -74,8 +74,11 @@ def measure(bench: WorkerBench, spec: str, name: str) -> dict[str, Any]:
     ref, train_seconds = _model(bench, spec, name)
     scorer = load_scorer(bench.work / "registry", ref)
     X = vectors(bench.rows, 0, INPROCESS_ROWS, s.anomaly_fraction)
+    wall, cpu = time.perf_counter(), time.process_time()
     with torch_threads(1):  # as the worker (stream.worker.single_threaded_inference)
         rate = scoring_rate(scorer.score, X, s.max_batch, min_seconds=0.2)
+    # A share well below 100% means the host starved this process (noisy neighbours).
+    cpu_percent = 100 * (time.process_time() - cpu) / (time.perf_counter() - wall)
     log.info("%s in-process: %.0f vectors/s at batch %d", spec, rate.vectors_per_s, s.max_batch)
     n = int(min(s.events, max(MIN_EVENTS, rate.vectors_per_s * s.detector_seconds)))
     tag = f"{name}-{_safe(spec)}-{bench.tag}"
@@ -86,7 +89,8 @@ def measure(bench: WorkerBench, spec: str, name: str) -> dict[str, Any]:
     row: dict[str, Any] = {
         "detector": spec, "model": ref, "train_seconds": train_seconds, "events": n,
         "inprocess": {"vectors_per_s": rate.vectors_per_s, "batch": rate.batch,
-                      "repeats": list(rate.repeats), "torch_threads": 1},
+                      "repeats": list(rate.repeats), "torch_threads": 1,
+                      "cpu_percent": cpu_percent},
     }  # fmt: skip
     with _worker(bench, ref.split("@")[0], topic, tag) as worker:
         window, _ = throughput(worker, n, timeout=600)

@@ -55,7 +55,8 @@ def reference_detector(r: StreamResult) -> str | None:
 
 #: Columns of :func:`detector_table`.
 DETECTOR_COLUMNS = (
-    "detector", "in-process vectors/s (batch {batch})", "÷ {ref}", "worker events/s", "÷ {ref}",
+    "detector", "in-process vectors/s (batch {batch})", "in-process CPU", "÷ {ref}",
+    "worker events/s", "÷ {ref}",
     "worker CPU", "inference share", "p50", "p99", "achieved / scored events/s",
     "backlog events",
 )  # fmt: skip
@@ -79,7 +80,9 @@ def detector_table(r: StreamResult) -> list[str]:
     ]
     lines += [_detector_row(d, ref, len(head)) for d in r.detectors]
     lines += ["", "In-process: `Scorer.score` on batches of the worker's size, one torch "
-              "thread, median of 5 repeats. Worker: a `tripwire worker` of its own reading a "
+              "thread, median of 5 repeats; *in-process CPU* is the process's CPU time over "
+              "the wall time of those repeats (well below 100%: the host starved the "
+              "measurement, the rate is low). Worker: a `tripwire worker` of its own reading a "
               "backlog sized to take about --detector-seconds at the in-process rate; "
               "inference share = the worker's inference CPU over its process CPU. Latency: "
               "event time → alert produced while --detector-rate events/s are offered for "
@@ -95,9 +98,11 @@ def _detector_row(d: dict[str, Any], ref: dict[str, Any] | None, columns: int) -
         return f"| {d['detector']} | error: {error} |" + " |" * (columns - 2)
     w, lat, inproc = d["worker"], d["latency"], d["inprocess"]["vectors_per_s"]
     share = w["inference_cpu_seconds"] / w["cpu_seconds"] if w["cpu_seconds"] else None
-    scored = lat.get("scored_per_s")
+    scored, inproc_cpu = lat.get("scored_per_s"), d["inprocess"].get("cpu_percent")
     return (
-        f"| {d['detector']} | {inproc:,.0f} | {_ratio(inproc, ref, 'inprocess')} | "
+        f"| {d['detector']} | {inproc:,.0f} | "
+        f"{'n/a' if inproc_cpu is None else f'{inproc_cpu:.0f}%'} | "
+        f"{_ratio(inproc, ref, 'inprocess')} | "
         f"{w['vectors_per_s']:,.0f} | {_ratio(w['vectors_per_s'], ref, 'worker')} | "
         f"{w['cpu_percent']:.0f}% | {'n/a' if share is None else f'{100 * share:.0f}%'} | "
         f"{_ms(lat['p50'])} | {_ms(lat['p99'])} | {lat['achieved']:,.0f} / "

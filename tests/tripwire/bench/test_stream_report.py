@@ -44,7 +44,7 @@ def detector(name: str, inproc: float, worker: float, p99: float | None) -> dict
     return {
         "detector": name, "model": f"{name}@production", "train_seconds": 1.0, "events": 4000,
         "inprocess": {"vectors_per_s": inproc, "batch": 256, "repeats": [inproc],
-                      "torch_threads": 1},
+                      "torch_threads": 1, "cpu_percent": 99.0},
         "worker": {"vectors": 4000.0, "seconds": 1.0, "vectors_per_s": worker,
                    "records_per_s": worker, "cpu_percent": 95.0, "cpu_seconds": 2.0,
                    "inference_seconds": 1.0, "inference_cpu_seconds": 0.5, "mean_batch": 256.0},
@@ -64,9 +64,9 @@ def test_detector_table_divides_by_the_ae_and_keeps_errors_in_one_cell() -> None
     ]
     md = stream_report.markdown(r)
     assert "latency at 5,000 events/s" in md and "÷ ae" in md
-    knn = "| knn | 50,000 | 0.10× | 20,000 | 0.25× | 95% | 25% | 15 ms | 30 ms | 4,900 / 4,800 |"
-    assert knn + " 4,000 |" in md
-    assert "| ae | 500,000 | 1.00× | 80,000 | 1.00× |" in md
+    knn = "| knn | 50,000 | 99% | 0.10× | 20,000 | 0.25× | 95% | 25% | 15 ms | 30 ms |"
+    assert knn + " 4,900 / 4,800 | 4,000 |" in md
+    assert "| ae | 500,000 | 99% | 1.00× | 80,000 | 1.00× |" in md
     error_row = next(line for line in md.splitlines() if line.startswith("| pyod:Nope"))
     assert error_row.count("|") == md.splitlines()[md.splitlines().index(error_row) - 3].count("|")
     assert "no such model / really" in error_row
@@ -76,7 +76,7 @@ def test_without_the_ae_the_first_measured_detector_is_the_reference() -> None:
     r = result()
     r.detectors = [{"detector": "bad", "error": "x"}, detector("knn", 50_000.0, 20_000.0, None)]
     assert stream_report.reference_detector(r) == "knn"
-    assert "| knn | 50,000 | 1.00× | 20,000 | 1.00× | 95% | 25% | n/a | n/a |" in (
+    assert "| knn | 50,000 | 99% | 1.00× | 20,000 | 1.00× | 95% | 25% | n/a | n/a |" in (
         stream_report.markdown(r)
     )
 
