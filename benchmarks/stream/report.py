@@ -104,6 +104,37 @@ def targets(r: HarnessResult) -> list[Target]:
     ]
 
 
+#: Issue 12's speed targets for the default detector.
+MIN_INPROCESS = 100_000.0
+MIN_WORKER_VS_AE = 1 / 3
+MAX_P99_MS = 50.0
+
+
+def detector_targets(r: HarnessResult) -> list[str]:
+    """Which detectors meet issue 12's speed targets for a default, in this run."""
+    measured = [d for d in r.detectors if "error" not in d]
+    if not measured:
+        return []
+    ae = next((d for d in measured if d["detector"] == "ae"), None)
+    lines = ["", "### Speed targets of a default detector (issue 12)", "",
+             f"| detector | in-process ≥ {MIN_INPROCESS:,.0f}/s | worker ≥ ⅓ of ae's | "
+             f"p99 ≤ {MAX_P99_MS:.0f} ms | all |", "|---|:-:|:-:|:-:|:-:|"]  # fmt: skip
+    for d in measured:
+        checks = [
+            d["inprocess"]["vectors_per_s"] >= MIN_INPROCESS,
+            None if ae is None
+            else d["worker"]["vectors_per_s"] >= MIN_WORKER_VS_AE * ae["worker"]["vectors_per_s"],
+            None if d["latency"]["p99"] is None else d["latency"]["p99"] <= MAX_P99_MS,
+        ]  # fmt: skip
+        overall = None if None in checks else all(checks)
+        lines.append(f"| {d['detector']} | " + " | ".join(map(_verdict, [*checks, overall])) + " |")
+    return lines
+
+
+def _verdict(holds: bool | None) -> str:
+    return {True: "yes", False: "**no**", None: "n/a"}[holds]
+
+
 def markdown(r: HarnessResult) -> str:
     """The results section: throughput, latency, memory, targets, how it was run."""
     lines = [
@@ -118,6 +149,8 @@ def markdown(r: HarnessResult) -> str:
         "of the same offered stream: producer → broker → consumer with no processing, the "
         "floor the worker's latency sits on.",
         *stream_report.memory_line(r),
+        *stream_report.detector_table(r),
+        *detector_targets(r),
     ]
     lines += ["", "### Targets (issue 5)", "", "| target | measured | bound | holds |",
               "|---|---:|---:|:-:|", *(t.row() for t in targets(r))]  # fmt: skip

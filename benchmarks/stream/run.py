@@ -11,7 +11,9 @@ plus, on the same broker and the same events:
   (:mod:`benchmarks.stream.peers`);
 - the broker alone at each offered rate (:mod:`benchmarks.stream.probe`), and py-spy
   samples of the worker during its binary and packed runs
-  (:mod:`benchmarks.stream.profile`).
+  (:mod:`benchmarks.stream.profile`);
+- every detector of ``--detectors`` in a worker of its own and in-process
+  (:mod:`tripwire.bench.stream_detectors`), with issue 12's speed targets.
 
 docs/performance.md has the results and what they mean.
 """
@@ -34,6 +36,7 @@ from tripwire.bench.stream import StreamBenchSettings, StreamResult, WorkerBench
 from tripwire.bench.stream_data import create_topics, vectors
 from tripwire.bench.stream_meta import meta
 from tripwire.bench.stream_worker import StartProfiler
+from tripwire.core.errors import ConfigError
 from tripwire.stream.kafka.app import MIN_FETCH_WAIT
 from tripwire.stream.settings import WorkerSettings
 from tripwire.stream.wire.codecs import Codec
@@ -71,6 +74,9 @@ class HarnessSettings(StreamBenchSettings):
     def __post_init__(self) -> None:
         super().__post_init__()
         self._check_counts("bare_events", "naive_events")
+        if self.detectors_only:
+            raise ConfigError("detectors_only: the harness runs every step; for the "
+                              "per-detector table alone use tripwire bench stream")  # fmt: skip
 
 
 @dataclass
@@ -93,6 +99,7 @@ def run_harness(settings: HarnessSettings, command: str = "") -> HarnessResult:
         bench.ceilings()
         bench.peers()
         bench.workers()
+        bench.detectors()
     result.meta["load_average_end"] = os.getloadavg()
     return result
 

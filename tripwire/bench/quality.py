@@ -14,7 +14,11 @@ every seed:
    learnt from the calibration scores only, so no test row and no label touches
    it; a test row is flagged when its score is strictly above it;
 5. ROC-AUC, PR-AUC (average precision), realised FPR and recall at the threshold
-   are computed on the test rows; fit and test-scoring wall times are recorded.
+   are computed on the test rows; fit and test-scoring wall times are recorded;
+6. the fitted detector's scoring rate: vectors/s on ``rate_batch``-row batches of
+   the test rows, the median of :data:`tripwire.bench.speed.REPEATS` repeats
+   (:func:`tripwire.bench.speed.scoring_rate`), so the quality/speed trade-off is
+   one table.
 
 Every (dataset, detector, seed) run is independent: an exception is recorded as
 that run's error and the benchmark goes on.
@@ -45,6 +49,7 @@ from tripwire.bench.datasets import (
     split_rows,
 )
 from tripwire.bench.detectors import DEFAULT_DETECTORS, Factory, build
+from tripwire.bench.speed import scoring_rate
 from tripwire.core.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -92,6 +97,11 @@ class QualitySettings:
     torch_threads: int = field(
         default=1, metadata={"help": "torch.set_num_threads for the run (0 = leave as is)"}
     )
+    rate_batch: int = field(
+        default=256,
+        metadata={"help": "batch size of the scoring-rate column (vectors/s, median of "
+                  "repeats); 0 = not measured"},
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         for name in ("target_fpr", "train_fraction", "calibration_fraction"):
@@ -100,8 +110,11 @@ class QualitySettings:
                 raise ConfigError(f"{name} must be in (0, 1), got {value}")
         if not self.detectors:
             raise ConfigError("no detectors given")
-        if self.torch_threads < 0:
-            raise ConfigError(f"torch_threads must be >= 0, got {self.torch_threads}")
+        if self.torch_threads < 0 or self.rate_batch < 0:
+            raise ConfigError(
+                f"torch_threads and rate_batch must be >= 0, got {self.torch_threads}, "
+                f"{self.rate_batch}"
+            )
         self.seed_values()
 
     def seed_values(self) -> list[int]:
@@ -135,6 +148,7 @@ class RunRecord:
     fit_seconds: float | None = None
     score_seconds: float | None = None
     calibration_score_seconds: float | None = None
+    score_rate: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -207,6 +221,9 @@ def run_one(
         test = _finite(model.score(data.X[split.test]), split.test.size, "test")
         t3 = time.perf_counter()
         rec.threshold = fit_threshold(cal, settings.target_fpr)
+        if settings.rate_batch:
+            rate = scoring_rate(model.score, data.X[split.test], settings.rate_batch)
+            rec.score_rate = rate.vectors_per_s
     except Exception as e:  # one detector failing on one dataset must not stop the run
         log.debug("%s %s seed=%d failed", data.name, detector, seed, exc_info=True)
         rec.error = f"{type(e).__name__}: {e}"[:500]
@@ -223,9 +240,9 @@ def _log_run(rec: RunRecord, done: int, total: int) -> None:
         log.warning("%s  ERROR %s", where, rec.error)
         return
     log.info(
-        "%s  roc=%.3f pr=%.3f fpr=%.2f%% recall=%.3f  fit=%.2fs score=%.2fs",
+        "%s  roc=%.3f pr=%.3f fpr=%.2f%% recall=%.3f  fit=%.2fs score=%.2fs rate=%.0f/s",
         where, rec.roc_auc, rec.pr_auc, 100 * (rec.fpr or 0.0), rec.recall,
-        rec.fit_seconds, rec.score_seconds,
+        rec.fit_seconds, rec.score_seconds, rec.score_rate or 0.0,
     )  # fmt: skip
 
 

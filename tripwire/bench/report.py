@@ -20,7 +20,7 @@ from tripwire.bench.detectors import label
 from tripwire.bench.quality import QualityResult, RunRecord
 
 METRICS: tuple[str, ...] = (
-    "roc_auc", "pr_auc", "fpr", "recall", "fit_seconds", "score_seconds",
+    "roc_auc", "pr_auc", "score_rate", "fpr", "recall", "fit_seconds", "score_seconds",
 )  # fmt: skip
 #: A test split needs this many normal rows before its realised FPR is judged.
 MIN_TEST_NORMALS = 500
@@ -49,8 +49,10 @@ def cells(runs: list[RunRecord]) -> dict[tuple[str, str], Cell]:
         ok = [r for r in recs if r.ok]
         cell = Cell(n_ok=len(ok), n_runs=len(recs), errors=[r.error for r in recs if r.error])
         for m in METRICS if ok else ():
-            values = np.array([getattr(r, m) for r in ok], dtype=np.float64)
-            cell.mean[m], cell.std[m] = float(values.mean()), float(values.std())
+            got = [v for v in (getattr(r, m) for r in ok) if v is not None]
+            if got:  # the scoring rate is optional (--rate-batch 0)
+                values = np.array(got, dtype=np.float64)
+                cell.mean[m], cell.std[m] = float(values.mean()), float(values.std())
         out[key] = cell
     return out
 
@@ -68,8 +70,7 @@ def averages(
     out: dict[str, dict[str, Any]] = {}
     for det in detectors:
         ok = [table[(d, det)] for d in datasets if (d, det) in table and table[(d, det)].n_ok]
-        row: dict[str, Any] = {m: float(np.mean([c.mean[m] for c in ok])) if ok else None
-                               for m in METRICS}  # fmt: skip
+        row: dict[str, Any] = {m: _mean([c.mean.get(m) for c in ok]) for m in METRICS}
         row["datasets_ok"], row["datasets"] = len(ok), len(datasets)
         out[det] = row
     # Rank only detectors that worked somewhere, over datasets where all of them did.
@@ -83,6 +84,11 @@ def averages(
             out[det][f"rank_{metric}"] = None if r is None else float(r)
             out[det]["ranked_on"] = len(complete) if r is not None else 0
     return out
+
+
+def _mean(values: list[float | None]) -> float | None:
+    got = [v for v in values if v is not None]
+    return float(np.mean(got)) if got else None
 
 
 def ideal_in_band(n_cal: int, n_test: int, target: float, low: float, high: float) -> float:
@@ -147,6 +153,8 @@ def _fmt(value: float | None, metric: str) -> str:
         return "–"
     if metric == "fpr":
         return f"{100 * value:.2f}%"
+    if metric == "score_rate":
+        return f"{value:,.0f}"
     if metric.endswith("seconds"):
         return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
     return f"{value:.3f}"
@@ -158,8 +166,8 @@ def _row(cells_: list[str]) -> str:
 
 def averaged_table(result: QualityResult, avg: dict[str, dict[str, Any]]) -> list[str]:
     """The averaged-over-datasets table, one row per detector."""
-    heads = ["detector", "ROC-AUC", "PR-AUC", "test FPR", "recall", "fit s", "score s",
-             "rank ROC", "rank PR", "datasets"]  # fmt: skip
+    heads = ["detector", "ROC-AUC", "PR-AUC", f"vectors/s (batch {_batch(result)})", "test FPR",
+             "recall", "fit s", "score s", "rank ROC", "rank PR", "datasets"]  # fmt: skip
     lines = [_row(heads), _row(["---"] + ["---:"] * (len(heads) - 1))]
     for det, row in avg.items():
         ranks = [f"{row[k]:.2f}" if row[k] is not None else "–"
@@ -169,6 +177,10 @@ def averaged_table(result: QualityResult, avg: dict[str, dict[str, Any]]) -> lis
     return lines
 
 
+def _batch(result: QualityResult) -> int:
+    return int(result.meta["settings"].get("rate_batch", 256))
+
+
 def metric_table(
     table: dict[tuple[str, str], Cell], datasets: list[str], detectors: list[str], metric: str
 ) -> list[str]:
@@ -176,15 +188,16 @@ def metric_table(
     lines = [_row(["dataset", *map(label, detectors)]), _row(["---"] + ["---:"] * len(detectors))]
     for d in datasets:
         got = {det: table.get((d, det), Cell()) for det in detectors}
-        values = [c.mean[metric] for c in got.values() if c.n_ok]
+        values = [c.mean[metric] for c in got.values() if metric in c.mean]
         best = max(values) if values and metric in ("roc_auc", "pr_auc") else None
         row = [d]
         for c in got.values():
             if not c.n_ok:
                 row.append("ERR")
                 continue
-            text = _fmt(c.mean[metric], metric)
-            text = f"**{text}**" if best is not None and c.mean[metric] == best else text
+            value = c.mean.get(metric)
+            text = _fmt(value, metric)
+            text = f"**{text}**" if best is not None and value == best else text
             row.append(text + ("*" if c.n_ok < c.n_runs else ""))
         lines.append(_row(row))
     return lines
@@ -219,6 +232,7 @@ TITLES = {
     "recall": "Recall at the threshold",
     "fit_seconds": "Fit time (s)",
     "score_seconds": "Test-split scoring time (s)",
+    "score_rate": "Scoring rate (vectors/s at the rate batch, median of repeats)",
 }
 
 
@@ -240,7 +254,8 @@ def markdown(result: QualityResult) -> str:
         f"Seeds {', '.join(settings['seeds'])}; threshold `fpr:{settings['target_fpr']}` on "
         "held-out normal rows; averaged = mean over datasets of the per-dataset mean over "
         "seeds; rank = mean rank among these detectors (1 = best) over datasets where all "
-        "succeeded.",
+        f"succeeded; vectors/s = the fitted detector scoring batches of {_batch(result)} test "
+        "rows in-process, median of repeats (noisy on a shared host).",
         "",
         "### Averaged over datasets",
         "",

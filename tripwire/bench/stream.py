@@ -9,6 +9,9 @@ Steps (everything on one broker, the embedded one unless ``--bootstrap``):
 3. ``tripwire worker`` (a child process) reads each topic; after the binary run the
    same worker gets events at fixed offered rates for the alert latency, and its
    RSS is compared with the RSS after warm-up.
+4. Every detector of ``--detectors`` is trained, timed in-process and served by a
+   worker of its own on binary events: throughput and the alert latency at
+   ``--detector-rate`` (:mod:`tripwire.bench.stream_detectors`).
 
 See :mod:`tripwire.bench.stream_worker` for how the worker is measured. The
 project's own harness (``python -m benchmarks stream``, docs/performance.md) runs
@@ -36,6 +39,7 @@ from tripwire.bench.stream_data import (
     records_for,
     train_tripwire_model,
 )
+from tripwire.bench.stream_detectors import run_detectors, worker_stats
 from tripwire.bench.stream_meta import meta
 from tripwire.bench.stream_worker import (
     Offered,
@@ -91,11 +95,35 @@ class StreamBenchSettings:
     rate_seconds: float = field(default=6.0, metadata={"help": "seconds of each latency run"})
     max_batch: int = field(default=256, metadata={"help": "the worker's --max-batch"})
     seed: int = field(default=0, metadata={"help": "seed of the data and the models"})
+    detectors: tuple[str, ...] = field(
+        default=("ae", "ensemble", "knn", "vae", "pyod:IForest"),
+        metadata={
+            "help": "detector specs measured one after another, each by a worker of its own "
+            "on binary events and in-process; empty = none",
+            "metavar": "LIST",
+        },
+    )
+    detector_seconds: float = field(
+        default=8.0,
+        metadata={"help": "size of each detector's backlog: its in-process rate x this many "
+                  "seconds (at most --events)"},
+    )  # fmt: skip
+    detector_rate: float = field(
+        default=5000.0,
+        metadata={"help": "offered events/s of each detector's latency run (--rate-seconds long)"},
+    )
+    detectors_only: bool = field(
+        default=False,
+        metadata={"help": "only the per-detector table: no JSON/binary/packed runs, no latency "
+                  "at --rates, no memory (with small --events, a quick run)"},
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         self._check_counts("events", "packed_events", "packed_size", "partitions", "max_batch")
         if not 0.0 < self.anomaly_fraction < 1.0 or self.rate_seconds <= 0:
             raise ConfigError("anomaly_fraction must be in (0, 1) and rate_seconds > 0")
+        if self.detector_seconds <= 0 or self.detector_rate <= 0:
+            raise ConfigError("detector_seconds and detector_rate must be > 0")
         self.parse_rates(1.0)
 
     def _check_counts(self, *names: str) -> None:
@@ -126,6 +154,7 @@ class StreamResult:
     worker: dict[str, dict[str, float]] = field(default_factory=dict)
     latency: list[dict[str, Any]] = field(default_factory=list)
     memory: dict[str, float] = field(default_factory=dict)
+    detectors: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -136,7 +165,9 @@ def run_stream(settings: StreamBenchSettings, command: str = "") -> StreamResult
     result = StreamResult(meta=meta(asdict(settings), command))
     with WorkerBench.started(settings, result) as bench:
         bench.prepare()
-        bench.workers()
+        if not settings.detectors_only:
+            bench.workers()
+        bench.detectors()
     result.meta["load_average_end"] = os.getloadavg()
     return result
 
@@ -172,6 +203,8 @@ class WorkerBench:
         self.tag = tag
         self.counts = {"json": settings.events, "binary": settings.events,
                        "packed": settings.packed_events}  # fmt: skip
+        #: Detector spec -> model ref of the models trained so far (reused by the detectors).
+        self.trained: dict[str, str] = {}
 
     @classmethod
     @contextmanager
@@ -185,10 +218,14 @@ class WorkerBench:
             yield cls(settings, bootstrap, work, out / "logs", result)
 
     def prepare(self) -> None:
+        """The events' rows; unless ``detectors_only``, the AE and the three topics."""
         s = self.s
         self.rows = demo_rows(s.seed)
+        if s.detectors_only:
+            return
         log.info("training the models")
         self.model_ref = train_tripwire_model(self.work / "registry", s.seed)
+        self.trained["ae"] = self.model_ref
         self.scorer = load_scorer(self.work / "registry", self.model_ref)
         self.prepare_models()
         asyncio.run(create_topics(self.bootstrap, list(self.topics.values()), s.partitions))
@@ -213,6 +250,10 @@ class WorkerBench:
             window = self._throughput(worker, "binary")
             self._latency(worker, window.vectors_per_s)
 
+    def detectors(self) -> None:
+        """Every detector of ``--detectors``, in-process and in a worker of its own."""
+        run_detectors(self)
+
     def profiler(self, enc: str) -> StartProfiler | None:
         """What samples the worker during its ``enc`` throughput run (none here)."""
         return None
@@ -230,15 +271,7 @@ class WorkerBench:
         if profile is not None:
             self.record_profile(enc, profile)
         per_record = self.s.packed_size if enc == "packed" else 1
-        self.result.worker[enc] = {
-            "vectors": window.vectors, "seconds": window.seconds,
-            "vectors_per_s": window.vectors_per_s,
-            "records_per_s": window.vectors_per_s / per_record,
-            "cpu_percent": window.cpu_percent, "cpu_seconds": window.cpu_seconds,
-            "inference_seconds": window.inference_seconds,
-            "inference_cpu_seconds": window.inference_cpu_seconds,
-            "mean_batch": window.vectors / max(window.batches, 1),
-        }  # fmt: skip
+        self.result.worker[enc] = worker_stats(window, per_record)
         log.info("worker %s: %.0f vectors/s at %.0f%% CPU", enc, window.vectors_per_s,
                  window.cpu_percent)  # fmt: skip
         return window

@@ -20,9 +20,12 @@ Everything is measured in one run on one broker (the embedded Tansu broker unles
 --bootstrap names your cluster): a model is trained, three topics are filled with the
 same events (JSON, binary and packed), then the real `tripwire worker` reads each
 backlog, gets binary events at fixed offered rates for the alert latency, and its RSS
-is compared with the RSS after warm-up. The defaults take about 2 minutes on 2
-cores; --events, --packed-events and --rate-seconds scale it. Writes OUT/stream.md,
-OUT/stream.json and OUT/logs/."""
+is compared with the RSS after warm-up. Then every detector of --detectors is trained
+on the same data, timed in-process at the worker's batch size and served by a worker
+of its own: binary throughput and alert latency at --detector-rate. --events,
+--packed-events, --rate-seconds and --detector-seconds scale it; --detectors-only
+keeps the per-detector table alone. Writes OUT/stream.md, OUT/stream.json and
+OUT/logs/."""
 
 
 def register(bench_subparsers: Any) -> None:
@@ -31,9 +34,10 @@ def register(bench_subparsers: Any) -> None:
 
     parser: argparse.ArgumentParser = bench_subparsers.add_parser(
         "stream",
-        help="a worker's throughput, alert latency and memory on your cluster",
+        help="a worker's throughput, alert latency and memory on your cluster, per detector",
         description="Throughput per encoding, alert latency at fixed offered rates and "
-        "memory of the Tripwire worker, in one run.",
+        "memory of the Tripwire worker, and each detector's worker throughput, latency and "
+        "in-process scoring rate, in one run.",
         epilog=EPILOG,
         formatter_class=HelpFormatter,
     )

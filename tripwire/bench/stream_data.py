@@ -157,15 +157,20 @@ async def produce_all(bootstrap: str, topic: str, records: Sequence[Record]) -> 
 # -- models ------------------------------------------------------------------------
 
 
-def train_tripwire_model(registry: Path, seed: int) -> str:
-    """Train and promote Tripwire's AE on the tutorial's data; return ``name@alias``."""
+def train_model(registry: Path, seed: int, model: str = "ae", name: str = MODEL_NAME) -> str:
+    """Train ``model`` on the tutorial's data and promote it; return ``name@production``."""
     from tripwire.training.pipeline import train
     from tripwire.training.settings import TrainSettings
 
     ts = replace(
-        TrainSettings(), demo=True, model="ae", registry=str(registry), name=MODEL_NAME,
+        TrainSettings(), demo=True, model=model, registry=str(registry), name=name,
         promote="production", seed=seed, plot="none",
     )  # fmt: skip
     result = train(ts)
-    log.info("trained %s version %s", MODEL_NAME, result.version)
-    return f"{MODEL_NAME}@production"
+    log.info("trained %s (%s) version %s", name, model, result.version)
+    return f"{name}@production"
+
+
+def train_tripwire_model(registry: Path, seed: int) -> str:
+    """Train and promote Tripwire's AE on the tutorial's data; return ``name@alias``."""
+    return train_model(registry, seed)

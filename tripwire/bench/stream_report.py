@@ -27,17 +27,94 @@ def run_line(r: StreamResult) -> list[str]:
 
 
 def markdown(r: StreamResult) -> str:
-    """The worker's throughput per encoding, alert latency at fixed rates, memory."""
-    lines = [*run_line(r), "", "### Throughput (a backlog read as fast as the worker can)", "",
-             "| encoding | records/s | vectors/s | CPU | mean batch |",
-             "|---|---:|---:|---:|---:|"]  # fmt: skip
+    """The worker's throughput per encoding, alert latency at fixed rates, memory, detectors.
+
+    A ``detectors_only`` run has the run line and the detector table only.
+    """
+    lines = run_line(r)
+    if r.worker:
+        lines += ["", "### Throughput (a backlog read as fast as the worker can)", "",
+                  "| encoding | records/s | vectors/s | CPU | mean batch |",
+                  "|---|---:|---:|---:|---:|"]  # fmt: skip
     for enc in ("binary", "json", "packed"):
         w = r.worker.get(enc)
         if w:
             lines.append(f"| {enc} | {w['records_per_s']:,.0f} | {w['vectors_per_s']:,.0f} | "
                          f"{w['cpu_percent']:.0f}% | {w['mean_batch']:.0f} |")  # fmt: skip
-    lines += [*latency_table(r, broker=False), *memory_line(r)]
+    if r.latency:
+        lines += latency_table(r, broker=False)
+    lines += [*memory_line(r), *detector_table(r)]
     return "\n".join(lines) + "\n"
+
+
+def reference_detector(r: StreamResult) -> str | None:
+    """The detector the ratios divide by: ``ae`` when it was measured, else the first."""
+    ok = [d["detector"] for d in r.detectors if "error" not in d]
+    return "ae" if "ae" in ok else (ok[0] if ok else None)
+
+
+#: Columns of :func:`detector_table`.
+DETECTOR_COLUMNS = (
+    "detector", "in-process vectors/s (batch {batch})", "in-process CPU", "÷ {ref}",
+    "worker events/s", "÷ {ref}",
+    "worker CPU", "inference share", "p50", "p99", "achieved / scored events/s",
+    "backlog events",
+)  # fmt: skip
+
+
+def detector_table(r: StreamResult) -> list[str]:
+    """Per detector: in-process rate, worker throughput and latency, ratios to the reference."""
+    if not r.detectors:
+        return []
+    ref_name = reference_detector(r)
+    ref = next((d for d in r.detectors if d["detector"] == ref_name), None)
+    settings = r.meta["settings"]
+    batch, rate = settings.get("max_batch", 256), settings.get("detector_rate", 5000)
+    head = [c.format(batch=batch, ref=ref_name) for c in DETECTOR_COLUMNS]
+    lines = [
+        "",
+        f"### Every detector where it runs (binary events; latency at {rate:,.0f} events/s)",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|---|" + "---:|" * (len(head) - 1),
+    ]
+    lines += [_detector_row(d, ref, len(head)) for d in r.detectors]
+    lines += ["", "In-process: `Scorer.score` on batches of the worker's size, one torch "
+              "thread, median of 5 repeats; *in-process CPU* is the process's CPU time over "
+              "the wall time of those repeats (well below 100%: the host starved the "
+              "measurement, the rate is low). Worker: a `tripwire worker` of its own reading a "
+              "backlog sized to take about --detector-seconds at the in-process rate; "
+              "inference share = the worker's inference CPU over its process CPU. Latency: "
+              "event time → alert produced while --detector-rate events/s are offered for "
+              "--rate-seconds; *achieved* is the rate the load generator reached, *scored* "
+              "the worker's rate until it had scored them all (below the offered rate: it "
+              "fell behind and the latency is queueing)."]  # fmt: skip
+    return lines
+
+
+def _detector_row(d: dict[str, Any], ref: dict[str, Any] | None, columns: int) -> str:
+    if "error" in d:
+        error = " ".join(str(d["error"]).split()).replace("|", "/")[:120]
+        return f"| {d['detector']} | error: {error} |" + " |" * (columns - 2)
+    w, lat, inproc = d["worker"], d["latency"], d["inprocess"]["vectors_per_s"]
+    share = w["inference_cpu_seconds"] / w["cpu_seconds"] if w["cpu_seconds"] else None
+    scored, inproc_cpu = lat.get("scored_per_s"), d["inprocess"].get("cpu_percent")
+    return (
+        f"| {d['detector']} | {inproc:,.0f} | "
+        f"{'n/a' if inproc_cpu is None else f'{inproc_cpu:.0f}%'} | "
+        f"{_ratio(inproc, ref, 'inprocess')} | "
+        f"{w['vectors_per_s']:,.0f} | {_ratio(w['vectors_per_s'], ref, 'worker')} | "
+        f"{w['cpu_percent']:.0f}% | {'n/a' if share is None else f'{100 * share:.0f}%'} | "
+        f"{_ms(lat['p50'])} | {_ms(lat['p99'])} | {lat['achieved']:,.0f} / "
+        f"{'n/a' if scored is None else f'{scored:,.0f}'} | {d['events']:,} |"
+    )
+
+
+def _ratio(value: float, ref: dict[str, Any] | None, key: str) -> str:
+    if ref is None:
+        return "n/a"
+    den = ref[key]["vectors_per_s"]
+    return f"{value / den:.2f}×" if den else "n/a"
 
 
 def latency_table(r: StreamResult, broker: bool) -> list[str]:

@@ -111,3 +111,31 @@ def test_harness_settings_check_their_own_counts() -> None:
     assert HarnessSettings(bare_events=5).bare_events == 5
     with pytest.raises(ConfigError, match="naive_events"):
         HarnessSettings(naive_events=0)
+
+
+def test_detector_targets_judge_each_detector_against_the_ae_of_the_run() -> None:
+    def det(name: str, inproc: float, worker: float, p99: float | None) -> dict[str, Any]:
+        return {"detector": name, "events": 4000, "inprocess": {"vectors_per_s": inproc},
+                "worker": {"vectors_per_s": worker, "cpu_percent": 90.0, "cpu_seconds": 1.0,
+                           "inference_cpu_seconds": 0.1},
+                "latency": {"p50": p99, "p99": p99, "achieved": 5000.0}}  # fmt: skip
+
+    r = result(detectors=[
+        det("ae", 500_000.0, 60_000.0, 20.0), det("knn", 150_000.0, 21_000.0, 45.0),
+        det("ensemble", 2_000.0, 1_500.0, 9_000.0), det("vae", 300_000.0, 19_000.0, None),
+        {"detector": "pyod:Nope", "error": "x"},
+    ])  # fmt: skip
+    rows = {line.split(" | ")[0][2:]: line for line in stream_report.detector_targets(r)
+            if line.startswith("| ") and not line.startswith("| detector")}  # fmt: skip
+    assert rows["ae"] == "| ae | yes | yes | yes | yes |"
+    assert rows["knn"] == "| knn | yes | yes | yes | yes |"
+    assert rows["ensemble"] == "| ensemble | **no** | **no** | **no** | **no** |"
+    assert rows["vae"] == "| vae | yes | **no** | n/a | n/a |"  # 19k < 60k / 3
+    assert "pyod:Nope" not in rows
+    assert stream_report.detector_targets(result()) == []
+    assert "### Speed targets of a default detector" in stream_report.markdown(r)
+
+
+def test_the_harness_refuses_detectors_only() -> None:
+    with pytest.raises(ConfigError, match="detectors_only"):
+        HarnessSettings(detectors_only=True)

@@ -140,9 +140,13 @@ def test_fpr_and_recall_come_from_test_rows_only(tmp_path: Path) -> None:
     split = split_rows(y, 5)
     (spy,) = spies
     assert np.array_equal(np.sort(spy.seen["fit"][0]), split.fit)
-    assert [np.sort(s).tolist() for s in spy.seen["score"]] == [
+    calls = spy.seen["score"]
+    assert [np.sort(s).tolist() for s in calls[:2]] == [
         split.calibration.tolist(), split.test.tolist()
     ]  # fmt: skip
+    # then the scoring rate: batches of 256 test rows, nothing else
+    assert len(calls) > 2 and all(s.size == 256 and np.isin(s, split.test).all() for s in calls[2:])
+    assert rec.score_rate is not None and rec.score_rate > 0
     data = CalibrationData(np.empty(0), normal_scores=_hash(split.calibration))
     threshold = parse_threshold("fpr:0.01").fit(data).value
     assert rec.threshold == threshold

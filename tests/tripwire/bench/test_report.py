@@ -97,3 +97,19 @@ def test_ideal_in_band_matches_simulated_fpr_thresholds() -> None:
     assert 0.5 < expected < 0.9  # a case where chance misses matter
     assert hits / n == pytest.approx(expected, abs=4 * np.sqrt(expected * (1 - expected) / n))
     assert report.ideal_in_band(20_000, 50_000, 0.01, 0.005, 0.02) > 0.999
+
+
+def test_the_scoring_rate_sits_beside_the_quality() -> None:
+    runs = [_rec(d, "X", s, 0.9) for d in ("a", "b") for s in (0, 1)]
+    for r, rate in zip(runs, (1000.0, 3000.0, 5000.0, 7000.0), strict=True):
+        r.score_rate = rate
+    runs += [_rec(d, "Y", 0, 0.8) for d in ("a", "b")]  # measured without a rate
+    result = _result(runs, ("X", "Y"))
+    avg = report.summary(result)["averaged"]
+    assert avg["X"]["score_rate"] == pytest.approx((2000 + 6000) / 2)
+    assert avg["Y"]["score_rate"] is None and avg["Y"]["roc_auc"] == pytest.approx(0.8)
+    md = report.markdown(result)
+    assert "| detector | ROC-AUC | PR-AUC | vectors/s (batch 256) | test FPR |" in md
+    assert "| X (Tripwire) | 0.900 | 0.450 | 4,000 | 1.00% |" in md
+    assert "| Y (Tripwire) | 0.800 | 0.400 | – | 1.00% |" in md
+    assert "| a | 2,000 | – |" in md  # the per-dataset rate table

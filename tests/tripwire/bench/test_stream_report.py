@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from tripwire.bench import stream_report
 from tripwire.bench.stream import StreamResult
@@ -37,3 +38,51 @@ def test_markdown_has_the_worker_tables_only(tmp_path: Path) -> None:
     md_path, js_path = stream_report.write(result(), tmp_path / "out")
     assert md_path.read_text() == "# Stream benchmark\n\n" + md
     assert json.loads(js_path.read_text())["worker"]["binary"]["vectors_per_s"] == 60_000.0
+
+
+def detector(name: str, inproc: float, worker: float, p99: float | None) -> dict[str, Any]:
+    return {
+        "detector": name, "model": f"{name}@production", "train_seconds": 1.0, "events": 4000,
+        "inprocess": {"vectors_per_s": inproc, "batch": 256, "repeats": [inproc],
+                      "torch_threads": 1, "cpu_percent": 99.0},
+        "worker": {"vectors": 4000.0, "seconds": 1.0, "vectors_per_s": worker,
+                   "records_per_s": worker, "cpu_percent": 95.0, "cpu_seconds": 2.0,
+                   "inference_seconds": 1.0, "inference_cpu_seconds": 0.5, "mean_batch": 256.0},
+        "latency": {"offered": 5000.0, "achieved": 4900.0, "events": 30000,
+                    "scored_per_s": 4800.0, "alerts": 300, "cpu_percent": 50.0,
+                    "p50": None if p99 is None else p99 / 2, "p95": p99, "p99": p99, "max": p99},
+    }  # fmt: skip
+
+
+def test_detector_table_divides_by_the_ae_and_keeps_errors_in_one_cell() -> None:
+    r = result()
+    r.meta["settings"].update(max_batch=256, detector_rate=5000.0)
+    r.detectors = [
+        detector("knn", 50_000.0, 20_000.0, 30.0),
+        detector("ae", 500_000.0, 80_000.0, 20.0),
+        {"detector": "pyod:Nope", "error": "DetectorError: no such\nmodel | really"},
+    ]
+    md = stream_report.markdown(r)
+    assert "latency at 5,000 events/s" in md and "÷ ae" in md
+    knn = "| knn | 50,000 | 99% | 0.10× | 20,000 | 0.25× | 95% | 25% | 15 ms | 30 ms |"
+    assert knn + " 4,900 / 4,800 | 4,000 |" in md
+    assert "| ae | 500,000 | 99% | 1.00× | 80,000 | 1.00× |" in md
+    error_row = next(line for line in md.splitlines() if line.startswith("| pyod:Nope"))
+    assert error_row.count("|") == md.splitlines()[md.splitlines().index(error_row) - 3].count("|")
+    assert "no such model / really" in error_row
+
+
+def test_without_the_ae_the_first_measured_detector_is_the_reference() -> None:
+    r = result()
+    r.detectors = [{"detector": "bad", "error": "x"}, detector("knn", 50_000.0, 20_000.0, None)]
+    assert stream_report.reference_detector(r) == "knn"
+    assert "| knn | 50,000 | 99% | 1.00× | 20,000 | 1.00× | 95% | 25% | n/a | n/a |" in (
+        stream_report.markdown(r)
+    )
+
+
+def test_a_detectors_only_run_has_no_encoding_tables() -> None:
+    r = StreamResult(meta=result().meta, detectors=[detector("ae", 1e5, 5e4, 20.0)])
+    md = stream_report.markdown(r)
+    assert "### Every detector where it runs" in md
+    assert "### Throughput" not in md and "### Latency" not in md and "memory" not in md

@@ -1,0 +1,172 @@
+"""Every detector measured where it runs: the worker on binary events, and in-process.
+
+For each spec of ``--detectors``, one after another on the run's broker:
+
+1. it is trained on the tutorial's data (``tripwire train --demo --model SPEC``) into
+   the run's registry, as model ``bench-<i>`` (a spec the run trained already, such as
+   the ``ae`` of the encodings' runs, is reused: same data, same seed);
+2. its in-process rate: ``Scorer.score`` on batches of the worker's ``--max-batch``
+   with one torch thread, as the worker scores
+   (:func:`tripwire.bench.speed.scoring_rate`, median of repeats);
+3. a binary topic of its own gets a backlog sized to take about
+   ``detector_seconds`` at that rate (at most ``--events``, at least
+   :data:`MIN_EVENTS`), so a slow detector's run stays short and a fast one's is
+   long enough to time;
+4. a ``tripwire worker`` serving it reads the backlog (throughput, as
+   :func:`tripwire.bench.stream_worker.throughput`), then gets ``detector_rate``
+   binary events/s for ``rate_seconds`` (alert latency, as the main latency runs).
+
+A detector that fails (it cannot be trained, its worker dies) is recorded with its
+error and the others go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from tripwire.bench.quality import torch_threads
+from tripwire.bench.speed import scoring_rate
+from tripwire.bench.stream_data import create_topics, produce_all, records_for, train_model, vectors
+from tripwire.bench.stream_worker import (
+    Sample,
+    Window,
+    WorkerProcess,
+    alert_latencies,
+    percentiles,
+    throughput,
+    wait_until,
+)
+from tripwire.core.registry import load_scorer
+
+if TYPE_CHECKING:
+    from tripwire.bench.stream import WorkerBench
+
+log = logging.getLogger(__name__)
+
+#: The fewest events of a detector's backlog (enough batches to time).
+MIN_EVENTS = 2_000
+#: Vectors the in-process rate draws its batches from.
+INPROCESS_ROWS = 16 * 256
+
+
+def run_detectors(bench: WorkerBench) -> None:
+    """Measure every detector of ``bench.s.detectors`` into ``bench.result.detectors``."""
+    for i, spec in enumerate(bench.s.detectors):
+        started = time.perf_counter()
+        try:
+            row = measure(bench, spec, f"bench-{i}")
+        except Exception as e:  # one detector failing must not stop the others
+            log.warning("detector %s failed: %s", spec, e, exc_info=True)
+            row = {"detector": spec, "error": f"{type(e).__name__}: {e}"[:500]}
+        row["wall_seconds"] = time.perf_counter() - started
+        bench.result.detectors.append(row)
+
+
+def measure(bench: WorkerBench, spec: str, name: str) -> dict[str, Any]:
+    """Train ``spec`` as ``name``, then its in-process and worker figures (module doc)."""
+    s = bench.s
+    ref, train_seconds = _model(bench, spec, name)
+    scorer = load_scorer(bench.work / "registry", ref)
+    X = vectors(bench.rows, 0, INPROCESS_ROWS, s.anomaly_fraction)
+    wall, cpu = time.perf_counter(), time.process_time()
+    with torch_threads(1):  # as the worker (stream.worker.single_threaded_inference)
+        rate = scoring_rate(scorer.score, X, s.max_batch, min_seconds=0.2)
+    # A share well below 100% means the host starved this process (noisy neighbours).
+    cpu_percent = 100 * (time.process_time() - cpu) / (time.perf_counter() - wall)
+    log.info("%s in-process: %.0f vectors/s at batch %d", spec, rate.vectors_per_s, s.max_batch)
+    n = int(min(s.events, max(MIN_EVENTS, rate.vectors_per_s * s.detector_seconds)))
+    tag = f"{name}-{_safe(spec)}-{bench.tag}"
+    topic = f"bench-det-{tag}"
+    asyncio.run(create_topics(bench.bootstrap, [topic], s.partitions))
+    records = records_for("binary", bench.rows, n, s.anomaly_fraction, s.packed_size)
+    asyncio.run(produce_all(bench.bootstrap, topic, records))
+    row: dict[str, Any] = {
+        "detector": spec, "model": ref, "train_seconds": train_seconds, "events": n,
+        "inprocess": {"vectors_per_s": rate.vectors_per_s, "batch": rate.batch,
+                      "repeats": list(rate.repeats), "torch_threads": 1,
+                      "cpu_percent": cpu_percent},
+    }  # fmt: skip
+    with _worker(bench, ref.split("@")[0], topic, tag) as worker:
+        window, _ = throughput(worker, n, timeout=600)
+        row["worker"] = worker_stats(window)
+        log.info("%s worker: %.0f events/s", spec, window.vectors_per_s)
+        row["latency"] = _latency(bench, worker, topic, n, window.vectors_per_s, tag)
+    return row
+
+
+def _model(bench: WorkerBench, spec: str, name: str) -> tuple[str, float | None]:
+    """``spec``'s model ref and training seconds (``None``: the run had trained it already)."""
+    ref = bench.trained.get(spec)
+    if ref is not None:
+        return ref, None
+    started = time.perf_counter()
+    ref = train_model(bench.work / "registry", bench.s.seed, model=spec, name=name)
+    bench.trained[spec] = ref
+    return ref, time.perf_counter() - started
+
+
+def worker_stats(window: Window, per_record: int = 1) -> dict[str, float]:
+    """What the result keeps of a worker's throughput window."""
+    return {
+        "vectors": window.vectors, "seconds": window.seconds,
+        "vectors_per_s": window.vectors_per_s,
+        "records_per_s": window.vectors_per_s / per_record,
+        "cpu_percent": window.cpu_percent, "cpu_seconds": window.cpu_seconds,
+        "inference_seconds": window.inference_seconds,
+        "inference_cpu_seconds": window.inference_cpu_seconds,
+        "mean_batch": window.vectors / max(window.batches, 1),
+    }  # fmt: skip
+
+
+def _latency(
+    bench: WorkerBench, worker: WorkerProcess, topic: str, consumed: int, maximum: float,
+    tag: str,
+) -> dict[str, Any]:  # fmt: skip
+    """Offer ``detector_rate`` events/s; event time -> alert latency of that phase.
+
+    ``maximum`` is the worker's measured events/s: one slower than the offered rate
+    falls behind, and the wait for it to catch up allows twice as long as that rate takes.
+    """
+    s = bench.s
+    before = wait_until(worker, consumed, 60)
+    offered = bench.offer(topic, s.detector_rate)
+    after = wait_until(worker, consumed + offered.sent, 60 + 2 * offered.sent / maximum)
+    window = Window.between(before, after, by_batches=False)
+    last = Sample.take(worker)
+    expected = int(last.anomalies) if last else 0
+    alerts = f"bench-det-alerts-{tag}"
+    latencies = asyncio.run(alert_latencies(bench.bootstrap, alerts, expected))
+    lat = latencies.get(offered.prefix.rstrip("-"), [])
+    return {
+        "offered": s.detector_rate, "achieved": offered.achieved, "events": offered.sent,
+        "scored_per_s": window.vectors_per_s, "alerts": len(lat),
+        "cpu_percent": window.cpu_percent, **percentiles(lat),
+    }  # fmt: skip
+
+
+@contextmanager
+def _worker(bench: WorkerBench, model: str, topic: str, tag: str) -> Iterator[WorkerProcess]:
+    from tripwire.bench.stream import SESSION_TIMEOUT
+
+    worker = WorkerProcess(
+        bench.logs / f"worker-det-{tag}.log", bootstrap=bench.bootstrap,
+        registry=bench.work / "registry", model_ref=model, input_topic=topic,
+        alert_topic=f"bench-det-alerts-{tag}", dlq_topic=f"bench-det-dlq-{tag}",
+        group_id=f"bench-det-{tag}", max_batch=bench.s.max_batch,
+        session_timeout=SESSION_TIMEOUT,
+    )  # fmt: skip
+    try:
+        yield worker
+    finally:
+        worker.stop()
+
+
+def _safe(spec: str) -> str:
+    """``spec`` as a topic/file name part (``pyod:IForest`` -> ``pyod-IForest``)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", spec)
