@@ -20,7 +20,7 @@ from tripwire.bench import report as quality_report
 from tripwire.bench.quality_cli import EPILOG as QUALITY_EPILOG
 from tripwire.bench.stream_cli import EPILOG as STREAM_EPILOG
 from tripwire.cli import HelpFormatter
-from tripwire.core.config import add_arguments, from_args, load_env
+from tripwire.core.config import add_arguments, env_defaults, from_args, guarded
 from tripwire.core.errors import TripwireError
 
 log = logging.getLogger("benchmarks")
@@ -42,12 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
     stream = sub.add_parser("stream", help="the worker beside its ceilings and a naive peer",
                             epilog=STREAM_EPILOG + "\n\n" + STREAM_HARNESS,
                             formatter_class=HelpFormatter)  # fmt: skip
-    add_arguments(stream, HarnessSettings, load_env(HarnessSettings))
-    stream.set_defaults(func=_stream)
+    defaults, env_error = env_defaults(HarnessSettings)
+    add_arguments(stream, HarnessSettings, defaults)
+    stream.set_defaults(func=guarded(env_error, _stream))
     qual = sub.add_parser("quality", help="detection quality vs PyOD on the ADBench folder",
                           epilog=QUALITY_EPILOG, formatter_class=HelpFormatter)  # fmt: skip
-    add_arguments(qual, quality.HarnessQualitySettings, load_env(quality.HarnessQualitySettings))
-    qual.set_defaults(func=_quality)
+    qual_defaults, qual_error = env_defaults(quality.HarnessQualitySettings)
+    add_arguments(qual, quality.HarnessQualitySettings, qual_defaults)
+    qual.set_defaults(func=guarded(qual_error, _quality))
     return parser
 
 

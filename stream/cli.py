@@ -20,8 +20,14 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from tripwire.core.config import add_arguments, env_name, from_args, load_env, shown_default
-from tripwire.core.errors import ConfigError
+from tripwire.core.config import (
+    add_arguments,
+    env_defaults,
+    env_name,
+    from_args,
+    guarded,
+    shown_default,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +61,7 @@ def register(subparsers: Any) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    try:
-        defaults, env_error = load_env(WorkerSettings), None
-    except ConfigError as e:
-        defaults, env_error = WorkerSettings(), e
+    defaults, env_error = env_defaults(WorkerSettings)
     parser.add_argument(
         "--model",
         dest="model_ref",
@@ -69,12 +72,9 @@ def register(subparsers: Any) -> None:
     )
     add_arguments(parser, WorkerSettings, defaults)
 
-    def func(args: argparse.Namespace) -> int:
-        if env_error is not None:
-            raise env_error
-        return run_worker(from_args(WorkerSettings, args))
-
-    parser.set_defaults(func=func)
+    parser.set_defaults(
+        func=guarded(env_error, lambda args: run_worker(from_args(WorkerSettings, args)))
+    )
 
 
 def run_worker(settings: Any) -> int:

@@ -14,8 +14,14 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from tripwire.core.config import add_arguments, env_name, from_args, load_env, shown_default
-from tripwire.core.errors import ConfigError
+from tripwire.core.config import (
+    add_arguments,
+    env_defaults,
+    env_name,
+    from_args,
+    guarded,
+    shown_default,
+)
 from tripwire.training.settings import ScoreSettings, TrainSettings
 
 T = TypeVar("T")
@@ -57,14 +63,6 @@ def _add_registry(subparsers: Any) -> None:
     register_registry(subparsers)
 
 
-def _env_defaults(cls: type[T]) -> tuple[T, ConfigError | None]:
-    """Settings from the environment; a bad variable is reported when the command runs."""
-    try:
-        return load_env(cls), None
-    except ConfigError as e:
-        return cls(), e
-
-
 def _command(
     subparsers: Any, name: str, help_text: str, description: str
 ) -> argparse.ArgumentParser:
@@ -81,16 +79,16 @@ def _add_train(subparsers: Any) -> None:
     parser = _command(
         subparsers, "train", "train, calibrate and publish a model", _TRAIN_DESCRIPTION
     )
-    defaults, env_error = _env_defaults(TrainSettings)
+    defaults, env_error = env_defaults(TrainSettings)
     add_arguments(parser, TrainSettings, defaults)
-    parser.set_defaults(func=_guard(env_error, run_train))
+    parser.set_defaults(func=guarded(env_error, run_train))
 
 
 def _add_score(subparsers: Any) -> None:
     parser = _command(
         subparsers, "score", "score a file with a published model", _SCORE_DESCRIPTION
     )
-    defaults, env_error = _env_defaults(ScoreSettings)
+    defaults, env_error = env_defaults(ScoreSettings)
     parser.add_argument(
         "--model",
         dest="model_ref",
@@ -100,18 +98,7 @@ def _add_score(subparsers: Any) -> None:
         f"[env {env_name('model_ref')}{shown_default(str, defaults.model_ref)}]",
     )
     add_arguments(parser, ScoreSettings, defaults)
-    parser.set_defaults(func=_guard(env_error, run_score))
-
-
-def _guard(
-    env_error: ConfigError | None, run: Callable[[argparse.Namespace], int]
-) -> Callable[[argparse.Namespace], int]:
-    def func(args: argparse.Namespace) -> int:
-        if env_error is not None:
-            raise env_error
-        return run(args)
-
-    return func
+    parser.set_defaults(func=guarded(env_error, run_score))
 
 
 # -- train -----------------------------------------------------------------------

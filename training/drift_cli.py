@@ -16,7 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from tripwire.core.config import add_arguments, env_name, from_args, load_env
+from tripwire.core.config import (
+    add_arguments,
+    env_defaults,
+    env_name,
+    from_args,
+    guarded,
+    shown_default,
+)
 from tripwire.core.drift import DriftConfig, DriftMonitor, DriftReport
 from tripwire.core.errors import ConfigError, RegistryError
 
@@ -65,23 +72,17 @@ def register(subparsers: Any) -> None:
         "drift", help="check a file for drift against a published model",
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    try:
-        defaults, env_error = load_env(DriftCommandSettings), None
-    except ConfigError as e:
-        defaults, env_error = DriftCommandSettings(), e
+    defaults, env_error = env_defaults(DriftCommandSettings)
     parser.add_argument(
         "--model", dest="model_ref", default=defaults.model_ref, metavar="REF",
         help="model NAME (= NAME@production), NAME@VERSION, NAME@ALIAS or NAME@latest "
-        f"[env {env_name('model_ref')}; default: {defaults.model_ref}]",
+        f"[env {env_name('model_ref')}{shown_default(str, defaults.model_ref)}]",
     )  # fmt: skip
     add_arguments(parser, DriftCommandSettings, defaults)
 
-    def func(args: argparse.Namespace) -> int:
-        if env_error is not None:
-            raise env_error
-        return run_drift(from_args(DriftCommandSettings, args))
-
-    parser.set_defaults(func=func)
+    parser.set_defaults(
+        func=guarded(env_error, lambda args: run_drift(from_args(DriftCommandSettings, args)))
+    )
 
 
 def run_drift(settings: DriftCommandSettings) -> int:

@@ -24,8 +24,8 @@ COMMAND_MODULES = (
 )
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults in --help, descriptions kept as written."""
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions kept as written (settings options show their own env and default)."""
 
 
 #: Commands whose process must start fast (the worker serves /healthz within its

@@ -30,14 +30,14 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from tripwire.core.config import add_arguments, from_args, load_env
+from tripwire.core.config import add_arguments, env_defaults, from_args, guarded
 from tripwire.core.errors import TripwireError
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class DemoSettings:
     """What ``tripwire demo`` runs against."""
+
+    #: its own variables: a worker's TRIPWIRE_REGISTRY/BOOTSTRAP must not steer the demo
+    ENV_PREFIX: ClassVar[str] = "TRIPWIRE_DEMO_"
 
     bootstrap: str = field(
         default="",
@@ -98,10 +101,12 @@ def register(subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_arguments(parser, DemoSettings, load_env(DemoSettings))
+    defaults, env_error = env_defaults(DemoSettings)
+    add_arguments(parser, DemoSettings, defaults)
     # library INFO lines would bury the steps; an explicit --log-level still wins
     parser.set_defaults(
-        func=lambda args: _run_cli(from_args(DemoSettings, args)), default_log_level="WARNING"
+        func=guarded(env_error, lambda args: _run_cli(from_args(DemoSettings, args))),
+        default_log_level="WARNING",
     )
 
 

@@ -12,8 +12,6 @@ import importlib
 from types import ModuleType
 from typing import Any
 
-import pytest
-
 from tripwire.core.config import env_name, load_env
 
 WORKER_SETTINGS_MODULE = "tripwire.stream.settings"
@@ -28,21 +26,17 @@ PROCESS_ENV = {
 
 
 def worker_settings_module() -> ModuleType:
-    """``tripwire.stream.settings``, or skip the calling test while the worker does not exist."""
-    return pytest.importorskip(
-        WORKER_SETTINGS_MODULE,
-        reason="stream/settings.py (the worker's settings, issue 3) does not exist yet",
-    )
+    """``tripwire.stream.settings`` (an import error fails the calling test, never skips it)."""
+    return importlib.import_module(WORKER_SETTINGS_MODULE)
 
 
 def require_worker_command() -> None:
-    """Skip the calling test while ``tripwire worker`` is not a subcommand yet."""
+    """Fail the calling test unless ``tripwire worker`` is a subcommand."""
     from tripwire.cli import build_parser
 
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
-    if "worker" not in (sub.choices or {}):
-        pytest.skip("`tripwire worker` is not registered in tripwire/cli.py yet (issue 3)")
+    assert "worker" in (sub.choices or {}), "`tripwire worker` is not registered in tripwire/cli.py"
 
 
 def settings_classes(module: ModuleType) -> list[type]:
@@ -63,7 +57,7 @@ def env_names(classes: list[type]) -> dict[str, tuple[type, str]]:
     out: dict[str, tuple[type, str]] = {}
     for cls in classes:
         for f in dataclasses.fields(cls):
-            out[env_name(f.name)] = (cls, f.name)
+            out[env_name(f.name, cls)] = (cls, f.name)
     return out
 
 

@@ -25,7 +25,9 @@ README = (ROOT / "README.md").read_text()
 )
 def test_every_setting_is_documented(cls: type) -> None:
     missing = [
-        env_name(f.name) for f in dataclasses.fields(cls) if f"`{env_name(f.name)}`" not in README
+        env_name(f.name, cls)
+        for f in dataclasses.fields(cls)
+        if f"`{env_name(f.name, cls)}`" not in README
     ]
     assert not missing, f"README configuration reference lacks {missing}"
 

@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from tripwire.core.config import add_arguments, from_args, load_env
+from tripwire.core.config import add_arguments, env_defaults, from_args, guarded
 from tripwire.core.errors import ConfigError, RegistryError
 from tripwire.core.registry.manifest import is_version
 from tripwire.core.registry.reader import DEFAULT_ALIAS, parse_ref
@@ -99,7 +99,7 @@ def register_registry(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
         description="List, show, verify model versions; promote and roll back aliases.",
     )  # fmt: skip
     sub = parser.add_subparsers(dest="registry_command", required=True, metavar="ACTION")
-    defaults = load_env(RegistrySettings)
+    defaults, env_error = env_defaults(RegistrySettings)
 
     def leaf(name: str, help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -109,7 +109,7 @@ def register_registry(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
     p = leaf("list", "models, their versions (created, detector, threshold, metrics), aliases")
     p.add_argument("name", nargs="?", help="only this model")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=cmd_list)
+    p.set_defaults(func=guarded(env_error, cmd_list))
 
     p = leaf("show", "print a version's manifest.json, or with --history an alias's moves")
     p.add_argument("ref", metavar="NAME[@VERSION|@ALIAS]", help="bare NAME means NAME@production")
@@ -118,19 +118,19 @@ def register_registry(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
         help="who moved the alias, when, from which version to which, on which evidence",
     )  # fmt: skip
     p.add_argument("--json", action="store_true", help="with --history: the alias file as JSON")
-    p.set_defaults(func=cmd_show)
+    p.set_defaults(func=guarded(env_error, cmd_show))
 
-    _promote_arguments(leaf("promote", "point an alias at a version (which must verify), "
-                            "optionally on evidence"))  # fmt: skip
+    p = leaf("promote", "point an alias at a version (which must verify), optionally on evidence")
+    _promote_arguments(p, env_error)
 
     p = leaf("rollback", "move an alias back to the version it pointed at before")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--alias", default=DEFAULT_ALIAS, help="alias to move (default: %(default)s)")
-    p.set_defaults(func=cmd_rollback)
+    p.set_defaults(func=guarded(env_error, cmd_rollback))
 
     p = leaf("verify", "re-check manifests, every artifact's sha256 and every alias")
     p.add_argument("ref", nargs="?", metavar="NAME[@VERSION]", help="default: everything")
-    p.set_defaults(func=cmd_verify)
+    p.set_defaults(func=guarded(env_error, cmd_verify))
 
     p = leaf("gc", "remove abandoned publishes (.tmp-* dirs of crashed publishers)")
     p.add_argument(
@@ -138,10 +138,10 @@ def register_registry(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
         help="only dirs idle this long (default: %(default)s)",
     )  # fmt: skip
     p.add_argument("--dry-run", action="store_true", help="list, do not remove")
-    p.set_defaults(func=cmd_gc)
+    p.set_defaults(func=guarded(env_error, cmd_gc))
 
 
-def _promote_arguments(p: argparse.ArgumentParser) -> None:
+def _promote_arguments(p: argparse.ArgumentParser, env_error: ConfigError | None) -> None:
     """``promote``'s options: the alias, the evidence, the gate's budget, ``--force``."""
     p.add_argument("name", metavar="NAME")
     p.add_argument("version", metavar="VERSION", help="a version number, 'latest' or an alias")
@@ -151,13 +151,14 @@ def _promote_arguments(p: argparse.ArgumentParser) -> None:
         help="a `tripwire replay` (or shadow) report comparing VERSION with the alias's current "
         "version: checked against the budget below and recorded with the move",
     )  # fmt: skip
-    add_arguments(p, GateSettings, load_env(GateSettings))
+    gate, gate_error = env_defaults(GateSettings)
+    add_arguments(p, GateSettings, gate)
     p.add_argument(
         "--force", action="store_true",
         help="promote even if the evidence is outside the budget (recorded as forced; never "
         "overrides a version that fails verification)",
     )  # fmt: skip
-    p.set_defaults(func=cmd_promote)
+    p.set_defaults(func=guarded(env_error or gate_error, cmd_promote))
 
 
 #: ``tripwire.cli`` convention: a command module exposes ``register``.

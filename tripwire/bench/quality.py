@@ -35,7 +35,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
@@ -57,7 +57,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class QualitySettings:
-    """Options of ``tripwire bench quality`` (each also a ``TRIPWIRE_*`` env var)."""
+    """Options of ``tripwire bench quality`` (each also a ``TRIPWIRE_BENCH_*`` env var)."""
+
+    #: its own variables, as tripwire bench stream's
+    ENV_PREFIX: ClassVar[str] = "TRIPWIRE_BENCH_"
 
     datasets: str = field(
         default="",

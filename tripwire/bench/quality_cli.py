@@ -12,7 +12,7 @@ from typing import Any
 from tripwire.bench import report
 from tripwire.bench.detectors import BASELINES
 from tripwire.bench.quality import QualitySettings, run_quality
-from tripwire.core.config import add_arguments, from_args, load_env
+from tripwire.core.config import add_arguments, env_defaults, from_args, guarded
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,9 @@ def register(bench_subparsers: Any) -> None:
         epilog=EPILOG,
         formatter_class=HelpFormatter,
     )
-    add_arguments(parser, QualitySettings, load_env(QualitySettings))
-    parser.set_defaults(func=run)
+    defaults, env_error = env_defaults(QualitySettings)
+    add_arguments(parser, QualitySettings, defaults)
+    parser.set_defaults(func=guarded(env_error, run))
 
 
 def run(args: argparse.Namespace) -> int:

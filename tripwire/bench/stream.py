@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from tripwire.bench.stream_data import (
     ENCODINGS,
@@ -64,7 +64,10 @@ SESSION_TIMEOUT = 4.0
 
 @dataclass(frozen=True)
 class StreamBenchSettings:
-    """Options of ``tripwire bench stream`` (each also a ``TRIPWIRE_*`` env var)."""
+    """Options of ``tripwire bench stream`` (each also a ``TRIPWIRE_BENCH_*`` env var)."""
+
+    #: its own variables: TRIPWIRE_OUT is score's file, not this folder
+    ENV_PREFIX: ClassVar[str] = "TRIPWIRE_BENCH_"
 
     bootstrap: str = field(
         default="", metadata={"help": "Kafka cluster to use (empty: the embedded broker)"}

@@ -11,7 +11,7 @@ from typing import Any
 
 from tripwire.bench import stream_report
 from tripwire.bench.stream import StreamBenchSettings, run_stream
-from tripwire.core.config import add_arguments, from_args, load_env
+from tripwire.core.config import add_arguments, env_defaults, from_args, guarded
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,9 @@ def register(bench_subparsers: Any) -> None:
         epilog=EPILOG,
         formatter_class=HelpFormatter,
     )
-    add_arguments(parser, StreamBenchSettings, load_env(StreamBenchSettings))
-    parser.set_defaults(func=run)
+    defaults, env_error = env_defaults(StreamBenchSettings)
+    add_arguments(parser, StreamBenchSettings, defaults)
+    parser.set_defaults(func=guarded(env_error, run))
 
 
 def run(args: argparse.Namespace) -> int:

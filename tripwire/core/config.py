@@ -6,6 +6,12 @@ A settings class is a frozen dataclass whose fields carry their help text in
 shows the value in force), and ``from_args`` builds the one settings object the
 process passes inward.
 
+Variables are named ``TRIPWIRE_<FIELD>``; a command whose settings must not follow
+the production ones (the demo, the benchmarks) sets ``ENV_PREFIX`` on its class
+(``ENV_PREFIX: ClassVar[str] = "TRIPWIRE_DEMO_"``), so a worker's environment cannot
+steer it. A bad variable never breaks another command: ``env_defaults`` keeps the
+error until the command that owns it runs.
+
 >>> from dataclasses import dataclass, field
 >>> @dataclass(frozen=True)
 ... class S:
@@ -28,6 +34,7 @@ from tripwire.core.errors import ConfigError
 
 PREFIX = "TRIPWIRE_"
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class Secret(str):
@@ -45,8 +52,35 @@ class Secret(str):
         return str.__str__(self)
 
 
-def env_name(field_name: str) -> str:
-    return PREFIX + field_name.upper()
+def env_name(field_name: str, cls: type | None = None) -> str:
+    """The variable of ``field_name`` (of settings class ``cls``: its ``ENV_PREFIX``)."""
+    return getattr(cls, "ENV_PREFIX", PREFIX) + field_name.upper()
+
+
+def env_defaults(cls: type[T]) -> tuple[T, ConfigError | None]:
+    """Settings from the environment, or the class defaults and the error it raised.
+
+    Parsers of every command are built on each start; a bad variable is reported
+    only when the command that reads it runs (``guarded``), not by
+    ``--help`` or by other commands.
+    """
+    try:
+        return load_env(cls), None
+    except ConfigError as e:
+        return cls(), e
+
+
+def guarded(
+    env_error: ConfigError | None, run: typing.Callable[[argparse.Namespace], R]
+) -> typing.Callable[[argparse.Namespace], R]:
+    """``run``, raising ``env_error`` (from ``env_defaults``) first if there was one."""
+
+    def func(args: argparse.Namespace) -> R:
+        if env_error is not None:
+            raise env_error
+        return run(args)
+
+    return func
 
 
 def _base_type(tp: Any) -> Any:
@@ -86,7 +120,8 @@ FILE_SUFFIX = "_FILE"
 
 
 def load_env(cls: type[T], environ: Mapping[str, str] | None = None) -> T:
-    """Build ``cls`` from its defaults overridden by ``TRIPWIRE_<FIELD>`` variables.
+    """Build ``cls`` from its defaults overridden by ``TRIPWIRE_<FIELD>`` variables
+    (``<ENV_PREFIX><FIELD>`` if the class sets one).
 
     A ``Secret`` field can also come from a file, ``TRIPWIRE_<FIELD>_FILE`` (Docker
     and Kubernetes secrets are files): its content, one trailing newline dropped.
@@ -96,7 +131,7 @@ def load_env(cls: type[T], environ: Mapping[str, str] | None = None) -> T:
     hints = _hints(cls)
     kwargs: dict[str, Any] = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        key = env_name(f.name)
+        key = env_name(f.name, cls)
         if _base_type(hints[f.name]) is Secret and key + FILE_SUFFIX in environ:
             if key in environ:
                 raise ConfigError(f"set {key} or {key}{FILE_SUFFIX}, not both")
@@ -124,7 +159,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, defaults: Any) -> 
         tp = _base_type(hints[f.name])
         value = getattr(defaults, f.name)
         help_text = f.metadata.get("help", "")
-        help_text = f"{help_text} [env {env_name(f.name)}{shown_default(tp, value)}]"
+        help_text = f"{help_text} [env {env_name(f.name, cls)}{shown_default(tp, value)}]"
         opt = "--" + f.name.replace("_", "-")
         if tp is bool:
             parser.add_argument(

@@ -85,8 +85,9 @@ def test_cli_writes_markdown_and_json(
 
 
 def test_datasets_folder_from_env(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TRIPWIRE_DATASETS", str(folder))
-    monkeypatch.setenv("TRIPWIRE_SEEDS", "3,4")
+    monkeypatch.setenv("TRIPWIRE_BENCH_DATASETS", str(folder))
+    monkeypatch.setenv("TRIPWIRE_SEEDS", "9")  # not the benchmark's variable
+    monkeypatch.setenv("TRIPWIRE_BENCH_SEEDS", "3,4")
     args = _parser().parse_args(["bench", "quality"])
     assert args.datasets == str(folder) and args.seeds == ("3", "4")
 
