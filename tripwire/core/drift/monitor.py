@@ -213,6 +213,8 @@ class DriftMonitor:
         self._wraps = 0
         self._filled = self._pos = self._since = 0
         self.events = 0
+        full = self._band(size)
+        _ = full.low, full.high  # built now (the worker builds monitors off its event loop)
 
     def update(self, X: np.ndarray, scores: np.ndarray) -> DriftReport | None:
         """Add a micro-batch (n, d) and its scores (n,); a report when one is due.
