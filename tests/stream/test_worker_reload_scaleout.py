@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import defaultdict
@@ -23,6 +22,7 @@ from tests.stream.harness import (
     wait_for,
     worker_settings,
 )
+from tests.stream.outputs import check_alert, check_score
 from tripwire.core.registry import load_scorer
 from tripwire.embedded import EmbeddedBroker
 
@@ -67,7 +67,7 @@ class SteadyProducer:
 def scores_by_id(bootstrap: str, topic: str) -> dict[str, list[dict]]:
     by_id: dict[str, list[dict]] = defaultdict(list)
     for r in consume(bootstrap, topic):
-        doc = json.loads(r.value)
+        doc = check_score(r)
         by_id[doc["id"]].append(doc)
     return by_id
 
@@ -129,7 +129,7 @@ def test_hot_reload_mid_stream_and_refusal_of_a_broken_version(
         ids = [i for i, docs in by_id.items() if docs[0]["model"]["version"] == version]
         want = scorer.score(np.vstack([rows[i] for i in ids])).scores
         assert [by_id[i][0]["score"] for i in ids] == want.tolist()
-    alerts = [json.loads(r.value) for r in consume(bootstrap, topics["alerts"])]
+    alerts = [check_alert(r) for r in consume(bootstrap, topics["alerts"])]
     assert alerts
     for a in alerts:
         scored = by_id[a["data"]["input_id"]]
