@@ -62,7 +62,8 @@ def test_a_tiny_run_measures_everything(broker: EmbeddedBroker, tmp_path: Path) 
     settings = HarnessSettings(
         bootstrap=broker.bootstrap, out=str(tmp_path / "out"), events=40_000,
         packed_events=500_000, packed_size=50, bare_events=500, naive_events=50,
-        rates=("500", "50%"), rate_seconds=1.0, profile=False,
+        rates=("500", "50%"), rate_seconds=1.0, profile=False, detectors=("ae",),
+        detector_rate=500.0,
     )  # fmt: skip
     result = run_harness(settings, command="test")
     assert set(result.ceiling_a) == set(result.worker) == {"json", "binary", "packed"}
@@ -72,4 +73,7 @@ def test_a_tiny_run_measures_everything(broker: EmbeddedBroker, tmp_path: Path) 
     assert all(x["alerts"] > 0 and x["p99"] is not None for x in result.latency)
     assert result.memory["peak_rss"] >= result.memory["rss_end"] > 0
     md, js = stream_report.write(result, tmp_path / "out")
-    assert "Tripwire worker" in md.read_text() and js.exists()
+    assert result.detectors[0]["worker"]["vectors_per_s"] > 0
+    text = md.read_text()
+    assert "Tripwire worker" in text and js.exists()
+    assert "### Speed targets of a default detector" in text and "\n| ae | " in text

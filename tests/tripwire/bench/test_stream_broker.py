@@ -30,6 +30,7 @@ def test_a_tiny_run_measures_the_worker(broker: EmbeddedBroker, tmp_path: Path) 
     settings = StreamBenchSettings(
         bootstrap=broker.bootstrap, out=str(tmp_path / "out"), events=40_000,
         packed_events=500_000, packed_size=50, rates=("500",), rate_seconds=1.0,
+        detectors=("ae",), detector_rate=500.0,
     )  # fmt: skip
     result = run_stream(settings, command="test")
     assert set(result.worker) == {"json", "binary", "packed"}
@@ -37,6 +38,9 @@ def test_a_tiny_run_measures_the_worker(broker: EmbeddedBroker, tmp_path: Path) 
     assert [round(x["offered"]) for x in result.latency] == [500]
     assert result.latency[0]["alerts"] > 0 and result.latency[0]["p99"] is not None
     assert result.memory["peak_rss"] >= result.memory["rss_end"] > 0
+    (ae,) = result.detectors  # the run's own AE, served by a worker of its own
+    assert ae["train_seconds"] is None and ae["model"] == "bench@production", ae
+    assert ae["worker"]["vectors_per_s"] > 0 and ae["latency"]["alerts"] > 0
     md, js = stream_report.write(result, tmp_path / "out")
     assert "| packed |" in md.read_text() and js.exists()
 
