@@ -13,6 +13,7 @@ same options and names the problem instead (:class:`BrokerSecurityError`).
 from __future__ import annotations
 
 import ssl
+from dataclasses import replace
 from typing import Any
 
 import faust
@@ -94,6 +95,10 @@ def aiokafka_options(settings: WorkerSettings) -> dict[str, Any]:
     return options
 
 
+#: The worker variables that carry security settings (passed on to worker children).
+SECURITY_ENV_PREFIXES = ("TRIPWIRE_SECURITY_", "TRIPWIRE_SASL_", "TRIPWIRE_SSL_")
+
+
 def env_security_options() -> dict[str, Any]:
     """aiokafka security keyword arguments from the worker's ``TRIPWIRE_*`` variables.
 
@@ -101,15 +106,24 @@ def env_security_options() -> dict[str, Any]:
     reads the same variables (``TRIPWIRE_SECURITY_PROTOCOL``, ``TRIPWIRE_SSL_CAFILE``,
     ``TRIPWIRE_SASL_PASSWORD_FILE``, ...), so that all of them meet one secured cluster.
     """
+    options = aiokafka_options(_env_settings())
+    del options["bootstrap_servers"]
+    return options
+
+
+async def check_env_security(bootstrap: str) -> None:
+    """:func:`check_security` with the ``TRIPWIRE_*`` security variables, for ``bootstrap``."""
+    await check_security(replace(_env_settings(), bootstrap=bootstrap))
+
+
+def _env_settings() -> WorkerSettings:
     settings = load_env(WorkerSettings)
     if settings.security_protocol not in SECURITY_PROTOCOLS:
         raise ConfigError(
             f"TRIPWIRE_SECURITY_PROTOCOL must be one of {SECURITY_PROTOCOLS}, "
             f"got {escaped(settings.security_protocol)}"
         )
-    options = aiokafka_options(settings)
-    del options["bootstrap_servers"]
-    return options
+    return settings
 
 
 async def check_security(settings: WorkerSettings) -> None:

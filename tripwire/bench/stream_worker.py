@@ -33,6 +33,7 @@ from aiokafka import AIOKafkaConsumer
 
 from tripwire.bench.stream_data import Record, Rows, encode, new_producer, vectors
 from tripwire.embedded import free_port
+from tripwire.stream.kafka.security import SECURITY_ENV_PREFIXES, env_security_options
 
 SCRAPE_EVERY = 0.04
 #: Producer linger of the offered load (Kafka 4's default): with none, a flood of tiny
@@ -46,7 +47,10 @@ class WorkerProcess:
 
     def __init__(self, log_path: Path, **settings: Any) -> None:
         self.port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TRIPWIRE_")}
+        env = {  # the caller's security settings pass, to meet the same cluster
+            k: v for k, v in os.environ.items()
+            if not k.startswith("TRIPWIRE_") or k.startswith(SECURITY_ENV_PREFIXES)
+        }  # fmt: skip
         env.update({f"TRIPWIRE_{k.upper()}": str(v) for k, v in settings.items()})
         env.update(TRIPWIRE_METRICS_PORT=str(self.port), TRIPWIRE_METRICS_HOST="127.0.0.1")
         self._log = open(log_path, "ab")  # closed in stop()
@@ -246,7 +250,7 @@ async def alert_latencies(
     """Latency (ms) of every alert on ``topic``, by input-id prefix (up to the ``-``)."""
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
-        enable_auto_commit=False,
+        enable_auto_commit=False, **env_security_options(),
     )  # fmt: skip
     await consumer.start()
     seen: dict[str, tuple[str, float]] = {}
