@@ -70,3 +70,31 @@ def test_a_wrong_ca_stops_the_benchmark_in_one_line(
         monkeypatch.setenv(name, value)
     with pytest.raises(BrokerSecurityError, match="is not signed by a CA in"):
         asyncio.run(create_topics(tls_broker.bootstrap, ["never"], 1))
+
+
+@pytest.mark.slow
+def test_the_bench_worker_and_its_alert_reader_meet_the_tls_cluster(
+    tls_env: TlsBroker, tmp_path: Path
+) -> None:
+    """The benchmark's worker child inherits the security variables; alerts read back."""
+    from tests.fixtures.registry import anomalous_rows, normal_rows, publish_model
+    from tripwire.bench.stream_worker import WorkerProcess, alert_latencies
+
+    published = publish_model(tmp_path / "registry")
+    topic = f"bench-w-{uuid.uuid4().hex[:8]}"
+    asyncio.run(create_topics(tls_env.bootstrap, [topic, f"{topic}.alerts", f"{topic}.dlq"], 1))
+    worker = WorkerProcess(
+        tmp_path / "worker.log", bootstrap=tls_env.bootstrap, registry=published.root,
+        model_ref=f"{published.name}@production", input_topic=topic,
+        alert_topic=f"{topic}.alerts", dlq_topic=f"{topic}.dlq", group_id=f"g-{topic}",
+    )  # fmt: skip
+    try:
+        normal = normal_rows(40, seed=3)
+        bench_rows = Rows(normal, anomalous_rows(10, seed=4), normal)
+        asyncio.run(offer(tls_env.bootstrap, topic, bench_rows, 100, 0.5, 0.5, "t-"))
+        latencies = asyncio.run(alert_latencies(tls_env.bootstrap, f"{topic}.alerts", 1, 90))
+        worker.check_alive()
+    finally:
+        code = worker.stop()
+    assert latencies.get("t") and all(v >= 0 for v in latencies["t"])
+    assert code == 0, (tmp_path / "worker.log").read_text()[-3000:]
