@@ -5,5 +5,6 @@ pytest_plugins = [
     "tests.fixtures.leaks",
     "tests.fixtures.machine",
     "tests.fixtures.registry",
+    "tests.fixtures.tls",
     "tests.fixtures.toy_registry",
 ]

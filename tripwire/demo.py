@@ -6,7 +6,9 @@ publish and promote it, start ``tripwire worker`` as a child process, stream the
 test set through Kafka, read the alert topic, and print accuracy / precision /
 recall / F1 against the labels, events/s, latency and the metrics URL. Everything it
 started is stopped before it returns (``--keep-running`` prints the result, then
-serves until Ctrl-C).
+serves until Ctrl-C). A secured cluster is reached with the worker's variables
+(``TRIPWIRE_SECURITY_PROTOCOL``, ``TRIPWIRE_SSL_CAFILE``, ...): the demo's clients
+and its worker child read the same; no other ``TRIPWIRE_*`` variable reaches either.
 
 It shows its steps as plain lines on stdout and keeps library logs out of view
 (``--log-level INFO`` shows them).
@@ -18,7 +20,6 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -151,6 +152,7 @@ def run_demo(
     from tripwire.training.data import demo_data
 
     with ExitStack() as stack:
+        _check_security(settings.bootstrap)
         bootstrap = settings.bootstrap or _start_broker(stack)
         registry = settings.registry or stack.enter_context(tempfile.TemporaryDirectory())
         name = _train(settings, registry)
@@ -195,7 +197,7 @@ def _train(settings: DemoSettings, registry: str) -> str:
 
 
 async def _create_topics(bootstrap: str, settings: DemoSettings) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **_security())
     await admin.start()
     try:
         for name, parts in (
@@ -209,6 +211,26 @@ async def _create_topics(bootstrap: str, settings: DemoSettings) -> None:
                 pass
     finally:
         await admin.close()
+
+
+def _check_security(bootstrap: str) -> None:
+    """Before training: a certificate or login that cannot work ends the demo in one line."""
+    from tripwire.stream.kafka.security import check_env_security, env_security_options
+
+    if bootstrap:
+        asyncio.run(check_env_security(bootstrap))
+    elif env_security_options()["security_protocol"] != "PLAINTEXT":
+        raise TripwireError(
+            "the embedded broker speaks PLAINTEXT only: unset TRIPWIRE_SECURITY_PROTOCOL, "
+            "or pass --bootstrap to use your secured cluster"
+        )
+
+
+def _security() -> dict[str, Any]:
+    """The TLS/SASL options of the demo's clients (as its worker reads them)."""
+    from tripwire.stream.kafka.security import env_security_options
+
+    return env_security_options()
 
 
 def _free_port() -> int:
@@ -230,7 +252,10 @@ def _worker(
         "--metrics-host", "127.0.0.1", "--metrics-port", str(port),
     ]  # fmt: skip
     log.info("starting the worker: %s", " ".join(cmd[2:]))
-    proc = subprocess.Popen(cmd, env=os.environ.copy())  # noqa: S603
+    from tripwire.stream.kafka.security import worker_child_env
+
+    # its options above and the cluster's security: a worker's environment cannot steer it
+    proc = subprocess.Popen(cmd, env=worker_child_env())  # noqa: S603
     try:
         yield proc
     finally:
@@ -271,7 +296,7 @@ async def _stream_and_collect(
     worker: subprocess.Popen[bytes],
 ) -> DemoResult:
     run = uuid.uuid4().hex[:8]
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=2)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=2, **_security())
     await producer.start()
     try:
         warm = await _warm_up(producer, settings, X[y == 0][0], url, worker, run)
@@ -420,7 +445,7 @@ async def _read_alerts(
     """
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=bootstrap, enable_auto_commit=False,
-        auto_offset_reset="earliest", group_id=None,
+        auto_offset_reset="earliest", group_id=None, **_security(),
     )  # fmt: skip
     await consumer.start()
     alerts: dict[str, dict[str, Any]] = {}

@@ -54,11 +54,22 @@ def free_port() -> int:
 
 
 class EmbeddedBroker:
-    """A Tansu broker process on ``127.0.0.1:port``; use as a context manager."""
+    """A Tansu broker process on ``127.0.0.1:port``; use as a context manager.
 
-    def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
+    ``advertised_port`` is the port clients are told to connect to (default: ``port``),
+    for a proxy in front of the broker: Tansu's own ``--cert``/``--key`` do not give a
+    TLS listener (docs/deploy.md), so the TLS tests put a TLS-terminating proxy there.
+    ``extra_args`` go to ``tansu broker`` as they are (``("--authentication",)``).
+    """
+
+    def __init__(
+        self, port: int | None = None, log_path: Path | None = None,
+        advertised_port: int | None = None, extra_args: tuple[str, ...] = (),
+    ) -> None:  # fmt: skip
         self.port = port or free_port()
+        self.advertised_port = advertised_port or self.port
         self.log_path = log_path
+        self.extra_args = extra_args
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -71,8 +82,8 @@ class EmbeddedBroker:
         cmd = [
             str(tansu_binary()), "broker",
             "--listener-url", url,
-            "--advertised-listener-url", url,
-            "--storage-engine", "memory://tansu/",
+            "--advertised-listener-url", f"tcp://127.0.0.1:{self.advertised_port}",
+            "--storage-engine", "memory://tansu/", *self.extra_args,
         ]  # fmt: skip
         self.process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
         deadline = time.monotonic() + timeout

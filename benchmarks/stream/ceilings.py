@@ -20,6 +20,7 @@ import numpy as np
 from aiokafka import AIOKafkaConsumer
 
 from tripwire.core.scorer import Scorer
+from tripwire.stream.kafka.security import env_security_options
 from tripwire.stream.wire.codecs import Codec
 from tripwire.stream.wire.records import InputRecord
 
@@ -52,7 +53,7 @@ async def raw_aiokafka(
     """Ceiling A: read and decode ``n_records`` records of ``topic`` (timed from the first)."""
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=bootstrap, group_id=f"bench-raw-{uuid.uuid4().hex[:8]}",
-        auto_offset_reset="earliest", enable_auto_commit=False,
+        auto_offset_reset="earliest", enable_auto_commit=False, **env_security_options(),
     )  # fmt: skip
     await consumer.start()
     try:

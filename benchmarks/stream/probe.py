@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from benchmarks import child_env
 from tripwire.bench.stream_worker import stop
+from tripwire.stream.kafka.security import env_security_options
 
 
 async def probe(
@@ -33,7 +34,7 @@ async def probe(
 ) -> list[float]:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-        fetch_max_wait_ms=fetch_max_wait_ms,
+        fetch_max_wait_ms=fetch_max_wait_ms, **env_security_options(),
     )  # fmt: skip
     await consumer.start()
     try:

@@ -4,7 +4,10 @@ Runs once at start with a plain aiokafka admin client (same servers and security
 the worker). An unreachable broker is retried with exponential backoff (0.5 s
 doubling to 15 s) and logged at every attempt, for ``connect_timeout`` seconds or
 forever; a missing input topic is waited for the same way, since faust would
-otherwise only notice it on its next metadata refresh (minutes).
+otherwise only notice it on its next metadata refresh (minutes). What retrying
+cannot fix (a broker certificate that does not verify, SASL credentials the broker
+rejects: ``security.check_security``) ends the start at once with a one-line
+``BrokerSecurityError``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from tripwire.core.errors import ConfigError
 from tripwire.core.untrusted import escaped
-from tripwire.stream.kafka.security import aiokafka_options
+from tripwire.stream.kafka.security import aiokafka_options, check_security
 from tripwire.stream.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -53,6 +56,7 @@ async def prepare_topics(settings: WorkerSettings) -> int:
 
 
 async def _connected_admin(settings: WorkerSettings) -> AIOKafkaAdminClient:
+    await check_security(settings)  # aiokafka would hide a TLS/SASL failure as "unreachable"
     admin = AIOKafkaAdminClient(
         client_id=f"{settings.group_id}-admin", request_timeout_ms=10_000,
         **aiokafka_options(settings),

@@ -33,7 +33,7 @@ from tests.deploy.compose import (
     load_raw,
     volume_mounts,
 )
-from tripwire.core.config import from_args, load_env
+from tripwire.core.config import FILE_SUFFIX, from_args, load_env
 
 APP_SERVICES = ("trainer", "worker")
 KAFKA_REQUIRED_ENV = (
@@ -372,9 +372,22 @@ def _check_env(service: dict, classes: list[type]) -> None:
             assert key in (REPO / app.PROCESS_ENV[key]).read_text()
             continue
         assert key.startswith("TRIPWIRE_"), f"{key}: app settings use the TRIPWIRE_ prefix"
+        if key.endswith(FILE_SUFFIX) and key not in known:  # a Secret read from a file
+            cls, name = known[key.removesuffix(FILE_SUFFIX)]
+            assert _field_type(cls, name) == "Secret", f"{key}: only a Secret has a _FILE"
+            continue
         assert key in known, f"{key} is not a setting of {[c.__name__ for c in classes]}"
+    # a secret file exists only in the container
+    readable = {k: v for k, v in env.items() if not k.endswith(FILE_SUFFIX)}
     for cls in classes:
-        load_env(cls, env)  # ConfigError on a value of the wrong type
+        load_env(cls, readable)  # ConfigError on a value of the wrong type
+
+
+def _field_type(cls: type, name: str) -> str:
+    import dataclasses
+
+    (field,) = [f for f in dataclasses.fields(cls) if f.name == name]
+    return field.type if isinstance(field.type, str) else field.type.__name__
 
 
 # --- volumes, prometheus, grafana -----------------------------------------------------
@@ -556,3 +569,59 @@ def test_expected_workers_and_replicas_come_from_one_variable() -> None:
     assert "--enable-feature=expand-external-labels" in raw["prometheus"]["command"]
     runbook = environment(raw["prometheus"])["TRIPWIRE_RUNBOOK_URL"]
     assert runbook.startswith("${TRIPWIRE_RUNBOOK_URL:?"), "required"
+
+
+# --- issue 14: a secured Kafka, the `#~` lines ------------------------------------------
+
+#: The secured-Kafka lines, as docker-compose.yml's header tells the reader to uncomment them.
+SECURED_LINE = re.compile(r"^( *)#~ ", re.MULTILINE)
+
+
+def _secured(tmp_path: Path) -> Path:
+    text = COMPOSE_FILE.read_text()
+    assert len(SECURED_LINE.findall(text)) >= 10
+    assert "sed -i 's/^\\( *\\)#~ /\\1/' docker-compose.yml" in text  # the header says how
+    path = tmp_path / "docker-compose.yml"
+    path.write_text(SECURED_LINE.sub(r"\1", text))
+    return path
+
+
+def test_the_secured_kafka_lines_make_every_client_secured(tmp_path: Path) -> None:
+    compose = load(path=_secured(tmp_path))
+    services = compose["services"]
+    worker = services["worker"]
+    _check_env(worker, app.worker_classes())
+    env = environment(worker)
+    assert env["TRIPWIRE_SECURITY_PROTOCOL"] == "SASL_SSL" and "TRIPWIRE_SASL_PASSWORD" not in env
+    files = {v for v in env.values() if v.startswith("/run/secrets/")}
+    assert files == {f"/run/secrets/{s}" for s in worker["secrets"]}
+    exporter = services["kafka-exporter"]
+    flags = " ".join(exporter["command"] + exporter["entrypoint"])
+    assert "--sasl.enabled" in flags and "--tls.enabled" in flags and "--sasl.password=" in flags
+    assert set(re.findall(r"/run/secrets/([\w.]+)", flags)) == set(exporter["secrets"])
+    init = services["topic-init"]
+    assert init["command"][0].count("${KAFKA_CLIENT_CONFIG:-}") == 2  # interpolated
+    assert "/run/secrets/kafka_client.properties" in init["command"][0]
+    assert set(init["secrets"]) <= set(compose["secrets"])
+    used = {s for svc in services.values() for s in svc.get("secrets", [])}
+    assert used == set(compose["secrets"])
+    from tests.deploy.test_dockerfile import ignored as docker_ignored
+
+    for spec in compose["secrets"].values():
+        rel = Path(spec["file"]).as_posix().removeprefix("./")
+        assert rel.startswith("deploy/secrets/kafka") or "kafka" not in rel
+        assert subprocess.run(["git", "check-ignore", "-q", rel], cwd=REPO).returncode == 0
+        assert docker_ignored(rel), rel
+
+
+def test_the_secured_kafka_lines_pass_docker_compose_config(tmp_path: Path) -> None:
+    tool = shutil.which("docker-compose")
+    assert tool, "docker-compose missing: `make system-deps` installs Debian's package"
+    out = subprocess.run(
+        [tool, "-f", str(_secured(tmp_path)), "--project-directory", str(REPO), "config"],
+        capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", **REQUIRED_ENV},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    resolved = yaml.safe_load(out.stdout)
+    worker = resolved["services"]["worker"]["secrets"]  # long form: {"source": name, ...}
+    assert {s["source"] for s in worker} == {"kafka_sasl_password", "kafka_ca.pem"}

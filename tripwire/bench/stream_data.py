@@ -23,6 +23,7 @@ import numpy as np
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from tripwire.stream.kafka.security import check_env_security, env_security_options
 from tripwire.stream.wire.codecs import F32_TYPE, ID_HEADER, PACKED_TYPE
 from tripwire.stream.wire.packed import encode_packed
 
@@ -121,7 +122,8 @@ def records_for(
 
 
 async def create_topics(bootstrap: str, names: Sequence[str], partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await check_env_security(bootstrap)  # a TLS/SASL failure in one line, not "unreachable"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **env_security_options())
     await admin.start()
     try:
         await admin.create_topics([NewTopic(n, partitions, 1) for n in names])
@@ -132,7 +134,7 @@ async def create_topics(bootstrap: str, names: Sequence[str], partitions: int) -
 def new_producer(bootstrap: str, linger_ms: int = 5) -> AIOKafkaProducer:
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap, linger_ms=linger_ms, max_batch_size=512 * 1024,
-        max_request_size=8 * 1024 * 1024,
+        max_request_size=8 * 1024 * 1024, **env_security_options(),
     )  # fmt: skip
 
 

@@ -33,6 +33,7 @@ from aiokafka import AIOKafkaConsumer
 
 from tripwire.bench.stream_data import Record, Rows, encode, new_producer, vectors
 from tripwire.embedded import free_port
+from tripwire.stream.kafka.security import env_security_options, worker_child_env
 
 SCRAPE_EVERY = 0.04
 #: Producer linger of the offered load (Kafka 4's default): with none, a flood of tiny
@@ -46,7 +47,7 @@ class WorkerProcess:
 
     def __init__(self, log_path: Path, **settings: Any) -> None:
         self.port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TRIPWIRE_")}
+        env = worker_child_env()  # the caller's security settings pass
         env.update({f"TRIPWIRE_{k.upper()}": str(v) for k, v in settings.items()})
         env.update(TRIPWIRE_METRICS_PORT=str(self.port), TRIPWIRE_METRICS_HOST="127.0.0.1")
         self._log = open(log_path, "ab")  # closed in stop()
@@ -246,7 +247,7 @@ async def alert_latencies(
     """Latency (ms) of every alert on ``topic``, by input-id prefix (up to the ``-``)."""
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
-        enable_auto_commit=False,
+        enable_auto_commit=False, **env_security_options(),
     )  # fmt: skip
     await consumer.start()
     seen: dict[str, tuple[str, float]] = {}
