@@ -81,8 +81,26 @@ async def fast_app(
     await app.start()
     try:
         yield app, consumer
+    except BaseException:
+        # a failed assertion while a batch is unacked: stopping must not wait for the
+        # ack (stream_wait_empty, up to 600 s) and hide the failure behind a timeout
+        app.conf.stream_wait_empty = False
+        raise
     finally:
         await app.stop()
+
+
+async def test_a_failure_inside_fast_app_with_a_batch_unacked_ends_at_once(
+    broker: EmbeddedBroker, topic: str
+) -> None:
+    """Issue 11 §6: this hung for 600 s in ``wait_empty``, hiding the real failure."""
+    await produce(broker.bootstrap, topic, 5, [0])
+    with pytest.raises(AssertionError, match="the real failure"):
+        async with asyncio.timeout(120):  # patience only: a hang raises TimeoutError instead
+            async with fast_app(broker.bootstrap, topic) as (_, consumer):
+                batch = await consumer.next_batch(10, max_wait=5.0)
+                assert batch, "nothing fetched"
+                raise AssertionError("the real failure")  # with the batch unacked
 
 
 @pytest.fixture

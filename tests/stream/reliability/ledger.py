@@ -40,6 +40,7 @@ from tests.stream.harness import (
     worker_settings,
 )
 from tripwire.embedded import EmbeddedBroker
+from tripwire.stream.compat import install_lenient_fetch
 from tripwire.stream.wire.alerts import alert_id
 from tripwire.stream.wire.codecs import Codec, InvalidEvent
 from tripwire.stream.wire.records import InputRecord
@@ -204,6 +205,7 @@ class Ledger:
 
     def locate(self, out: Outputs) -> dict[int, str]:
         """Where the valid events without a score record sit in the input (diagnostics)."""
+        install_lenient_fetch()  # the input may hold header keys that are not UTF-8
         codec = Codec([f"f{i}" for i in range(N_FEATURES)], 1 << 30)
         lost: dict[int, list[int]] = defaultdict(list)
         for r in consume(self.bootstrap, self.topics["features"]):

@@ -19,6 +19,8 @@ from tripwire.stream.wire.codecs import F32_TYPE, PACKED_TYPE
 #: 10000-01-01T00:00:00Z in epoch ms: past what RFC 3339 (and ``datetime``) can write.
 YEAR_10000_MS = 253_402_300_800_000
 PROCESSING_ERROR = frozenset({"processing_error"})
+#: no dead letter: the record must be scored
+SCORED: frozenset[str] = frozenset()
 
 Poison = tuple[str, Out, dict[str, np.ndarray], frozenset[str]]
 
@@ -35,9 +37,11 @@ def poison_records(partition: int | None = None) -> list[Poison]:
     pk = [("content-type", PACKED_TYPE.encode())]
     cases: list[Poison] = [
         ("json ts of 400 digits", _json({"id": "p-ts", "ts": 10**400}, n[0]), {}, PROCESSING_ERROR),
-        ("json key lone surrogate", _json({"id": "p-key", "key": "\ud800"}, a[0]), {},
-         PROCESSING_ERROR),
-        ("json id lone surrogate", _json({"id": "p-\udfff"}, a[1]), {}, PROCESSING_ERROR),
+        # crashed main (UnicodeEncodeError); bounded outputs now write the surrogate
+        # as its 3 UTF-8-style bytes, so these are scored and alerted like any event
+        ("json key lone surrogate", _json({"id": "p-key", "key": "\ud800"}, a[0]),
+         {"p-key": a[0]}, SCORED),
+        ("json id lone surrogate", _json({"id": "p-\udfff"}, a[1]), {"p-\udfff": a[1]}, SCORED),
         ("json ts number after 9999", _json({"id": "p-big", "ts": YEAR_10000_MS}, a[2]), {},
          PROCESSING_ERROR),
         ("json ts string after 9999",
