@@ -10,6 +10,10 @@ the shadow's alerts. The shadow alias then moves (hot reload) and breaks
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,6 +45,7 @@ from tests.stream.harness import (
 )
 from tests.stream.outputs import check_alert
 from tripwire.core.registry import load_scorer
+from tripwire.core.registry.evidence import evidence_problems
 from tripwire.embedded import EmbeddedBroker
 from tripwire.stream.processing.shadow import SHADOW_HEADER
 from tripwire.stream.wire.alerts import alert_id
@@ -171,6 +176,46 @@ def test_production_is_the_same_with_a_shadow_and_the_counts_are_exact(pair: Pai
         assert doc["source"].endswith("/shadow") and doc["data"]["model"]["version"] == "2"
         assert doc["id"] == alert_id(doc["data"]["input_id"], "demo", "2")
     wait_for(lambda: pair.metric("tripwire_shadow_records_produced_total") == n, 30, "acks")
+
+
+def tripwire(*argv: str) -> subprocess.CompletedProcess[str]:
+    """The real ``tripwire`` command (no ``TRIPWIRE_*`` from the test's environment)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIPWIRE_")}
+    return subprocess.run([sys.executable, "-m", "tripwire", *argv], env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+def test_the_shadow_counters_are_evidence_the_gate_reads(pair: Pair, tmp_path: Path) -> None:
+    """Runs after the first test: the workers' versions have not changed since they started."""
+    url = f"http://127.0.0.1:{pair.workers['shadowed'].metrics_port}/metrics"
+    out = tmp_path / "shadow.json"
+    done = tripwire("shadow", "report", "--metrics-url", url, "--registry",
+                    str(pair.production.root), "--input-topic",
+                    pair.topics["shadowed"]["features"], "--out", str(out))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(out.read_text())
+    assert evidence_problems(doc) == [] and doc["source"] == "shadow"
+    (c,) = doc["comparisons"]
+    counts = pair.agreement()
+    assert (c["baseline"], c["candidate"]) == ("demo@1", "demo@2")
+    assert (c["only_baseline"], c["only_candidate"], c["both"]) == (
+        counts["production_only"], counts["shadow_only"], counts["both"])  # fmt: skip
+    events = pair.metric("tripwire_shadow_events_scored_total")
+    assert doc["models"]["demo@2"]["events"] == events > 0
+    assert doc["input"]["partitions"] == list(range(PARTITIONS))
+    assert f"{int(events)} events compared" in done.stderr
+    # the gate, on a copy of the registry (the workers follow the original)
+    copy = tmp_path / "registry"
+    shutil.copytree(pair.production.root, copy)
+    tight = tripwire("registry", "promote", "demo", "2", "--registry", str(copy),
+                     "--evidence", str(out), "--max-alert-rate-change", "10%")  # fmt: skip
+    assert tight.returncode == 1 and "refusing to promote demo@2" in tight.stderr, tight.stderr
+    loose = tripwire("registry", "promote", "demo", "2", "--registry", str(copy),
+                     "--evidence", str(out), "--max-alert-rate-change", "1000%",
+                     "--min-events", "100")  # fmt: skip
+    assert loose.returncode == 0, loose.stderr
+    shown = tripwire("registry", "show", "demo@production", "--registry", str(copy), "--history")
+    assert "promote 1 -> 2" in shown.stdout, shown.stdout
 
 
 def test_the_shadow_alias_hot_reloads_and_a_broken_shadow_changes_nothing(
