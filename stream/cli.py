@@ -93,7 +93,7 @@ examples:
 
 def register_shadow(subparsers: Any) -> None:
     """Add ``shadow report`` to the ``tripwire`` command."""
-    from tripwire.stream.settings import ShadowReportSettings
+    from tripwire.stream.observability.shadow_report import ShadowReportSettings
 
     shadow = subparsers.add_parser("shadow", help="shadow scoring: evidence from workers")
     sub = shadow.add_subparsers(dest="shadow_command", required=True, metavar="COMMAND")

@@ -272,37 +272,5 @@ class WorkerSettings:
         return min(3.0, self.session_timeout / 3)
 
 
-@dataclass(frozen=True)
-class ShadowReportSettings:
-    """Options of ``tripwire shadow report`` (each also a ``TRIPWIRE_*`` variable)."""
-
-    metrics_url: tuple[str, ...] = field(
-        default=(),
-        metadata={"help": "the /metrics URL of each worker to add up, comma-separated "
-                  "(http://HOST:9464/metrics)", "metavar": "URLS"},
-    )  # fmt: skip
-    registry: str = field(
-        default="./registry", metadata={"help": "model registry directory", "metavar": "DIR"}
-    )
-    input_topic: str = field(
-        default="features", metadata={"help": "the workers' input topic", "metavar": "TOPIC"}
-    )
-    window: float = field(
-        default=0.0,
-        metadata={"help": "seconds between two scrapes; the report covers them (0: one "
-                  "scrape, everything since the workers started)", "metavar": "SECONDS"},
-    )  # fmt: skip
-    out: str = field(
-        default="",
-        metadata={"help": "where to write the report (empty: stdout)", "metavar": "PATH"},
-    )
-
-    def validate(self) -> None:
-        if not self.metrics_url:
-            raise ConfigError("--metrics-url http://HOST:PORT/metrics is required")
-        if not self.window >= 0:
-            raise ConfigError(f"--window must be >= 0, got {self.window}")
-
-
 def _opt(name: str) -> str:
     return name.replace("_", "-")

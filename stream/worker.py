@@ -179,8 +179,6 @@ class StreamWorker:
         self._inline = True  # see score()
         self._reloading = ThreadPoolExecutor(1, thread_name_prefix="tripwire-reload")
         self.app.task(self._run)
-        if self.shadow is not None:  # its first version (a failure is counted; we start)
-            self.shadow.watcher.check()
         self.health = health or Health()
         # mode's signal stubs do not accept bound methods (mode-streaming 0.7.1)
         assigned: Any = self.app.on_partitions_assigned
@@ -197,6 +195,10 @@ class StreamWorker:
         """Take and score batches one by one; deliver up to ``MAX_IN_FLIGHT`` at once."""
         max_batch, max_wait = self.settings.max_batch, self.settings.max_wait
         in_flight: deque[asyncio.Task[None]] = deque()
+        if self.shadow is not None:  # its first version, before the first batch (off the
+            # loop; a failure is counted and logged, and production starts regardless)
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._reloading, self.shadow.watcher.check)
         freeze_startup_objects()
         try:
             while True:

@@ -24,14 +24,14 @@ import time
 import urllib.request
 from collections import defaultdict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tripwire.core.errors import TripwireError
+from tripwire.core.errors import ConfigError, TripwireError
 from tripwire.core.registry import RegistryReader
 from tripwire.core.registry.evidence import (
     FORMAT,
@@ -47,6 +47,38 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 QUANTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99, "p999": 0.999}
 #: A larger /metrics body is refused unread.
 MAX_BODY = 16 << 20
+
+
+@dataclass(frozen=True)
+class ShadowReportSettings:
+    """Options of ``tripwire shadow report`` (each also a ``TRIPWIRE_*`` variable)."""
+
+    metrics_url: tuple[str, ...] = field(
+        default=(),
+        metadata={"help": "the /metrics URL of each worker to add up, comma-separated "
+                  "(http://HOST:9464/metrics)", "metavar": "URLS"},
+    )  # fmt: skip
+    registry: str = field(
+        default="./registry", metadata={"help": "model registry directory", "metavar": "DIR"}
+    )
+    input_topic: str = field(
+        default="features", metadata={"help": "the workers' input topic", "metavar": "TOPIC"}
+    )
+    window: float = field(
+        default=0.0,
+        metadata={"help": "seconds between two scrapes; the report covers them (0: one "
+                  "scrape, everything since the workers started)", "metavar": "SECONDS"},
+    )  # fmt: skip
+    out: str = field(
+        default="",
+        metadata={"help": "where to write the report (empty: stdout)", "metavar": "PATH"},
+    )
+
+    def validate(self) -> None:
+        if not self.metrics_url:
+            raise ConfigError("--metrics-url http://HOST:PORT/metrics is required")
+        if not self.window >= 0:
+            raise ConfigError(f"--window must be >= 0, got {self.window}")
 
 
 class ShadowReportError(TripwireError):
