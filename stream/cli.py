@@ -75,6 +75,66 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(
         func=guarded(env_error, lambda args: run_worker(from_args(WorkerSettings, args)))
     )
+    register_shadow(subparsers)
+
+
+SHADOW_DESCRIPTION = """\
+Turn the shadow counters of running workers (tripwire worker --shadow-model) into
+a rollout evidence report for `tripwire registry promote --evidence`: the serving
+version is the baseline, the shadow the candidate; counts are exact, score
+quantiles estimated from the histogram buckets (docs/formats.md, "Rollout evidence").
+
+examples:
+  tripwire shadow report --metrics-url http://worker-1:9464/metrics --out shadow.json
+  tripwire shadow report --metrics-url http://w1:9464/metrics,http://w2:9464/metrics \\
+                         --window 3600 --registry /srv/registry --out shadow.json
+"""
+
+
+def register_shadow(subparsers: Any) -> None:
+    """Add ``shadow report`` to the ``tripwire`` command."""
+    from tripwire.stream.observability.shadow_report import ShadowReportSettings
+
+    shadow = subparsers.add_parser("shadow", help="shadow scoring: evidence from workers")
+    sub = shadow.add_subparsers(dest="shadow_command", required=True, metavar="COMMAND")
+    parser = sub.add_parser(
+        "report", help="write a rollout evidence report from the workers' shadow metrics",
+        description=SHADOW_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    defaults, env_error = env_defaults(ShadowReportSettings)
+    add_arguments(parser, ShadowReportSettings, defaults)
+    parser.set_defaults(
+        func=guarded(env_error, lambda args: shadow_report(from_args(ShadowReportSettings, args)))
+    )
+
+
+def shadow_report(settings: Any) -> int:
+    """Write the report; one line about it on stderr."""
+    import json
+    import sys
+
+    from tripwire.stream.observability.shadow_report import collect
+
+    settings.validate()
+    doc = collect(
+        list(settings.metrics_url), settings.registry, settings.input_topic, settings.window
+    )
+    text = json.dumps(doc, indent=2) + "\n"
+    if settings.out:
+        with open(settings.out, "w", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+    (c,) = doc["comparisons"]
+    base, cand = doc["models"][c["baseline"]], doc["models"][c["candidate"]]
+    sys.stderr.write(
+        f"{base['events']} events compared: {c['baseline']} alerted on {base['alerts']} "
+        f"({base['alert_rate']:.4%}), {c['candidate']} on {cand['alerts']} "
+        f"({cand['alert_rate']:.4%}); only {c['baseline']}: {c['only_baseline']}, only "
+        f"{c['candidate']}: {c['only_candidate']}, both: {c['both']}"
+        + (f"; written to {settings.out}\n" if settings.out else "\n")
+    )
+    return 0
 
 
 def run_worker(settings: Any) -> int:

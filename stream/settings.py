@@ -39,6 +39,18 @@ class WorkerSettings:
         metadata={"help": "NAME or NAME@ALIAS to serve and follow (required)", "cli": False},
     )
     registry: str = field(default="./registry", metadata=_m("model registry directory", "DIR"))
+    shadow_model: str = field(
+        default="",
+        metadata=_m(
+            "NAME@ALIAS of a shadow version that also scores every batch, followed like "
+            "--model; it never alerts (empty: off)",
+            "REF",
+        ),
+    )
+    shadow_topic: str = field(
+        default="",
+        metadata=_m("topic for the shadow's anomaly events (empty: none are written)", "TOPIC"),
+    )
     input_topic: str = field(default="features", metadata=_m("topic of feature vectors", "TOPIC"))
     alert_topic: str = field(default="anomalies", metadata=_m("topic for anomaly events", "TOPIC"))
     dlq_topic: str = field(
@@ -179,8 +191,9 @@ class WorkerSettings:
             )
         self._check_ranges()
         self._check_choices()
+        self._check_shadow()
         topics = [self.input_topic, self.alert_topic, self.dlq_topic]
-        topics += [self.scores_topic] if self.scores_topic else []
+        topics += [t for t in (self.scores_topic, self.shadow_topic) if t]
         if not all(topics) or len(set(topics)) != len(topics):
             raise ConfigError(f"topics must be set and distinct, got {topics}")
 
@@ -211,6 +224,16 @@ class WorkerSettings:
         if self.topic_replication < 1 or self.cooldown_max_entities < 1:
             raise ConfigError("--topic-replication and --cooldown-max-entities must be >= 1")
 
+    def _check_shadow(self) -> None:
+        if self.shadow_topic and not self.shadow_model:
+            raise ConfigError("--shadow-topic needs --shadow-model NAME@ALIAS")
+        name, _, alias = self.shadow_model.partition("@")
+        if self.shadow_model and (not name or alias.isdigit()):
+            raise ConfigError(
+                f"--shadow-model {self.shadow_model}: the shadow follows an alias (NAME@ALIAS, "
+                "e.g. NAME@candidate), not a fixed version; point an alias at the version"
+            )
+
     def _check_choices(self) -> None:
         choices = {
             "security_protocol": (self.security_protocol, SECURITY_PROTOCOLS),
@@ -234,6 +257,14 @@ class WorkerSettings:
     @property
     def model_alias(self) -> str:
         return self.model_ref.partition("@")[2] or "production"
+
+    @property
+    def shadow_name(self) -> str:
+        return self.shadow_model.partition("@")[0]
+
+    @property
+    def shadow_alias(self) -> str:
+        return self.shadow_model.partition("@")[2] or "production"
 
     @property
     def heartbeat_interval(self) -> float:

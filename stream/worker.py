@@ -81,6 +81,7 @@ from tripwire.stream.processing.batch import BatchProcessor, BatchResult, Topics
 from tripwire.stream.processing.cooldown import Cooldown
 from tripwire.stream.processing.drift import DriftWatch, drift_config
 from tripwire.stream.processing.model_watcher import ModelWatcher
+from tripwire.stream.processing.shadow import Shadow, ShadowSender, ShadowWatcher, shadow_source
 from tripwire.stream.settings import WorkerSettings
 from tripwire.stream.wire.alerts import AlertBuilder
 from tripwire.stream.wire.dead_letters import output_dead_letter
@@ -135,22 +136,29 @@ class StreamWorker:
         self.watcher = ModelWatcher(
             settings.registry, settings.model_name, settings.model_alias, scorer, metrics
         )
+        source = f"tripwire://{settings.group_id}/{settings.input_topic}"
+        self.shadow = self._shadow(settings, metrics, source) if settings.shadow_model else None
         self.processor = BatchProcessor(
             Topics(settings.alert_topic, settings.dlq_topic, settings.scores_topic or None),
-            AlertBuilder(f"tripwire://{settings.group_id}/{settings.input_topic}"),
+            AlertBuilder(source),
             Cooldown(settings.cooldown, settings.cooldown_max_entities),
             top_k=settings.top_k,
             max_message_bytes=settings.max_message_bytes,
             max_output_bytes=settings.max_output_bytes,
+            shadow=self.shadow,
         )
         # what faust gives aiokafka (faust's Param descriptors confuse mypy here)
         conf: Any = self.app.conf
+        produce = BatchProducer(
+            self._producer,
+            max_batch_bytes=conf.producer_max_batch_size,
+            partitioner=conf.producer_partitioner,
+        )
+        self.shadow_sender = (
+            ShadowSender(produce, metrics.shadow) if settings.shadow_topic else None
+        )
         self.delivery = Delivery(
-            BatchProducer(
-                self._producer,
-                max_batch_bytes=conf.producer_max_batch_size,
-                partitioner=conf.producer_partitioner,
-            ),
+            produce,
             metrics,
             lambda: bool(self.app.should_stop),
             functools.partial(
@@ -187,6 +195,10 @@ class StreamWorker:
         """Take and score batches one by one; deliver up to ``MAX_IN_FLIGHT`` at once."""
         max_batch, max_wait = self.settings.max_batch, self.settings.max_wait
         in_flight: deque[asyncio.Task[None]] = deque()
+        if self.shadow is not None:  # its first version, before the first batch (off the
+            # loop; a failure is counted and logged, and production starts regardless)
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._reloading, self.shadow.watcher.check)
         freeze_startup_objects()
         try:
             while True:
@@ -242,11 +254,27 @@ class StreamWorker:
                 return  # never ack past a batch whose outputs are not acknowledged
         self.consumer.ack_batch(batch)
         record_batch(self.metrics, result, scorer.threshold)
+        if self.shadow is not None and result.shadow is not None:
+            self.shadow.record(result.shadow)
+            if self.shadow_sender is not None:
+                self.shadow_sender.send(result.shadow.outputs)
         if self.drift is not None:  # in delivery order, once per batch (never per event)
             self.drift.observe(scorer, result.features, result.scores)
         for tp, offset in batch.last_offsets.items():
             self.lag.processed(tp.partition, offset)
         await self._update_lag()
+
+    def _shadow(self, settings: WorkerSettings, metrics: Metrics, source: str) -> Shadow:
+        """The shadow scoring of ``--shadow-model`` (loaded by its first ``check``)."""
+        watcher = ShadowWatcher(
+            settings.registry, settings.shadow_name, settings.shadow_alias, metrics.shadow,
+            lambda: self.watcher.current,
+        )  # fmt: skip
+        return Shadow(
+            watcher, metrics.shadow, AlertBuilder(shadow_source(source)),
+            settings.shadow_topic or None, top_k=settings.top_k,
+            max_output_bytes=settings.max_output_bytes,
+        )  # fmt: skip
 
     def _process(
         self, records: Sequence[ConsumerRecord], scorer: Scorer
@@ -283,10 +311,12 @@ class StreamWorker:
 
     async def _check_model(self) -> None:
         loop = asyncio.get_running_loop()
-        try:
-            await loop.run_in_executor(self._reloading, self.watcher.check)
-        except Exception as e:  # keep serving the current model whatever happened
-            log.error("model reload check failed: %s", escaped(e), exc_info=e)
+        checks = [self.watcher.check] + ([self.shadow.watcher.check] if self.shadow else [])
+        for check in checks:
+            try:
+                await loop.run_in_executor(self._reloading, check)
+            except Exception as e:  # keep serving the current model whatever happened
+                log.error("model reload check failed: %s", escaped(e), exc_info=e)
 
     def close(self) -> None:
         """Stop the helper threads (after the app stopped)."""

@@ -85,7 +85,7 @@ async def _create_outputs(
     admin: AIOKafkaAdminClient, settings: WorkerSettings, partitions: int
 ) -> None:
     wanted = [settings.alert_topic, settings.dlq_topic]
-    wanted += [settings.scores_topic] if settings.scores_topic else []
+    wanted += [t for t in (settings.scores_topic, settings.shadow_topic) if t]
     existing = set(await admin.list_topics())
     for name in (n for n in wanted if n not in existing):
         response = await admin.create_topics(

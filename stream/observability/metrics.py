@@ -43,6 +43,19 @@ RELOAD_RESULTS: tuple[str, ...] = ("success", "failure")
 REFUSED_OUTCOMES: tuple[str, ...] = ("dead_lettered", "dropped")
 #: The drift tests (the ``test`` label of the drift alarm metrics).
 DRIFT_TESTS: tuple[str, ...] = ("alert_rate", "score", "features")
+#: Which model(s) alerted on an event both scored (``tripwire_shadow_alerts_total``).
+SHADOW_AGREEMENT: tuple[str, ...] = ("production_only", "shadow_only", "both")
+#: The two models of a shadow comparison (the ``model`` label of its rate and scores).
+SHADOW_MODELS: tuple[str, ...] = ("production", "shadow")
+#: Why the shadow did not score, or its output was lost (``tripwire_shadow_failures_total``).
+SHADOW_FAILURES: tuple[str, ...] = (
+    "load",  # a load attempt: the alias or version could not be read or loaded
+    "incompatible",  # a load attempt: other features than production's, or batch dependent
+    "scoring",  # a micro-batch: the shadow's model call raised
+    "non_finite",  # a vector: the shadow gave it a NaN/inf score
+    "output",  # a shadow record: building it raised or it exceeds --max-output-bytes
+    "produce",  # a shadow record: not acknowledged by the broker, or dropped (backlog)
+)
 
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 LATENCY_BUCKETS = (
@@ -221,6 +234,7 @@ class Metrics:
         for outcome in REFUSED_OUTCOMES:
             self.outputs_refused.labels(outcome=outcome)
         self.drift = DriftMetrics(registry)
+        self.shadow = ShadowMetrics(registry)
 
     def watch_health(
         self,
@@ -279,6 +293,66 @@ class DriftMetrics:
             "tripwire_drift_top_features", "The most drifting features of the last evaluation.",
             registry=registry,
         )  # fmt: skip
+
+
+class ShadowMetrics:
+    """Shadow scoring: a second version scores every batch, never alerts (docs/formats.md)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
+            return Counter(f"tripwire_shadow_{name}", doc, labels, registry=registry)
+
+        self.alerts = counter(
+            "alerts",
+            "Events both models scored that at least one alerted on, by which (agreement).",
+            ("agreement",),
+        )
+        for agreement in SHADOW_AGREEMENT:
+            self.alerts.labels(agreement=agreement)
+        self.events_scored = counter("events_scored", "Events scored by production and shadow.")
+        self.failures = counter(
+            "failures", "Shadow failures (production unaffected), by reason.", ("reason",)
+        )
+        for reason in SHADOW_FAILURES:
+            self.failures.labels(reason=reason)
+        self.reloads = counter("reloads", "New shadow versions swapped in after the first.")
+        self.records = counter("records_produced", "Shadow records acknowledged by the broker.")
+        self.alert_rate = Gauge(
+            "tripwire_shadow_alert_rate",
+            "Share of the events both scored that each model alerted on, since this pair of "
+            "versions began.",
+            ["model"],
+            registry=registry,
+        )
+        self.score_ratio = Histogram(
+            "tripwire_shadow_score_ratio",
+            "Score / threshold of each model on the events both scored (>1 alerts).",
+            ["model"],
+            buckets=SCORE_RATIO_BUCKETS,
+            registry=registry,
+        )
+        for model in SHADOW_MODELS:
+            self.alert_rate.labels(model=model)
+            self.score_ratio.labels(model=model)
+        self.inference_seconds = Histogram(
+            "tripwire_shadow_inference_seconds", "Time of one shadow model call.",
+            buckets=INFERENCE_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.threshold = Gauge(
+            "tripwire_shadow_threshold", "Alert threshold of the shadow version.", registry=registry
+        )
+        self.model_info = Gauge(
+            "tripwire_shadow_model_info",
+            "The shadow version: 1 for its name/version while loaded, absent otherwise.",
+            ["name", "version"],
+            registry=registry,
+        )
+
+    def set_model(self, name: str, version: str, threshold: float) -> None:
+        """Point the shadow's ``_info`` gauge and threshold at the version it scores with."""
+        self.model_info.clear()
+        self.model_info.labels(name=name, version=version).set(1)
+        self.threshold.set(threshold)
 
 
 def build_labels() -> dict[str, str]:

@@ -27,6 +27,8 @@ from tripwire.stream.compat import observe_many
 from tripwire.stream.observability.metrics import Metrics
 from tripwire.stream.processing.cooldown import Cooldown
 from tripwire.stream.processing.isolation import score_isolating
+from tripwire.stream.processing.refusals import DeadLetters, RefusedVector
+from tripwire.stream.processing.shadow import Describe, Shadow, ShadowBatch
 from tripwire.stream.wire.alerts import ALERT_HEADERS, AlertBuilder, Scored
 from tripwire.stream.wire.codecs import Codec, InvalidEvent
 from tripwire.stream.wire.dead_letters import dead_letter
@@ -73,6 +75,8 @@ class BatchResult:
     event_ms: np.ndarray = field(default_factory=lambda: np.empty(0))
     inference_seconds: float | None = None
     inference_cpu_seconds: float = 0.0
+    #: The shadow's comparison (``None``: no shadow loaded).
+    shadow: ShadowBatch | None = None
 
 
 class BatchProcessor:
@@ -92,6 +96,9 @@ class BatchProcessor:
     clock, monotonic, thread_clock : callables
         Wall clock (detection time), monotonic clock (cooldown, timing) and the
         calling thread's CPU clock (inference CPU time).
+    shadow : Shadow, optional
+        Scores each batch's matrix again with the shadow version (its figures go to
+        ``BatchResult.shadow``, never into ``outputs``).
     """
 
     def __init__(
@@ -106,6 +113,7 @@ class BatchProcessor:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.perf_counter,
         thread_clock: Callable[[], float] = time.thread_time,
+        shadow: Shadow | None = None,
     ) -> None:
         self.topics = topics
         self.builder = builder
@@ -116,6 +124,7 @@ class BatchProcessor:
         self.clock = clock
         self.monotonic = monotonic
         self.thread_clock = thread_clock
+        self.shadow = shadow
         self._codec: tuple[tuple[str, ...], Codec] | None = None
 
     def codec(self, scorer: Scorer) -> Codec:
@@ -245,6 +254,9 @@ class BatchProcessor:
                 except Exception as e:  # this vector's id, key or time: refuse it alone
                     emitted[i] = False
                     _refuse(dead, record, decoded, j, e, "building its outputs")
+        if self.shadow is not None:  # on the events production scored; never raises
+            describe = _describer(good)
+            result.shadow = self.shadow.compare(scorer, X, scored, emitted, describe, detected_at)
         result.scores = scores[emitted]
         result.features = X if emitted.all() else X[emitted]
         result.event_ms = event_ms[emitted]
@@ -303,44 +315,6 @@ class BatchProcessor:
             return by_row
 
 
-#: ``(index in a packed record or None, reason, error, detail)`` of one refused vector.
-RefusedVector = tuple[int | None, str, str, str]
-
-
-class DeadLetters:
-    """The dead letters of a micro-batch, collected per record, written in input order.
-
-    A record is dead-lettered whole (it could not be decoded) or for some of its
-    vectors (refused by the decoder or given a non-finite score): one dead letter
-    per record either way, naming every refused vector.
-    """
-
-    def __init__(self) -> None:
-        self._by_record: dict[int, tuple[InputRecord, InvalidEvent | None, list[RefusedVector]]]
-        self._by_record = {}
-
-    def record(self, record: InputRecord, error: InvalidEvent) -> None:
-        """Dead-letter ``record`` whole."""
-        self._by_record[id(record)] = (record, error, [])
-
-    def vector(
-        self, record: InputRecord, index: int | None, reason: str, error: str, detail: str
-    ) -> None:
-        """Refuse one vector of ``record``: at ``index`` of a packed record, else ``None``."""
-        self._by_record.setdefault(id(record), (record, None, []))[2].append(
-            (index, reason, error, detail)
-        )
-
-    def in_order(
-        self, records: Sequence[InputRecord]
-    ) -> list[tuple[InputRecord, InvalidEvent | None, list[RefusedVector]]]:
-        """Everything collected, in the order of ``records``."""
-        by_record = self._by_record
-        if not by_record:  # the usual batch: no walk over its records
-            return []
-        return [by_record[id(r)] for r in records if id(r) in by_record]
-
-
 def _reason(output: OutputRecord) -> str:
     return dict(output.headers or ()).get("tripwire-reason", b"").decode("utf-8", "replace")
 
@@ -385,6 +359,18 @@ def _scored(record: InputRecord, decoded: Decoded, j: int, score: float, anomaly
         anomaly=anomaly,
         record=record,
     )
+
+
+def _describer(good: list[tuple[InputRecord, Decoded]]) -> Describe:
+    """The ``Scored`` of a row of the batch's matrix (for the shadow's records)."""
+    starts = np.cumsum([0] + [len(d) for _, d in good])
+
+    def describe(i: int, score: float, anomaly: bool) -> Scored:
+        k = int(np.searchsorted(starts, i, side="right")) - 1
+        record, decoded = good[k]
+        return _scored(record, decoded, i - int(starts[k]), score, anomaly)
+
+    return describe
 
 
 def record_batch(metrics: Metrics, result: BatchResult, threshold: float) -> None:

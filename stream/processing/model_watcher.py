@@ -59,8 +59,13 @@ def load_initial(registry: str, ref: str, loader: Loader = load_scorer) -> Score
     return scorer
 
 
-class ModelWatcher:
+class AliasWatcher:
     """Follows ``name@alias`` in the registry and swaps in verified versions.
+
+    The mechanics shared by the serving model (:class:`ModelWatcher`) and the shadow
+    (:class:`tripwire.stream.processing.shadow.ShadowWatcher`); a subclass says what a
+    swap and a failure mean (``_swapped``, ``_failed``) and which features a version
+    must have (``_reference``).
 
     Parameters
     ----------
@@ -68,9 +73,8 @@ class ModelWatcher:
         Registry directory.
     name, alias : str
         The model and the alias to follow.
-    scorer : Scorer
-        The model serving now.
-    metrics : Metrics
+    scorer : Scorer or None
+        The version in use now (``None``: none yet).
     retry_after : float
         Seconds before a refused version is tried again.
     """
@@ -80,8 +84,7 @@ class ModelWatcher:
         registry: str,
         name: str,
         alias: str,
-        scorer: Scorer,
-        metrics: Metrics,
+        scorer: Scorer | None,
         *,
         retry_after: float = 60.0,
         loader: Loader = load_scorer,
@@ -90,19 +93,12 @@ class ModelWatcher:
         self.registry = registry
         self.name = name
         self.alias = alias
-        self.metrics = metrics
         self.retry_after = retry_after
         self._loader = loader
         self._clock = clock
         self._current = scorer
         #: failure key (a version, or the alias's problem) -> when it was last counted
         self._refused: dict[str, float] = {}
-        metrics.set_model(scorer.name, scorer.version, scorer.threshold)
-
-    @property
-    def current(self) -> Scorer:
-        """The scorer to use for the next micro-batch."""
-        return self._current
 
     def check(self) -> str | None:
         """Poll the alias once; load, verify and swap in a new version.
@@ -124,19 +120,21 @@ class ModelWatcher:
         if version is None:
             return self._refuse("alias:unset", "the alias is unset (no alias file or model)")
         self._refused = {k: t for k, t in self._refused.items() if not k.startswith("alias:")}
-        if version == self._current.version:
+        if self._current is not None and version == self._current.version:
             return None
         if self._recently(version):
             return None
+        incompatible = False
         try:
             scorer = self._loader(self.registry, f"{self.name}@{version}")
             problem = serving_problem(scorer) or self._schema_problem(scorer)
+            incompatible = problem is not None
         except ModelLoadError as e:
             problem = e.problem
         except Exception as e:  # a broken model must never take the worker down
             problem = f"{type(e).__name__}: {e}"
         if problem is not None:
-            return self._refuse(version, f"-> version {version}: {problem}")
+            return self._refuse(version, f"-> version {version}: {problem}", incompatible)
         self._swap(scorer)
         return "success"
 
@@ -153,33 +151,90 @@ class ModelWatcher:
         failed_at = self._refused.get(key)
         return failed_at is not None and self._clock() - failed_at < self.retry_after
 
+    def _reference(self) -> tuple[str, ...] | None:
+        """The feature names a new version must have (``None``: any)."""
+        return None if self._current is None else self._current.feature_names
+
     def _schema_problem(self, scorer: Scorer) -> str | None:
-        old, new = self._current.feature_names, scorer.feature_names
-        if new == old:
+        old, new = self._reference(), scorer.feature_names
+        if old is None or new == old:
             return None
         if len(new) != len(old):
             return f"feature count {len(new)} != serving model's {len(old)}"
         diff = [f"{a!r}->{b!r}" for a, b in zip(old, new, strict=True) if a != b]
         return f"feature names differ from the serving model's: {', '.join(diff[:5])}"
 
-    def _refuse(self, key: str, problem: str) -> str | None:
+    def _refuse(self, key: str, problem: str, incompatible: bool = False) -> str | None:
         """Count and log one failed reload (once per ``retry_after`` for the same ``key``)."""
         if self._recently(key):
             return None
         self._refused[key] = self._clock()
-        self.metrics.reloads.labels(result="failure").inc()
-        log.error(
-            "model reload refused: %s@%s %s; still serving version %s",
-            self.name, self.alias, escaped(problem, 1000), self._current.version,
-        )  # fmt: skip
+        self._failed(problem, incompatible)
         return "failure"
 
     def _swap(self, scorer: Scorer) -> None:
         old, self._current = self._current, scorer  # one reference swap: atomic
         self._refused.pop(scorer.version, None)
+        self._swapped(scorer, old)
+
+    def _failed(self, problem: str, incompatible: bool) -> None:
+        """Count and log a failed reload (``incompatible``: loaded, but cannot serve here)."""
+        raise NotImplementedError
+
+    def _swapped(self, scorer: Scorer, old: Scorer | None) -> None:
+        """Count and log that ``scorer`` replaced ``old``."""
+        raise NotImplementedError
+
+
+class ModelWatcher(AliasWatcher):
+    """Follows ``name@alias`` for the serving model (see :class:`AliasWatcher`).
+
+    Parameters
+    ----------
+    registry, name, alias, retry_after
+        As for :class:`AliasWatcher`.
+    scorer : Scorer
+        The model serving now.
+    metrics : Metrics
+    """
+
+    def __init__(
+        self,
+        registry: str,
+        name: str,
+        alias: str,
+        scorer: Scorer,
+        metrics: Metrics,
+        *,
+        retry_after: float = 60.0,
+        loader: Loader = load_scorer,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(
+            registry, name, alias, scorer, retry_after=retry_after, loader=loader, clock=clock
+        )
+        self._serving = scorer
+        self.metrics = metrics
+        metrics.set_model(scorer.name, scorer.version, scorer.threshold)
+
+    @property
+    def current(self) -> Scorer:
+        """The scorer to use for the next micro-batch."""
+        return self._serving
+
+    def _failed(self, problem: str, incompatible: bool) -> None:
+        self.metrics.reloads.labels(result="failure").inc()
+        log.error(
+            "model reload refused: %s@%s %s; still serving version %s",
+            self.name, self.alias, escaped(problem, 1000), self._serving.version,
+        )  # fmt: skip
+
+    def _swapped(self, scorer: Scorer, old: Scorer | None) -> None:
+        self._serving = scorer
         self.metrics.reloads.labels(result="success").inc()
         self.metrics.set_model(scorer.name, scorer.version, scorer.threshold)
         log.info(
             "model reloaded: %s@%s now serves version %s (was %s), threshold %.6g",
-            self.name, self.alias, scorer.version, old.version, scorer.threshold,
+            self.name, self.alias, scorer.version, old.version if old else "none",
+            scorer.threshold,
         )  # fmt: skip

@@ -172,6 +172,7 @@ def live(
         TRIPWIRE_BOOTSTRAP=broker.bootstrap,
         TRIPWIRE_REGISTRY=str(registry),
         TRIPWIRE_MODEL_REF="live@production",
+        TRIPWIRE_SHADOW_MODEL="live@production",  # the shadow panels and rule need data
         TRIPWIRE_INPUT_TOPIC=topics["input"],
         TRIPWIRE_ALERT_TOPIC=topics["alert"],
         TRIPWIRE_DLQ_TOPIC=topics["dlq"],
@@ -277,6 +278,10 @@ def test_the_stream_is_what_the_metrics_say(live: Live) -> None:
     assert total("sum(tripwire_events_scored_total)") == N_VALID + N_ANOMALOUS
     assert total("sum(tripwire_invalid_events_total)") == len(INVALID)
     assert total("sum(tripwire_anomalies_total)") >= 1
+    # the shadow is production's own version: every alert is one of both
+    assert total("sum(tripwire_shadow_events_scored_total)") == N_VALID + N_ANOMALOUS
+    assert total('sum(tripwire_shadow_alerts_total{agreement!="both"})') == 0
+    assert total('sum(tripwire_shadow_alerts_total{agreement="both"})') >= 1
     (info,) = live.query("tripwire_model_info")
     assert info["metric"]["name"] == "live" and info["metric"]["version"] == "1"
 

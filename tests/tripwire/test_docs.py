@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from tripwire.core.config import env_name
 from tripwire.demo import DemoSettings
 from tripwire.stream.observability.metrics import INVALID_REASONS, Metrics
+from tripwire.stream.observability.shadow_report import ShadowReportSettings
 from tripwire.stream.settings import WorkerSettings
 from tripwire.training.registry.cli import GateSettings
 from tripwire.training.settings import ScoreSettings, TrainSettings
@@ -21,7 +22,15 @@ README = (ROOT / "README.md").read_text()
 
 
 @pytest.mark.parametrize(
-    "cls", [WorkerSettings, TrainSettings, ScoreSettings, DemoSettings, GateSettings]
+    "cls",
+    [
+        WorkerSettings,
+        TrainSettings,
+        ScoreSettings,
+        DemoSettings,
+        GateSettings,
+        ShadowReportSettings,
+    ],
 )
 def test_every_setting_is_documented(cls: type) -> None:
     missing = [
