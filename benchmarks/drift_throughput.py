@@ -22,12 +22,11 @@ from pathlib import Path
 
 import numpy as np
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from benchmarks import REPO_ROOT
 from tripwire.embedded import EmbeddedBroker, free_port
-from tripwire.stream.wire.codecs import PACKED_TYPE
-from tripwire.stream.wire.packed import encode_packed
+from tripwire.stream.kafka.topics import create_topics
+from tripwire.stream.wire.encodings import Events, encoding
 from tripwire.training.pipeline import train
 from tripwire.training.settings import TrainSettings
 
@@ -35,12 +34,7 @@ D = 50
 
 
 async def _fill(bootstrap: str, topic: str, n: int, seed: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, 3, 1)])
-    finally:
-        await admin.close()
+    await create_topics(bootstrap, {topic: 3})
     rng = np.random.default_rng(seed)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, max_request_size=20_000_000)
     await producer.start()
@@ -48,9 +42,8 @@ async def _fill(bootstrap: str, topic: str, n: int, seed: int) -> None:
         for start in range(0, n, 100):
             X = rng.normal(size=(100, D)).astype(np.float32)
             ids = [f"e{start + i}" for i in range(100)]
-            value, key = encode_packed(X, ids=ids), str(start % 97).encode()
-            headers = [("content-type", PACKED_TYPE.encode())]
-            await producer.send(topic, value, key=key, headers=headers)
+            [r] = encoding("packed").encode(Events(X, ids=ids, keys=[str(start % 97)] * 100))
+            await producer.send(topic, r.value, key=r.key, headers=r.headers)
         await producer.flush()
     finally:
         await producer.stop()

@@ -1,5 +1,11 @@
 """Parsers for the text formats (``.csv``, ``.jsonl``); see :mod:`tripwire.training.data`.
 
+A ``.jsonl`` line is an input event of the worker's JSON encoding, read by the same
+rules (:mod:`tripwire.core.events`: ``id`` a non-empty string or an integer, feature
+values JSON numbers finite in float32), with the differences a file needs: ``id`` is
+optional (all lines or none), ``key`` and ``ts`` are ignored, a label field may be
+present, and the feature names come from the first line instead of a model.
+
 Rows are parsed in chunks of ``_CHUNK_ROWS`` and packed into numpy arrays, so a
 large file never sits in Python lists whole. Errors name the file and the 1-based
 line number (a CSV header is line 1).
@@ -17,6 +23,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from tripwire.core.errors import DataError
+from tripwire.core.events import FEATURES_FIELD, ID_FIELD, FieldError, event_text, feature_row
 
 #: Rows parsed into Python lists before being packed into a numpy chunk.
 _CHUNK_ROWS = 8192
@@ -151,26 +158,27 @@ def read_jsonl(path: Path, label_col: str | None) -> Table:
     names: tuple[str, ...] | None = None
     named = has_label = has_id = False
     chunks: list[np.ndarray] = []
-    rows: list[list[float]] = []
+    rows: list[np.ndarray] = []
     labels: list[int] = []
     ids: list[str] = []
     for line, obj in _json_lines(src, path):
-        feats = obj.get("features")
+        event_id = _json_id(src, obj, line)  # first, as the worker checks it
+        feats = obj.get(FEATURES_FIELD)
         if names is None:
             named = isinstance(feats, dict)
             names = _first_names(src, feats, line)
             has_label = label_key in obj
-            has_id = obj.get("id") is not None
+            has_id = event_id is not None
         rows.append(_json_features(src, feats, names, named, line))
         # Labels and ids are all-or-nothing, decided by the first line.
         if (label_key in obj) != has_label:
             raise DataError(src, f"label {label_key!r} present on some lines only", row=line)
         if has_label:
             labels.append(_label(src, obj[label_key], line, label_key))
-        if (obj.get("id") is not None) != has_id:
+        if (event_id is not None) != has_id:
             raise DataError(src, "'id' present on some lines only", row=line)
-        if has_id:
-            ids.append(str(obj["id"]))
+        if event_id is not None:
+            ids.append(event_id)
         if len(rows) >= _CHUNK_ROWS:
             chunks.append(np.asarray(rows, dtype=np.float32))
             rows = []
@@ -192,9 +200,11 @@ def _json_lines(src: str, path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 obj = json.loads(text)
             except json.JSONDecodeError as e:
                 raise DataError(src, f"invalid JSON ({e.msg})", row=line) from None
+            except (ValueError, RecursionError) as e:  # an integer of > 4300 digits, nesting
+                raise DataError(src, f"invalid JSON ({e})", row=line) from None
             if not isinstance(obj, dict):
                 raise DataError(src, "expected a JSON object per line", row=line)
-            if "features" not in obj:
+            if FEATURES_FIELD not in obj:
                 raise DataError(src, "missing key 'features'", row=line)
             yield line, obj
 
@@ -211,9 +221,16 @@ def _first_names(src: str, feats: Any, line: int) -> tuple[str, ...]:
     raise DataError(src, "'features' must be a list or an object of name: value", row=line)
 
 
+def _json_id(src: str, obj: dict[str, Any], line: int) -> str | None:
+    try:
+        return event_text(obj.get(ID_FIELD), ID_FIELD)
+    except FieldError as e:
+        raise DataError(src, e.detail, row=line) from None
+
+
 def _json_features(
     src: str, feats: Any, names: tuple[str, ...], named: bool, line: int
-) -> list[float]:
+) -> np.ndarray:
     if named:
         if not isinstance(feats, dict):
             raise DataError(src, "'features' must be an object like the first line", row=line)
@@ -233,10 +250,7 @@ def _json_features(
         if len(feats) != len(names):
             raise DataError(src, f"expected {len(names)} features, found {len(feats)}", row=line)
         values = feats
-    return [_json_value(src, v, line, n) for v, n in zip(values, names, strict=True)]
-
-
-def _json_value(src: str, v: Any, line: int, name: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        raise DataError(src, f"feature {name!r}: {v!r} is not a number", row=line)
-    return _finite(src, float(v), v, line, name)
+    try:
+        return feature_row(values, names)
+    except FieldError as e:  # the worker's rule, and its words: "feature 'f1' is str"
+        raise DataError(src, e.detail, row=line) from None

@@ -31,15 +31,16 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
 
 from tripwire.core.config import add_arguments, env_defaults, from_args, guarded
 from tripwire.core.errors import TripwireError
+
+if TYPE_CHECKING:
+    from tripwire.stream.wire.encodings import Encoded
 
 log = logging.getLogger(__name__)
 
@@ -197,20 +198,10 @@ def _train(settings: DemoSettings, registry: str) -> str:
 
 
 async def _create_topics(bootstrap: str, settings: DemoSettings) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **_security())
-    await admin.start()
-    try:
-        for name, parts in (
-            (settings.input_topic, settings.partitions),
-            (settings.alert_topic, settings.partitions),
-            (settings.dlq_topic, 1),
-        ):
-            try:
-                await admin.create_topics([NewTopic(name, parts, 1)])
-            except TopicAlreadyExistsError:
-                pass
-    finally:
-        await admin.close()
+    from tripwire.stream.kafka.topics import create_topics
+
+    wanted = {settings.input_topic: settings.partitions, settings.alert_topic: settings.partitions}
+    await create_topics(bootstrap, {**wanted, settings.dlq_topic: 1}, **_security())
 
 
 def _check_security(bootstrap: str) -> None:
@@ -340,9 +331,12 @@ def classification_metrics(truth: np.ndarray, predicted: np.ndarray) -> dict[str
     return {"accuracy": accuracy, "precision": precision, "recall": recall, "f1": f1}
 
 
-def _event(event_id: str, row: np.ndarray) -> bytes:
-    doc = {"id": event_id, "ts": int(time.time() * 1000), "features": row.tolist()}
-    return json.dumps(doc).encode()
+def _event(event_id: str, row: np.ndarray, key: str) -> Encoded:
+    """One JSON input event, timed now."""
+    from tripwire.stream.wire.encodings import Events, encoding
+
+    events = Events(row[None, :], ids=[event_id], keys=[key], ts_ms=[int(time.time() * 1000)])
+    return encoding("json").encode(events)[0]
 
 
 async def _warm_up(
@@ -359,9 +353,8 @@ async def _warm_up(
     sent = 0
     while time.monotonic() < deadline:
         _check_alive(worker)
-        await producer.send_and_wait(
-            settings.input_topic, _event(f"warmup-{run}-{sent}", row), key=b"warmup"
-        )
+        event = _event(f"warmup-{run}-{sent}", row, "warmup")
+        await producer.send_and_wait(settings.input_topic, event.value, key=event.key)
         sent += 1
         await asyncio.sleep(0.25)
         if (_scraped(url, "tripwire_events_scored_total") or 0) > 0:
@@ -382,9 +375,8 @@ async def _produce(
             delay = t0 + i / settings.rate - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-        key = f"entity-{i % 50}".encode()
-        value = _event(f"{run}-{i}", row)
-        pending.append(await producer.send(settings.input_topic, value, key=key))
+        event = _event(f"{run}-{i}", row, f"entity-{i % 50}")
+        pending.append(await producer.send(settings.input_topic, event.value, key=event.key))
         progress.update(i + 1)
     await asyncio.gather(*pending)
     progress.done()

@@ -1,5 +1,8 @@
 """Before consuming: wait for the broker, check the input topic, create output topics.
 
+:func:`create_topics` is also the one way the demo, ``tripwire bench``, the
+benchmarks and the tests create topics.
+
 Runs once at start with a plain aiokafka admin client (same servers and security as
 the worker). An unreachable broker is retried with exponential backoff (0.5 s
 doubling to 15 s) and logged at every attempt, for ``connect_timeout`` seconds or
@@ -15,8 +18,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
@@ -86,17 +89,47 @@ async def _create_outputs(
 ) -> None:
     wanted = [settings.alert_topic, settings.dlq_topic]
     wanted += [t for t in (settings.scores_topic, settings.shadow_topic) if t]
+    await create_missing(admin, dict.fromkeys(wanted, partitions), settings.topic_replication)
+
+
+async def create_missing(
+    admin: AIOKafkaAdminClient, topics: Mapping[str, int], replication: int = 1
+) -> list[str]:
+    """Create every topic of ``topics`` (name -> partitions) that does not exist yet.
+
+    An existing topic is left as it is (also one another client created meanwhile);
+    any other refusal is a ``ConfigError``. Returns the names created.
+    """
     existing = set(await admin.list_topics())
-    for name in (n for n in wanted if n not in existing):
-        response = await admin.create_topics(
-            [NewTopic(name, partitions, settings.topic_replication)]
-        )
+    created = []
+    for name, partitions in topics.items():
+        if name in existing:
+            continue
+        response = await admin.create_topics([NewTopic(name, partitions, replication)])
         for topic, code, *message in response.topic_errors:
-            if code == TopicAlreadyExistsError.errno:  # another worker was quicker
+            if code == TopicAlreadyExistsError.errno:  # another client was quicker
                 continue
             if code:
                 raise ConfigError(f"cannot create topic {topic!r}: error {code} {message}")
             log.info("created topic %s (%d partitions)", topic, partitions)
+            created.append(topic)
+    return created
+
+
+async def create_topics(
+    bootstrap: str, topics: Mapping[str, int], replication: int = 1, **options: Any
+) -> list[str]:
+    """:func:`create_missing` with an admin client of its own on ``bootstrap``.
+
+    ``options`` are aiokafka client options (the TLS/SASL ones of
+    ``security.env_security_options``, say).
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **options)
+    try:
+        await admin.start()
+        return await create_missing(admin, topics, replication)
+    finally:
+        await admin.close()
 
 
 async def _retry(settings: WorkerSettings, what: str, attempt: Callable[[], Awaitable[T]]) -> T:

@@ -30,9 +30,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 
 from tests.fixtures.kafka import create_topics
 from tests.fixtures.registry import N_FEATURES, Published
+from tripwire.core.events import FLAG_IDS, FLAG_KEYS, FLAG_TS
 from tripwire.embedded import EmbeddedBroker, free_port
-from tripwire.stream.wire.codecs import F32_TYPE, FLAG_IDS, FLAG_KEYS, FLAG_TS, PACKED_TYPE
-from tripwire.stream.wire.packed import encode_packed
+from tripwire.stream.wire.encodings import Encoded, Events, encoding
 
 REPO = Path(__file__).resolve().parents[2]
 #: Short session timeout: Tansu delays a group join by half of it.
@@ -53,21 +53,27 @@ class Out:
     partition: int | None = None
 
 
-def json_event(event_id: str, x: Iterable[float], key: str | None = None, **extra: Any) -> Out:
-    doc = {"id": event_id, "features": [float(v) for v in x], **extra}
-    if key is not None:
-        doc["key"] = key
-    return Out(json.dumps(doc).encode(), key=key.encode() if key else None)
+def _out(record: Encoded) -> Out:
+    return Out(record.value, key=record.key, headers=record.headers or None)
+
+
+def json_event(
+    event_id: str, x: Iterable[float], key: str | None = None, ts: int | None = None
+) -> Out:
+    events = Events(
+        np.asarray([list(x)], np.float64), ids=[event_id],
+        keys=None if key is None else [key], ts_ms=None if ts is None else [ts],
+    )  # fmt: skip
+    return _out(encoding("json").encode(events)[0])
 
 
 def f32_event(event_id: str, x: np.ndarray, key: str) -> Out:
-    headers = [("content-type", F32_TYPE.encode()), ("tripwire-id", event_id.encode())]
-    return Out(np.asarray(x, "<f4").tobytes(), key=key.encode(), headers=headers)
+    events = Events(np.asarray(x)[None, :], ids=[event_id], keys=[key])
+    return _out(encoding("binary").encode(events)[0])
 
 
 def packed_event(ids: Sequence[str], X: np.ndarray, key: str) -> Out:
-    value = encode_packed(X, ids=ids)
-    return Out(value, key=key.encode(), headers=[("content-type", PACKED_TYPE.encode())])
+    return _out(encoding("packed").encode(Events(X, ids=ids, keys=[key] * len(X)))[0])
 
 
 def packed(
@@ -80,7 +86,7 @@ def packed(
     magic: bytes = b"TWP1",
     extra_flags: int = 0,
 ) -> bytes:
-    """A packed value written byte by byte from the documented layout (not ``encode_packed``).
+    """A packed value written byte by byte from the documented layout (not the encoder).
 
     ``d``, ``magic`` and ``extra_flags`` override the header to build broken values.
     """
@@ -103,7 +109,10 @@ def bad_inputs() -> list[tuple[str, Out]]:
     return [
         ("malformed", Out(b'{"id": "m", "features": [1, 2')),
         ("empty", Out(b"", key=b"e")),
-        ("oversize", json_event("big", ok, pad=" " * MAX_MESSAGE_BYTES)),
+        (
+            "oversize",
+            Out(json.dumps({"id": "big", "features": ok, "pad": " " * MAX_MESSAGE_BYTES}).encode()),
+        ),
         ("unknown_encoding", Out(b"hello")),
         ("unknown_encoding", Out(b'{"id": "x"}', headers=[("content-type", b"text/plain")])),
         ("schema", Out(json.dumps({"features": ok}).encode())),

@@ -2,7 +2,8 @@
 
 Events are the founding tutorial's 50-feature rows (``tripwire.training.data.demo_data``):
 normal rows of the test split, with a fixed fraction of its anomalies mixed in at
-evenly spaced positions, in three encodings (see docs/formats.md):
+evenly spaced positions, in three encodings (``tripwire.stream.wire.encodings``;
+docs/formats.md):
 
 - ``json``: ``{"id": "e17", "features": [...]}`` (5 decimals), key ``k<i % 1000>``;
 - ``binary``: 200 bytes of float32, ``content-type`` and ``tripwire-id`` headers;
@@ -12,7 +13,6 @@ evenly spaced positions, in three encodings (see docs/formats.md):
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -21,11 +21,10 @@ from pathlib import Path
 
 import numpy as np
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from tripwire.stream.kafka import topics
 from tripwire.stream.kafka.security import check_env_security, env_security_options
-from tripwire.stream.wire.codecs import F32_TYPE, ID_HEADER, PACKED_TYPE
-from tripwire.stream.wire.packed import encode_packed
+from tripwire.stream.wire.encodings import Encoded, Events, encoding
 
 log = logging.getLogger(__name__)
 
@@ -77,38 +76,30 @@ class Record:
     headers: Headers | None
 
 
-def encode(encoding: str, X: np.ndarray, first: int, prefix: str = "e") -> list[Record]:
-    """The records of vectors ``X`` numbered from ``first`` in ``encoding``."""
-    if encoding == "binary":
-        ctype = (("content-type", F32_TYPE.encode()),)
-        X = np.ascontiguousarray(X, dtype="<f4")
-        return [
-            Record(x.tobytes(), b"k%d" % ((first + j) % 1000),
-                   [*ctype, (ID_HEADER, f"{prefix}{first + j}".encode())])
-            for j, x in enumerate(X)
-        ]  # fmt: skip
-    if encoding == "json":
-        rounded = np.round(X.astype(np.float64), 5).tolist()
-        return [
-            Record(
-                json.dumps({"id": f"{prefix}{first + j}", "features": row}).encode(),
-                b"k%d" % ((first + j) % 1000),
-                None,
-            )  # fmt: skip
-            for j, row in enumerate(rounded)
-        ]
-    raise ValueError(f"unknown encoding {encoding!r}")
+def encode(name: str, X: np.ndarray, first: int, prefix: str = "e") -> list[Record]:
+    """The records of vectors ``X`` numbered from ``first`` in encoding ``name``."""
+    if name not in ("binary", "json"):
+        raise ValueError(f"unknown encoding {name!r}")
+    ids = [f"{prefix}{first + j}" for j in range(len(X))]
+    keys = [f"k{(first + j) % 1000}" for j in range(len(X))]
+    if name == "json":  # what a JSON producer typically sends: 5 decimals
+        X = np.round(X.astype(np.float64), 5)
+    return [_record(r) for r in encoding(name).encode(Events(X, ids=ids, keys=keys))]
 
 
 def packed_records(X: np.ndarray, first: int, size: int) -> list[Record]:
     """Packed records of ``size`` vectors (the last may be shorter)."""
-    headers: Headers = [("content-type", PACKED_TYPE.encode())]
     out = []
     for start in range(0, len(X), size):
         chunk = X[start : start + size]
         ids = [f"e{first + start + j}" for j in range(len(chunk))]
-        out.append(Record(encode_packed(chunk, ids=ids), b"p%d" % (start // size), headers))
+        keys = [f"p{start // size}"] * len(chunk)
+        out += [_record(r) for r in encoding("packed").encode(Events(chunk, ids, keys))]
     return out
+
+
+def _record(r: Encoded) -> Record:
+    return Record(r.value, r.key or b"", r.headers or None)
 
 
 def records_for(
@@ -123,12 +114,9 @@ def records_for(
 
 async def create_topics(bootstrap: str, names: Sequence[str], partitions: int) -> None:
     await check_env_security(bootstrap)  # a TLS/SASL failure in one line, not "unreachable"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **env_security_options())
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(n, partitions, 1) for n in names])
-    finally:
-        await admin.close()
+    await topics.create_topics(
+        bootstrap, dict.fromkeys(names, partitions), **env_security_options()
+    )
 
 
 def new_producer(bootstrap: str, linger_ms: int = 5) -> AIOKafkaProducer:

@@ -18,8 +18,8 @@ from tripwire.stream.processing.batch import BatchProcessor, Topics
 from tripwire.stream.processing.cooldown import Cooldown
 from tripwire.stream.wire.alerts import AlertBuilder
 from tripwire.stream.wire.codecs import F32_TYPE, PACKED_TYPE
+from tripwire.stream.wire.encodings import ENCODINGS, Events
 from tripwire.stream.wire.limits import DEFAULT_MAX_OUTPUT_BYTES, MIN_MAX_OUTPUT_BYTES
-from tripwire.stream.wire.packed import encode_packed
 from tripwire.stream.wire.records import InputRecord
 
 MAX_MESSAGE_BYTES = 1_000_000
@@ -44,7 +44,8 @@ def record(encoding: str, x: np.ndarray, id_size: int, key_size: int, header_siz
         value = x.astype("<f4").tobytes()
         headers += [("content-type", F32_TYPE.encode()), ("tripwire-id", eid.encode())]
     else:
-        value = encode_packed(np.vstack([x, x]), ids=[eid, eid + "2"])
+        [r] = ENCODINGS["packed"].encode(Events(np.vstack([x, x]), ids=[eid, eid + "2"]))
+        value = r.value
         headers += [("content-type", PACKED_TYPE.encode())]
     return InputRecord("in", 0, 7, 1_000, raw_key, value, headers)
 

@@ -17,7 +17,6 @@ from tripwire.stream.wire.codecs import (
     Codec,
     InvalidEvent,
 )
-from tripwire.stream.wire.packed import encode_packed
 from tripwire.stream.wire.records import InputRecord
 
 NAMES = ("a", "b", "c")
@@ -288,29 +287,6 @@ def test_finite_vectors_round_trip_exactly_in_every_encoding(X: list[list[float]
         np.testing.assert_array_equal(CODEC.decode(f32(row.tolist())).X[0], row)
         doc = {"id": "e", "features": [float(v) for v in row]}
         np.testing.assert_array_equal(CODEC.decode(jrec(doc)).X[0], row)
-
-
-# -- the packed encoder ------------------------------------------------------------
-
-
-def test_encode_packed_matches_the_documented_layout_and_decodes() -> None:
-    X = np.arange(6, dtype=np.float32).reshape(2, 3)
-    value = encode_packed(X, ids=["a", "b"], keys=["k1", "k2"], ts_ms=[5, 6])
-    assert value == packed(X, ids=["a", "b"], keys=["k1", "k2"], ts=[5, 6])
-    d = CODEC.decode(prec(value))
-    assert (d.ids, d.keys, d.event_ms) == (["a", "b"], ["k1", "k2"], [5.0, 6.0])
-    np.testing.assert_array_equal(d.X, X)
-
-
-@pytest.mark.parametrize(
-    "kwargs",
-    [{"ids": ["a"]}, {"ids": ["a", ""]}, {"keys": ["a", "b\nc"]}],
-)
-def test_encode_packed_refuses_what_could_not_be_decoded(kwargs: dict) -> None:
-    with pytest.raises(ValueError):
-        encode_packed(np.zeros((2, 3)), **kwargs)
-    with pytest.raises(ValueError):
-        encode_packed(np.zeros((0, 3)))
 
 
 @settings(max_examples=200, deadline=None)
