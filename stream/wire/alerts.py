@@ -1,43 +1,17 @@
 """Anomaly events (CloudEvents 1.0, JSON) and score records.
 
-An anomaly event, one per anomalous input vector, keyed by the entity::
+An anomaly event, one per anomalous input vector, keyed by the entity, is a
+structured-mode event of the CloudEvents Kafka protocol binding (header
+``content-type: application/cloudevents+json; charset=UTF-8``: ``ALERT_HEADERS``); a
+score record (optional scores topic) is one per scored vector. Their fields are
+defined by the JSON Schemas beside this module (``anomaly.v1.schema.json``, its
+``data`` in ``anomaly-data.v1.schema.json``, ``score.v1.schema.json``;
+:mod:`tripwire.stream.wire.schemas`) and documented, with examples, in
+docs/formats.md ("Anomaly events", "Score records").
 
-    {"specversion": "1.0",
-     "id": "5b0c...-...",                      # uuid5(input id, model name, version)
-     "source": "tripwire://<group>/<input topic>",
-     "type": "io.tripwire.anomaly",
-     "time": "2026-11-28T10:00:00.123456Z",    # detection time
-     "subject": "<entity key>",
-     "datacontenttype": "application/json",
-     "dataschema": "urn:tripwire:schema:anomaly-data:1",
-     "partitionkey": "<entity key>",          # = the Kafka key (CloudEvents Kafka binding)
-     "data": {
-       "input_id": "evt-1", "entity": "card-42",
-       "topic": "features", "partition": 0, "offset": 1234, "index": null,
-       "event_time": "2026-11-28T09:59:59.990000Z",   # null if unknown
-       "detection_time": "2026-11-28T10:00:00.123456Z",
-       "score": 3.1, "threshold": 1.2, "severity": 2.58,   # score / threshold
-       "model": {"name": "demo", "version": "3"},
-       "top_features": [{"name": "f7", "value": 9.1, "contribution": 4.2}, ...]}}
-
-``id`` is deterministic: a redelivered input scored by the same model version gives
-the same id, so consumers can de-duplicate. ``severity`` is ``null`` when the
-threshold is not positive. ``index`` is the vector's position in a packed record.
-
-The record is a structured-mode event of the CloudEvents Kafka protocol binding:
-header ``content-type: application/cloudevents+json; charset=UTF-8`` (``ALERT_HEADERS``).
-Ids, entities and feature names are bounded (:mod:`tripwire.stream.wire.limits`);
-when one was cut, ``data.truncated`` maps the field to its original size in bytes
-(``{"input_id": 409600}``), and is absent otherwise. The JSON Schemas are
-``anomaly.v1.schema.json`` (the event) and ``anomaly-data.v1.schema.json`` (its data,
-named by ``dataschema``) beside this module.
-
-A score record (optional scores topic), one per scored vector, keyed by entity::
-
-    {"id": "evt-1", "entity": "card-42", "topic": "features", "partition": 0,
-     "offset": 1234, "index": null, "event_time_ms": 1764323999990.0,
-     "score": 0.4, "threshold": 1.2, "anomaly": false,
-     "model": {"name": "demo", "version": "3"}}
+``id`` is deterministic (uuid5 of the input id, model name and version): a
+redelivered input scored by the same model version gives the same id. Ids, entities
+and feature names are bounded (:mod:`tripwire.stream.wire.limits`).
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 
 from tests.fixtures.kafka import create_topics
 from tests.fixtures.registry import N_FEATURES, Published
-from tripwire.core.events import FLAG_IDS, FLAG_KEYS, FLAG_TS
+from tripwire.core.events import FLAG_IDS, FLAG_KEYS, FLAG_TS, PACKED_TYPE
 from tripwire.embedded import EmbeddedBroker, free_port
 from tripwire.stream.wire.encodings import Encoded, Events, encoding
 
@@ -73,6 +73,11 @@ def f32_event(event_id: str, x: np.ndarray, key: str) -> Out:
 
 
 def packed_event(ids: Sequence[str], X: np.ndarray, key: str) -> Out:
+    """A packed record of ``X``; one with NaN/inf vectors (which the worker refuses one by
+    one, and the encoder refuses to write) is written by hand (:func:`packed`)."""
+    if not np.isfinite(X).all():
+        value = packed(np.asarray(X), ids=list(ids))
+        return Out(value, key=key.encode(), headers=[("content-type", PACKED_TYPE.encode())])
     return _out(encoding("packed").encode(Events(X, ids=ids, keys=[key] * len(X)))[0])
 
 
@@ -103,6 +108,10 @@ def packed(
     return out
 
 
+#: A NaN vector, by hand: the encoders refuse to write one.
+NAN_F32, F32 = np.full(N_FEATURES, np.nan, "<f4").tobytes(), b"application/x-tripwire-f32"
+
+
 def bad_inputs() -> list[tuple[str, Out]]:
     """One or more records of every kind of bad input, with the reason expected."""
     ok = [0.5] * N_FEATURES
@@ -120,7 +129,10 @@ def bad_inputs() -> list[tuple[str, Out]]:
         ("feature_count", f32_event("fc-bin", np.ones(N_FEATURES + 1), "k")),
         ("feature_names", Out(json.dumps({"id": "fn", "features": {"f0": 1.0}}).encode())),
         ("non_numeric", Out(json.dumps({"id": "nn", "features": ["a"] * N_FEATURES}).encode())),
-        ("non_finite", f32_event("nf", np.full(N_FEATURES, np.nan), "k")),
+        (
+            "non_finite",
+            Out(NAN_F32, key=b"k", headers=[("content-type", F32), ("tripwire-id", b"nf")]),
+        ),
     ]
 
 

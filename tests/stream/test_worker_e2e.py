@@ -7,7 +7,6 @@ promise on the same run, and the last one stops it with SIGTERM.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -39,6 +38,7 @@ from tripwire.core.registry import load_scorer
 from tripwire.core.scorer import Scorer
 from tripwire.embedded import EmbeddedBroker
 from tripwire.stream.wire.alerts import alert_id
+from tripwire.stream.wire.encodings import Events, encoding
 
 pytestmark = pytest.mark.integration
 
@@ -89,8 +89,10 @@ def valid_inputs(run: Run) -> list[Out]:
         if i % 3 == 0:
             out.append(json_event(eid, x, key=key, ts=int(time.time() * 1000)))
         elif i % 3 == 1:
-            named = {f"f{j}": float(v) for j, v in reversed(list(enumerate(x)))}
-            out.append(Out(json.dumps({"id": eid, "features": named}).encode(), key=key.encode()))
+            names = [f"f{j}" for j in reversed(range(len(x)))]  # by name, not in model order
+            events = Events(x[::-1][None, :], ids=[eid], keys=[key], names=names)
+            [r] = encoding("json").encode(events)
+            out.append(Out(r.value, key=r.key))
         else:
             out.append(f32_event(eid, x, key))
     P = normal_rows(5, seed=13)

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from tests.fixtures.tls import TlsBroker
 from tripwire.core.errors import ConfigError
@@ -24,7 +23,7 @@ from tripwire.stream.kafka.security import (
     aiokafka_options,
     check_security,
 )
-from tripwire.stream.kafka.topics import prepare_topics
+from tripwire.stream.kafka.topics import create_topics, prepare_topics
 from tripwire.stream.settings import WorkerSettings
 
 pytestmark = pytest.mark.integration
@@ -41,12 +40,8 @@ async def test_clients_talk_to_the_broker_over_tls(tls_broker: TlsBroker) -> Non
     s = tls_settings(tls_broker.bootstrap, tls_broker.pki.ca)
     await check_security(s)
     topic = f"tls-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(**aiokafka_options(s))
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, 1, 1)])
-    finally:
-        await admin.close()
+    options = aiokafka_options(s)
+    await create_topics(options.pop("bootstrap_servers"), {topic: 1}, **options)
     producer = AIOKafkaProducer(**aiokafka_options(s))
     await producer.start()
     try:

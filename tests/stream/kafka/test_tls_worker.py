@@ -21,13 +21,14 @@ from typing import Any
 import numpy as np
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from tests.fixtures.registry import Published, anomalous_rows, normal_rows, publish_model
 from tests.fixtures.tls import TlsBroker, TlsProxy
 from tests.stream.harness import WorkerProcess
 from tripwire.core.registry import load_scorer
 from tripwire.embedded import EmbeddedBroker, free_port
+from tripwire.stream.kafka.topics import create_topics
+from tripwire.stream.wire.encodings import Events, encoding
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -44,21 +45,18 @@ def tls_options(tls_broker: TlsBroker) -> dict[str, Any]:
 
 
 async def _create(options: dict[str, Any], names: list[str], partitions: int = 2) -> None:
-    admin = AIOKafkaAdminClient(**options)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(n, partitions, 1) for n in names])
-    finally:
-        await admin.close()
+    rest = {k: v for k, v in options.items() if k != "bootstrap_servers"}
+    await create_topics(options["bootstrap_servers"], dict.fromkeys(names, partitions), **rest)
 
 
 async def _produce(options: dict[str, Any], topic: str, rows: np.ndarray) -> None:
     producer = AIOKafkaProducer(**options)
     await producer.start()
     try:
-        for i, x in enumerate(rows):
-            doc = {"id": f"e{i}", "features": x.tolist()}
-            await producer.send(topic, json.dumps(doc).encode(), key=f"k{i % 5}".encode())
+        events = Events(rows, ids=[f"e{i}" for i in range(len(rows))],
+                        keys=[f"k{i % 5}" for i in range(len(rows))])  # fmt: skip
+        for r in encoding("json").encode(events):
+            await producer.send(topic, r.value, key=r.key)
         await producer.flush()
     finally:
         await producer.stop()

@@ -14,9 +14,20 @@ import random
 import struct
 from collections.abc import Callable
 
+import numpy as np
+
 from tests.fixtures.registry import N_FEATURES
 from tests.stream.harness import Out
-from tripwire.stream.wire.codecs import F32_TYPE, JSON_TYPE, PACKED_TYPE
+from tripwire.core.events import (
+    F32_TYPE,
+    ID_HEADER,
+    JSON_TYPE,
+    PACKED_HEADER,
+    PACKED_MAGIC,
+    PACKED_TYPE,
+    TS_HEADER,
+)
+from tripwire.stream.wire.encodings import Events, encoding
 
 TEN_MB = 10 * 1024 * 1024
 Kind = Callable[[random.Random], tuple[Out, set[str]]]
@@ -33,6 +44,12 @@ def _features(rng: random.Random, n: int = N_FEATURES) -> list[float]:
 def _event(rng: random.Random, features: object, **extra: object) -> bytes:
     doc = {"id": f"bad-{rng.getrandbits(48):x}", "features": features, **extra}
     return json.dumps(doc, allow_nan=True).encode()
+
+
+def _encoded(name: str, x: list[float]) -> Out:
+    """One good vector ``x`` in encoding ``name`` (the registry's encoder)."""
+    [r] = encoding(name).encode(Events(np.asarray([x])))
+    return Out(r.value, key=r.key, headers=r.headers)
 
 
 def _ctype(value: str) -> list[tuple[str, bytes]]:
@@ -83,11 +100,9 @@ def wrong_feature_count(rng: random.Random) -> tuple[Out, set[str]]:
     if form == 0:
         return Out(_event(rng, _features(rng, n))), {"feature_count"}
     if form == 1:
-        value = struct.pack(f"<{n}f", *_features(rng, n))
-        return Out(value or b"\x00" * 4, headers=_ctype(F32_TYPE)), {"feature_count"}
+        return _encoded("binary", _features(rng, max(n, 1))), {"feature_count"}
     d = rng.choice([1, N_FEATURES - 1, N_FEATURES + 1])
-    value = struct.pack("<4sIHH", b"TWP1", 1, d, 0) + struct.pack(f"<{d}f", *_features(rng, d))
-    return Out(value, headers=_ctype(PACKED_TYPE)), {"feature_count"}
+    return _encoded("packed", _features(rng, d)), {"feature_count"}
 
 
 def wrong_feature_names(rng: random.Random) -> tuple[Out, set[str]]:
@@ -115,7 +130,7 @@ def non_finite(rng: random.Random) -> tuple[Out, set[str]]:
     x[rng.randrange(N_FEATURES)] = bad
     if form == 1:
         return Out(struct.pack(f"<{N_FEATURES}f", *x), headers=_ctype(F32_TYPE)), {"non_finite"}
-    head = struct.pack("<4sIHH", b"TWP1", 1, N_FEATURES, 0)
+    head = PACKED_HEADER.pack(PACKED_MAGIC, 1, N_FEATURES, 0)  # NaN: not the encoder's
     value = head + struct.pack(f"<{N_FEATURES}f", *x)
     return Out(value, headers=_ctype(PACKED_TYPE)), {"non_finite"}
 
@@ -142,14 +157,14 @@ def wrong_types(rng: random.Random) -> tuple[Out, set[str]]:
 
 def bad_headers(rng: random.Random) -> tuple[Out, set[str]]:
     """A good vector with an unparseable id/ts header, or an unknown content-type."""
-    x = struct.pack(f"<{N_FEATURES}f", *_features(rng))
+    good = _encoded("binary", _features(rng))
+    x, headers = good.value, good.headers or []
     form = rng.randrange(3)
     if form == 0:
         ts = rng.choice([b"soon", b"-1", b"nan", b"\xff"])
-        headers = [*_ctype(F32_TYPE), ("tripwire-ts", ts)]
-        return Out(x, headers=headers), {"schema"}
+        return Out(x, headers=[*headers, (TS_HEADER, ts)]), {"schema"}
     if form == 1:
-        return Out(x, headers=[*_ctype(F32_TYPE), ("tripwire-id", b"\xff\xfe\xfd")]), {"schema"}
+        return Out(x, headers=[*headers, (ID_HEADER, b"\xff\xfe\xfd")]), {"schema"}
     ctype = rng.choice(["text/plain", "application/x-tripwire-f64", "", "\xe9"])
     return Out(_event(rng, _features(rng)), headers=_ctype(ctype)), {"unknown_encoding"}
 

@@ -34,6 +34,7 @@ from tripwire.stream.processing.batch import BatchProcessor, Topics
 from tripwire.stream.processing.cooldown import Cooldown
 from tripwire.stream.wire.alerts import AlertBuilder
 from tripwire.stream.wire.codecs import F32_TYPE, FLAG_IDS, FLAG_TS, JSON_TYPE, PACKED_TYPE
+from tripwire.stream.wire.encodings import Events, encoding
 from tripwire.stream.wire.records import InputRecord
 
 PARTITIONS = 3
@@ -64,8 +65,9 @@ def valid_records(n: int) -> list[tuple[Out, dict[str, np.ndarray], set[str]]]:
             i += 5
             continue
         if form == 1:
-            named = {f"f{j}": float(v) for j, v in enumerate(X[i])}
-            record = Out(json.dumps({"id": eid, "features": named}).encode(), key=key.encode())
+            names = [f"f{j}" for j in range(X.shape[1])]
+            [r] = encoding("json").encode(Events(X[i : i + 1], [eid], [key], names=names))
+            record = Out(r.value, key=r.key)
         else:
             record = (json_event if form == 0 else f32_event)(eid, X[i], key)
         out.append((record, {eid: X[i]}, set()))

@@ -19,7 +19,7 @@ import numpy as np
 from aiokafka import AIOKafkaProducer
 
 from tests.fixtures.registry import anomalous_rows, normal_rows
-from tripwire.stream.wire.codecs import F32_TYPE
+from tripwire.stream.wire.encodings import Events, encoding
 
 #: Longer than any stall a test injects: sends wait for the broker instead of failing.
 REQUEST_TIMEOUT_MS = 180_000
@@ -93,12 +93,11 @@ class RateProducer:
             await producer.stop()
 
     async def _send(self, producer: AIOKafkaProducer, i: int) -> None:
-        eid = f"{self.prefix}{i}"
-        headers = [("content-type", F32_TYPE.encode()), ("tripwire-id", eid.encode())]
-        value = np.asarray(self.row(i), "<f4").tobytes()
-        future = await producer.send(
-            self.topic, value, key=f"k{i % self.keys}".encode(), headers=headers
+        event = Events(
+            np.asarray(self.row(i))[None, :], [f"{self.prefix}{i}"], [f"k{i % self.keys}"]
         )
+        [r] = encoding("binary").encode(event)
+        future = await producer.send(self.topic, r.value, key=r.key, headers=r.headers)
         future.add_done_callback(self._acked)
 
     def _acked(self, future: asyncio.Future) -> None:

@@ -120,6 +120,8 @@ def plain(name: str, e: Events) -> list[Encoded]:
             with np.errstate(over="ignore"):
                 out.append(Encoded(row.astype("<f4").tobytes(), key, headers))
         return out
+    if name != "packed":
+        raise AssertionError(f"no by-hand writer of encoding {name!r}: add one here")
     shared = e.keys is not None and len(set(e.keys)) == 1
     ts = list(e.ts_ms) if e.ts_ms is not None else None
     if ts is not None and not all(-(2**63) <= t < 2**63 for t in ts):
