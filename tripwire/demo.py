@@ -38,6 +38,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from tripwire.core import kinds
 from tripwire.core.config import add_arguments, env_defaults, from_args, guarded
 from tripwire.core.errors import TripwireError
 
@@ -55,7 +56,7 @@ class DemoSettings:
         default="",
         metadata={"help": "existing Kafka cluster (empty: start the embedded broker)"},
     )
-    model: str = field(default="ae", metadata={"help": "detector: ae, vae or pyod:<Name>"})
+    model: str = field(default="ae", metadata={"help": f"detector: {kinds.described()}"})
     registry: str = field(
         default="", metadata={"help": "registry directory (empty: a temporary one)"}
     )

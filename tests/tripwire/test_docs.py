@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+from tripwire.core import kinds
 from tripwire.core.config import env_name
 from tripwire.demo import DemoSettings
 from tripwire.stream.observability.metrics import INVALID_REASONS, Metrics
@@ -55,3 +56,18 @@ def test_readme_commands_exist_in_the_makefile() -> None:
         assert re.search(rf"^{verb}:", makefile, flags=re.M), verb
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in ci
+
+
+def test_the_readme_lists_exactly_the_registered_detector_kinds() -> None:
+    table = README.split("| `--model` | what |\n", 1)[1].split("\n\n", 1)[0]
+    listed = re.findall(r"^\| `([^`]+)`", table, flags=re.M)
+    assert listed == list(kinds.kinds())
+
+
+@pytest.mark.parametrize("cls", [TrainSettings, DemoSettings])
+def test_the_model_option_names_the_registered_kinds(cls: type) -> None:
+    (model,) = [f for f in dataclasses.fields(cls) if f.name == "model"]
+    assert model.metadata["help"] == f"detector: {kinds.described()}"
+    assert f"| `{env_name('model', cls)}` | `--model` |" in README
+    row = next(line for line in README.splitlines() if f"`{env_name('model', cls)}`" in line)
+    assert row.endswith(f"| {model.metadata['help']} |")
