@@ -17,11 +17,10 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
-from tripwire.core.scorer import Scorer, ScoreResult
+from tripwire.core.scorer import Scorer, ScoreResult, TopFeature
 from tripwire.core.untrusted import escaped
 from tripwire.stream.compat import observe_many
 from tripwire.stream.observability.metrics import Metrics
@@ -268,7 +267,7 @@ class BatchProcessor:
         s: Scored,
         scorer: Scorer,
         detected_at: float,
-        top: list[dict[str, Any]] | Exception | None,
+        top: list[TopFeature] | Exception | None,
     ) -> None:
         """Build every output of ``s``, then add them (all or none: any step may raise)."""
         model = (scorer.name, scorer.version)
@@ -296,7 +295,7 @@ class BatchProcessor:
 
     def _top_features(
         self, scorer: Scorer, X: np.ndarray, scored: ScoreResult, finite: np.ndarray
-    ) -> dict[int, list[dict[str, Any]] | Exception]:
+    ) -> dict[int, list[TopFeature] | Exception]:
         """The top features of every anomalous row, by row, in one vectorised pass
         (row by row if that pass fails: a row whose own pass fails gets its error)."""
         rows = np.flatnonzero(scored.is_anomaly & finite)
@@ -305,7 +304,7 @@ class BatchProcessor:
             tops = scorer.top_features_rows(X[rows], contrib, self.top_k)
             return dict(zip(rows.tolist(), tops, strict=True))
         except Exception:  # find the rows that explain it
-            by_row: dict[int, list[dict[str, Any]] | Exception] = {}
+            by_row: dict[int, list[TopFeature] | Exception] = {}
             for n, i in enumerate(rows.tolist()):
                 one = None if contrib is None else contrib[n : n + 1]
                 try:
