@@ -15,6 +15,7 @@ from tripwire.demo import DemoSettings
 from tripwire.stream.observability.metrics import INVALID_REASONS, Metrics
 from tripwire.stream.observability.shadow_report import ShadowReportSettings
 from tripwire.stream.settings import WorkerSettings
+from tripwire.stream.wire.dead_letters import DeadLetterReason
 from tripwire.training.registry.cli import GateSettings
 from tripwire.training.settings import ScoreSettings, TrainSettings
 
@@ -48,6 +49,8 @@ def test_every_metric_and_dlq_reason_is_documented() -> None:
     missing = [n for n in names if n not in README and f"{n}_total" not in README]
     assert not missing
     assert all(f"`{r}`" in README for r in INVALID_REASONS)
+    formats = (ROOT / "docs" / "formats.md").read_text()
+    assert all(f"`{r}`" in README and f"`{r}`" in formats for r in DeadLetterReason)
 
 
 def test_readme_commands_exist_in_the_makefile() -> None:
