@@ -209,7 +209,7 @@ def _write_csv(
                     top = scorer.top_features(X[row_i], contrib, k)
                     cells = [ids[row_i], repr(float(score)), int(bool(flag))]
                     for t in top:
-                        cells += [t["name"], repr(t["contribution"])]
+                        cells += [t.name, repr(t.contribution)]
                     cells += [""] * (len(header) - len(cells))
                     w.writerow(cells)
                     flagged += int(bool(flag))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tripwire.core.drift import DriftConfig, DriftReport
+from tripwire.core.drift import DriftConfig, DriftReport, FeatureDrift
 
 #: Windows shown in the table; beyond it, quiet windows are left out first.
 MAX_ROWS = 40
@@ -33,7 +33,7 @@ def table(reports: list[DriftReport], label: str, data: str, config: DriftConfig
         lines.append(f"({len(reports) - len(shown)} windows without alarm not shown)")
     if reports:
         lines += ["", f"top features of the last window (events {reports[-1].events}):"]
-        lines += [_feature_line(f) for f in reports[-1].to_dict()["features"]["top"]]
+        lines += [_feature_line(f) for f in reports[-1].ranked_features()]
     return "\n".join(lines)
 
 
@@ -47,11 +47,11 @@ def _row(r: DriftReport) -> str:
     )
 
 
-def _feature_line(f: dict[str, float | str]) -> str:
+def _feature_line(f: FeatureDrift) -> str:
     return (
-        f"  {f['name']!s:<24} drift {f['drift']:7.2f}  p {f['p_value']:9.2e}  "
-        f"psi {f['psi']:6.3f}  mean shift {f['mean_shift_sd']:+6.2f} sd  "
-        f"sd ratio {f['std_ratio']:5.2f}"
+        f"  {f.name!s:<24} drift {f.drift:7.2f}  p {f.p_value:9.2e}  "
+        f"psi {f.psi:6.3f}  mean shift {f.mean_shift_sd:+6.2f} sd  "
+        f"sd ratio {f.std_ratio:5.2f}"
     )
 
 

@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from tripwire.core import kinds
 from tripwire.core.errors import ConfigError
 from tripwire.training.thresholds import DEFAULT_THRESHOLD
 
@@ -52,7 +53,7 @@ class TrainSettings:
     model: str = field(
         default="ensemble",
         metadata={
-            "help": "detector: ensemble, knn, ae, vae or pyod:<Name> (e.g. pyod:IForest)",
+            "help": f"detector: {kinds.described()}",
             "metavar": "KIND",
         },
     )

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from tripwire.core import kinds
 from tripwire.core.config import add_arguments, env_defaults, from_args, guarded
 from tripwire.core.errors import TripwireError
 
@@ -56,7 +57,7 @@ class DemoSettings:
         default="",
         metadata={"help": "existing Kafka cluster (empty: start the embedded broker)"},
     )
-    model: str = field(default="ae", metadata={"help": "detector: ae, vae or pyod:<Name>"})
+    model: str = field(default="ae", metadata={"help": f"detector: {kinds.described()}"})
     registry: str = field(
         default="", metadata={"help": "registry directory (empty: a temporary one)"}
     )

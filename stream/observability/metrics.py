@@ -24,7 +24,10 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 #: Why an input record went to the dead-letter topic (the ``reason`` label and the
-#: ``tripwire-reason`` DLQ header).
+#: ``tripwire-reason`` DLQ header): the values of
+#: ``tripwire.stream.wire.dead_letters.DeadLetterReason`` but ``output_too_large`` (its
+#: input was scored), spelled out here as observability sits below wire (a test
+#: keeps the two equal).
 INVALID_REASONS: tuple[str, ...] = (
     "empty",  # zero-length value
     "oversize",  # value larger than max_message_bytes

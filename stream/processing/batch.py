@@ -17,11 +17,10 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
-from tripwire.core.scorer import Scorer, ScoreResult
+from tripwire.core.scorer import Scorer, ScoreResult, TopFeature
 from tripwire.core.untrusted import escaped
 from tripwire.stream.compat import observe_many
 from tripwire.stream.observability.metrics import Metrics
@@ -31,7 +30,7 @@ from tripwire.stream.processing.refusals import DeadLetters, RefusedVector
 from tripwire.stream.processing.shadow import Describe, Shadow, ShadowBatch
 from tripwire.stream.wire.alerts import ALERT_HEADERS, AlertBuilder, Scored
 from tripwire.stream.wire.codecs import Codec, InvalidEvent
-from tripwire.stream.wire.dead_letters import dead_letter
+from tripwire.stream.wire.dead_letters import DeadLetterReason, dead_letter
 from tripwire.stream.wire.errors import PROCESSING_ERROR, describe
 from tripwire.stream.wire.limits import DEFAULT_MAX_OUTPUT_BYTES, output_key
 from tripwire.stream.wire.records import Decoded, InputRecord, OutputRecord
@@ -69,7 +68,7 @@ class BatchResult:
     scored: int = 0
     anomalies: int = 0
     suppressed: int = 0
-    invalid: Counter[str] = field(default_factory=Counter)
+    invalid: Counter[DeadLetterReason] = field(default_factory=Counter)
     scores: np.ndarray = field(default_factory=lambda: np.empty(0))
     features: np.ndarray = field(default_factory=lambda: np.empty((0, 0), np.float32))
     event_ms: np.ndarray = field(default_factory=lambda: np.empty(0))
@@ -146,7 +145,7 @@ class BatchProcessor:
                 continue
             result.consumed += len(decoded) + len(decoded.rejected)
             for i, reason, detail in decoded.rejected:
-                dead.vector(record, i, reason, "InvalidEvent", detail)
+                dead.vector(record, i, DeadLetterReason(reason), "InvalidEvent", detail)
             if len(decoded):
                 good.append((record, decoded))
         if good:
@@ -170,7 +169,7 @@ class BatchProcessor:
         self,
         result: BatchResult,
         record: InputRecord,
-        reason: str,
+        reason: DeadLetterReason,
         error: str,
         detail: str,
         *,
@@ -199,11 +198,11 @@ class BatchProcessor:
         self, result: BatchResult, record: InputRecord, vectors: list[RefusedVector]
     ) -> None:
         """One dead letter for the refused vectors of a record (counted already)."""
-        vectors.sort(key=lambda v: -1 if v[0] is None else v[0])
-        indices = [i for i, _, _, _ in vectors if i is not None]
-        _, reason, error, _ = vectors[0]
+        vectors.sort(key=lambda v: -1 if v.index is None else v.index)
+        indices = [v.index for v in vectors if v.index is not None]
+        first = vectors[0]
         self._dead_letter(
-            result, record, reason, error, "; ".join(d for _, _, _, d in vectors),
+            result, record, first.reason, first.error, "; ".join(v.detail for v in vectors),
             count=len(vectors), indices=indices, decoded=True,
         )  # fmt: skip
 
@@ -268,7 +267,7 @@ class BatchProcessor:
         s: Scored,
         scorer: Scorer,
         detected_at: float,
-        top: list[dict[str, Any]] | Exception | None,
+        top: list[TopFeature] | Exception | None,
     ) -> None:
         """Build every output of ``s``, then add them (all or none: any step may raise)."""
         model = (scorer.name, scorer.version)
@@ -296,7 +295,7 @@ class BatchProcessor:
 
     def _top_features(
         self, scorer: Scorer, X: np.ndarray, scored: ScoreResult, finite: np.ndarray
-    ) -> dict[int, list[dict[str, Any]] | Exception]:
+    ) -> dict[int, list[TopFeature] | Exception]:
         """The top features of every anomalous row, by row, in one vectorised pass
         (row by row if that pass fails: a row whose own pass fails gets its error)."""
         rows = np.flatnonzero(scored.is_anomaly & finite)
@@ -305,7 +304,7 @@ class BatchProcessor:
             tops = scorer.top_features_rows(X[rows], contrib, self.top_k)
             return dict(zip(rows.tolist(), tops, strict=True))
         except Exception:  # find the rows that explain it
-            by_row: dict[int, list[dict[str, Any]] | Exception] = {}
+            by_row: dict[int, list[TopFeature] | Exception] = {}
             for n, i in enumerate(rows.tolist()):
                 one = None if contrib is None else contrib[n : n + 1]
                 try:
@@ -343,7 +342,7 @@ def _unscorable(
     log.warning("model returned score %r for input %s", score, escaped(decoded.ids[j]))
     index = None if decoded.index is None else decoded.index[j]
     detail = f"the model returned a non-finite score ({score!r}) for {decoded.ids[j]}"
-    dead.vector(record, index, "non_finite", "ScoreError", detail)
+    dead.vector(record, index, DeadLetterReason.NON_FINITE, "ScoreError", detail)
 
 
 def _scored(record: InputRecord, decoded: Decoded, j: int, score: float, anomaly: bool) -> Scored:

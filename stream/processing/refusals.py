@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from tripwire.stream.wire.codecs import InvalidEvent
+from tripwire.stream.wire.dead_letters import DeadLetterReason
 from tripwire.stream.wire.records import InputRecord
 
-#: ``(index in a packed record or None, reason, error, detail)`` of one refused vector.
-RefusedVector = tuple[int | None, str, str, str]
+
+@dataclass(frozen=True, slots=True)
+class RefusedVector:
+    """One refused vector of a record."""
+
+    #: Its position in a packed record, or ``None`` (the record holds one vector).
+    index: int | None
+    reason: DeadLetterReason
+    #: Class name of what refused it (``tripwire-error``).
+    error: str
+    #: What exactly is wrong (part of ``tripwire-detail``).
+    detail: str
 
 
 class DeadLetters:
@@ -28,11 +40,16 @@ class DeadLetters:
         self._by_record[id(record)] = (record, error, [])
 
     def vector(
-        self, record: InputRecord, index: int | None, reason: str, error: str, detail: str
+        self,
+        record: InputRecord,
+        index: int | None,
+        reason: DeadLetterReason,
+        error: str,
+        detail: str,
     ) -> None:
         """Refuse one vector of ``record``: at ``index`` of a packed record, else ``None``."""
         self._by_record.setdefault(id(record), (record, None, []))[2].append(
-            (index, reason, error, detail)
+            RefusedVector(index, reason, error, detail)
         )
 
     def in_order(

@@ -27,6 +27,7 @@ from typing import Any
 
 import orjson
 
+from tripwire.core.scorer import TopFeature
 from tripwire.stream.wire.limits import MAX_NAME_BYTES, bounded
 from tripwire.stream.wire.records import InputRecord
 
@@ -130,7 +131,7 @@ class AlertBuilder:
         detected_at: float,
         threshold: float,
         model: tuple[str, str],
-        top_features: list[dict[str, Any]],
+        top_features: list[TopFeature],
     ) -> bytes:
         """The anomaly event of ``s`` as JSON bytes (see the module docstring)."""
         now = self._detection_time(detected_at)
@@ -158,7 +159,7 @@ class AlertBuilder:
             "partitionkey": entity,
             "data": data,
         }
-        numbers = [f["value"] for f in top_features] + [f["contribution"] for f in top_features]
+        numbers = [f.value for f in top_features] + [f.contribution for f in top_features]
         _require_finite(s.score, threshold, *numbers)
         return _dumps(event)
 
@@ -189,11 +190,11 @@ def _bounded_ids(s: Scored) -> tuple[str, str, dict[str, int]]:
     return input_id, entity, truncated
 
 
-def _bounded_name(feature: dict[str, Any]) -> dict[str, Any]:
+def _bounded_name(feature: TopFeature) -> dict[str, Any]:
     """A ``top_features`` entry with its name within ``MAX_NAME_BYTES``."""
-    name = feature["name"]
-    cut = bounded(name, MAX_NAME_BYTES) if isinstance(name, str) else name
-    return feature if cut is name else {**feature, "name": cut}
+    doc = feature.to_json()
+    doc["name"] = bounded(feature.name, MAX_NAME_BYTES)
+    return doc
 
 
 def _require_finite(*values: float) -> None:

@@ -3,7 +3,7 @@
 A dead letter keeps the input's key, value and headers, and adds:
 
 =============================  =====================================================
-``tripwire-reason``            one of ``tripwire.stream.observability.metrics.INVALID_REASONS``
+``tripwire-reason``            a :class:`DeadLetterReason`
 ``tripwire-error``             class of the exception that refused it
 ``tripwire-detail``            what exactly is wrong (at most 1,000 characters)
 ``tripwire-source-topic``      input topic
@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from enum import StrEnum
 
 from tripwire.stream.wire.limits import (
     DEFAULT_MAX_OUTPUT_BYTES,
@@ -49,8 +50,31 @@ from tripwire.stream.wire.records import Headers, InputRecord, OutputRecord
 
 MAX_DETAIL_CHARS = 1000
 MAX_INDICES_BYTES = 4096
+
+
+class DeadLetterReason(StrEnum):
+    """Why a record was dead-lettered: its ``tripwire-reason`` header.
+
+    All but ``OUTPUT_TOO_LARGE`` refuse the input and are the ``reason`` label of
+    ``tripwire_invalid_events_total``
+    (:data:`tripwire.stream.observability.metrics.INVALID_REASONS`).
+    """
+
+    EMPTY = "empty"  # zero-length value
+    OVERSIZE = "oversize"  # value larger than max_message_bytes
+    UNKNOWN_ENCODING = "unknown_encoding"  # neither JSON nor a known binary layout
+    MALFORMED = "malformed"  # undecodable bytes / JSON syntax error / truncated binary
+    SCHEMA = "schema"  # decodes, but not the event shape (missing id/features, wrong types)
+    FEATURE_COUNT = "feature_count"  # wrong number of features for the model
+    FEATURE_NAMES = "feature_names"  # named features missing or unknown to the model
+    NON_NUMERIC = "non_numeric"  # a feature value that is not a number
+    NON_FINITE = "non_finite"  # NaN or +/-inf (or a non-finite score)
+    PROCESSING_ERROR = "processing_error"  # processing this record raised (type, message)
+    OUTPUT_TOO_LARGE = "output_too_large"  # the broker refused an output (the input was scored)
+
+
 #: Reason of the dead letter of an input whose output the broker refused for its size.
-OUTPUT_TOO_LARGE = "output_too_large"
+OUTPUT_TOO_LARGE = DeadLetterReason.OUTPUT_TOO_LARGE
 _OWN_PREFIXES = (
     "tripwire-reason", "tripwire-error", "tripwire-detail", "tripwire-source-",
     "tripwire-indices", "tripwire-truncated", "tripwire-output-topic",
@@ -65,7 +89,7 @@ def dead_letter(
     record: InputRecord,
     topic: str,
     *,
-    reason: str,
+    reason: DeadLetterReason,
     error: str,
     detail: str,
     max_value_bytes: int,
@@ -101,7 +125,7 @@ def dead_letter(
 
 def _why(
     record: InputRecord,
-    reason: str,
+    reason: DeadLetterReason,
     error: str,
     detail: str,
     indices: Sequence[int],

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from tripwire.core.errors import TripwireError
 from tripwire.core.untrusted import escaped
+from tripwire.stream.wire.dead_letters import DeadLetterReason
 
 #: The reason of a record whose processing raised an unexpected exception.
-PROCESSING_ERROR = "processing_error"
+PROCESSING_ERROR = DeadLetterReason.PROCESSING_ERROR
 #: Characters of an exception message kept in ``tripwire-detail``.
 MAX_MESSAGE_CHARS = 500
 
@@ -16,16 +17,18 @@ class InvalidEvent(TripwireError):
 
     Attributes
     ----------
-    reason : str
-        One of ``tripwire.stream.observability.metrics.INVALID_REASONS``.
+    reason : DeadLetterReason
+        Given as the enum or its value (an unknown one raises ``ValueError``).
     detail : str
         What exactly is wrong, for the ``tripwire-detail`` DLQ header.
     error : str
         Class name of the underlying exception (``InvalidEvent`` if none).
     """
 
-    def __init__(self, reason: str, detail: str, cause: BaseException | None = None) -> None:
-        self.reason = reason
+    def __init__(
+        self, reason: DeadLetterReason | str, detail: str, cause: BaseException | None = None
+    ) -> None:
+        self.reason = DeadLetterReason(reason)
         self.detail = detail
         self.error = type(cause).__name__ if cause is not None else "InvalidEvent"
         super().__init__(f"{reason}: {detail}")

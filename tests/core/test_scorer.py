@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-from tripwire.core.scorer import Scorer
+from tripwire.core.scorer import Scorer, TopFeature
 
 
-def reference_top(scorer: Scorer, x: np.ndarray, c: np.ndarray, k: int) -> list[dict[str, Any]]:
+def reference_top(scorer: Scorer, x: np.ndarray, c: np.ndarray, k: int) -> list[TopFeature]:
     """The straightforward per-row definition: largest contribution first, stable."""
     idx = sorted(range(len(c)), key=lambda i: -c[i])[: min(k, len(c))]
     names = scorer.feature_names
-    return [{"name": names[i], "value": float(x[i]), "contribution": float(c[i])} for i in idx]
+    return [TopFeature(names[i], float(x[i]), float(c[i])) for i in idx]
 
 
 def scorer_with(n_features: int) -> Scorer:

@@ -290,9 +290,7 @@ def test_score_csv_has_ids_flags_and_top_features(
     assert result.contributions is not None
     for i in (0, 17, 459):
         top = scorer.top_features(ds.X[i], result.contributions[i], 2)
-        assert (
-            rows[i]["top1_feature"] == top[0]["name"] and rows[i]["top2_feature"] == top[1]["name"]
-        )
+        assert rows[i]["top1_feature"] == top[0].name and rows[i]["top2_feature"] == top[1].name
         assert float(rows[i]["top1_contribution"]) >= float(rows[i]["top2_contribution"])
 
 

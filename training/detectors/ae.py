@@ -93,9 +93,6 @@ class AutoEncoder(DeepDetector):
         self.batch_norm = bool(batch_norm)
         super().__init__(batch_size=batch_size, **kwargs)
 
-    def get_params(self) -> dict[str, Any]:
-        return {**super().get_params(), "batch_norm": self.batch_norm}
-
     @classmethod
     def load(cls, directory: Path, params: dict[str, Any], state: dict[str, Any]) -> Self:
         """As :meth:`DeepDetector.load`; a manifest without ``batch_norm`` predates it."""

@@ -117,6 +117,7 @@ class DeepDetector(Detector):
         Dropout after every hidden layer while training (0 = off).
     """
 
+    fitted_attribute = "module_"
     #: ``module_`` and its :class:`RowScorer`, built on first use.
     _compiled_: tuple[nn.Module, RowScorer] | None = None
 
@@ -161,21 +162,6 @@ class DeepDetector(Detector):
             problems.append(f"activation must be one of {sorted(ACTIVATIONS)}")
         if problems:
             raise DetectorError(f"{self.kind}: " + "; ".join(problems))
-
-    def get_params(self) -> dict[str, Any]:
-        return {
-            "seed": self.seed,
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "lr": self.lr,
-            "weight_decay": self.weight_decay,
-            "patience": self.patience,
-            "min_delta": self.min_delta,
-            "validation_fraction": self.validation_fraction,
-            "hidden_sizes": self.hidden_sizes,
-            "activation": self.activation,
-            "dropout": self.dropout,
-        }
 
     # -- what a subclass supplies ------------------------------------------------
 
@@ -333,8 +319,7 @@ class DeepDetector(Detector):
         return raw
 
     def _standardise(self, X: np.ndarray) -> np.ndarray:
-        if not hasattr(self, "module_"):
-            raise DetectorError(f"{self.kind}: detector is not fitted")
+        self._check_fitted()
         X = np.asarray(X, dtype=np.float32)
         if X.ndim != 2 or X.shape[1] != self.n_features_:
             raise DetectorError(
@@ -345,8 +330,7 @@ class DeepDetector(Detector):
     # -- persistence ---------------------------------------------------------
 
     def get_state(self) -> dict[str, Any]:
-        if not hasattr(self, "module_"):
-            raise DetectorError(f"{self.kind}: detector is not fitted")
+        self._check_fitted()
         return {
             "n_features": self.n_features_,
             "scaler": self.scaler_.to_dict(),
@@ -358,7 +342,7 @@ class DeepDetector(Detector):
 
     def save(self, directory: Path) -> list[str]:
         """Write ``weights.safetensors`` (no pickle) into ``directory``."""
-        self.get_state()  # raises when not fitted
+        self._check_fitted()
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().contiguous() for k, v in self.module_.state_dict().items()}

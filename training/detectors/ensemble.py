@@ -73,6 +73,7 @@ class KNNEnsemble(Detector):
     """
 
     kind: ClassVar[str] = "ensemble"
+    fitted_attribute: ClassVar[str] = "members_"
 
     def __init__(
         self,
@@ -89,14 +90,6 @@ class KNNEnsemble(Detector):
 
     def _members(self) -> list[KNN]:
         return [KNN(self.seed, self.k, s, self.max_reference) for s in self.scalings]
-
-    def get_params(self) -> dict[str, Any]:
-        return {
-            "seed": self.seed,
-            "k": self.k,
-            "scalings": list(self.scalings),
-            "max_reference": self.max_reference,
-        }
 
     def fit(self, X: np.ndarray) -> Self:
         """Fit every member on ``X`` (n_samples, n_features), assumed normal, and
@@ -115,8 +108,7 @@ class KNNEnsemble(Detector):
 
         Rows holding NaN or inf get NaN.
         """
-        if not hasattr(self, "members_"):
-            raise DetectorError(f"{self.kind}: detector is not fitted")
+        self._check_fitted()
         total: np.ndarray | None = None
         contrib: np.ndarray | None = None
         for i, (member, surprise) in enumerate(zip(self.members_, self.surprise_, strict=True)):
@@ -139,8 +131,7 @@ class KNNEnsemble(Detector):
         return np.mean(surprise, axis=0)
 
     def get_state(self) -> dict[str, Any]:
-        if not hasattr(self, "members_"):
-            raise DetectorError(f"{self.kind}: detector is not fitted")
+        self._check_fitted()
         states = [m.get_state() for m in self.members_]
         return {
             "n_features": states[0]["n_features"],
@@ -150,7 +141,7 @@ class KNNEnsemble(Detector):
 
     def save(self, directory: Path) -> list[str]:
         """Write reference rows and surprise maps to ``ensemble.safetensors`` (no pickle)."""
-        self.get_state()
+        self._check_fitted()
         reference = self.members_[0].reference_
         if any(not np.array_equal(m.reference_, reference) for m in self.members_):
             raise DetectorError(f"{self.kind}: members do not share their reference rows")

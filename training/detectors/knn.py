@@ -69,6 +69,7 @@ class KNN(Detector):
     """
 
     kind: ClassVar[str] = "knn"
+    fitted_attribute: ClassVar[str] = "reference_z_"
 
     def __init__(
         self, seed: int = 0, k: int = 5, scaling: str = "standard", max_reference: int = 10_000
@@ -81,14 +82,6 @@ class KNN(Detector):
             raise DetectorError(f"{self.kind}: k must be >= 1 and max_reference >= 2")
         if self.scaling not in SCALINGS:
             raise DetectorError(f"{self.kind}: scaling must be one of {', '.join(SCALINGS)}")
-
-    def get_params(self) -> dict[str, Any]:
-        return {
-            "seed": self.seed,
-            "k": self.k,
-            "scaling": self.scaling,
-            "max_reference": self.max_reference,
-        }
 
     def fit(self, X: np.ndarray) -> Self:
         """Keep (a sample of) the rows ``X`` (n_samples, n_features), assumed normal."""
@@ -125,8 +118,7 @@ class KNN(Detector):
 
         Rows holding NaN or inf get NaN scores and contributions.
         """
-        if not hasattr(self, "reference_z_"):
-            raise DetectorError(f"{self.kind}: detector is not fitted")
+        self._check_fitted()
         X = np.asarray(X)
         if X.ndim != 2 or X.shape[1] != self.n_features_:
             raise DetectorError(
@@ -145,8 +137,7 @@ class KNN(Detector):
         return getattr(self, "reference_scores_", None)
 
     def get_state(self) -> dict[str, Any]:
-        if not hasattr(self, "reference_z_"):
-            raise DetectorError(f"{self.kind}: detector is not fitted")
+        self._check_fitted()
         return {
             "n_features": self.n_features_,
             "n_reference": len(self.reference_),
@@ -155,7 +146,7 @@ class KNN(Detector):
 
     def save(self, directory: Path) -> list[str]:
         """Write the reference rows to ``reference.safetensors`` (no pickle)."""
-        self.get_state()
+        self._check_fitted()
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         save_file({"reference": self.reference_}, str(directory / REFERENCE_FILE))

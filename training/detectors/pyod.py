@@ -15,9 +15,10 @@ independent of the batch a row arrives in:
   row by row, and inside a larger batch. If all agree, batches are scored
   directly; if only the row-by-row scores are reproducible, rows are scored one
   at a time (slow but exact); if even that fails, the detector is marked
-  ``batch_independent = False`` and the stream worker refuses it. The outcome is
-  recorded as ``state["scoring"]``. (The flag lives on a per-model subclass,
-  so ``type(det).batch_independent`` and ``det.batch_independent`` agree.)
+  ``batch_independent = False`` and the stream worker refuses it. The outcome, a
+  :class:`ScoringMode`, is recorded as ``state["scoring"]``. (The flag lives on a
+  per-model subclass, so ``type(det).batch_independent`` and ``det.batch_independent``
+  agree.)
 
 Trust boundary: PyOD models can only be persisted with pickle, so ``save`` writes
 ``model.pkl`` and ``load`` unpickles it, which can execute code. ``load`` must only
@@ -42,6 +43,7 @@ import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -56,6 +58,19 @@ MODEL_FILE = "model.pkl"
 
 #: Models scored by :class:`_EmpiricalTails` instead of their decision_function.
 ECDF_MODELS = ("ECOD", "COPOD")
+
+
+class ScoringMode(StrEnum):
+    """How a fitted PyOD model is scored (``state["scoring"]`` in the manifest)."""
+
+    #: ECOD/COPOD: each row against training + that row alone (:class:`_EmpiricalTails`).
+    ECDF = "ecdf"
+    #: ``decision_function`` of the whole batch: a row's score does not depend on it.
+    BATCH = "batch"
+    #: ``decision_function`` of one row at a time: only that is reproducible.
+    ROWWISE = "rowwise"
+    #: Not even one row at a time is reproducible: the stream worker refuses it.
+    BATCH_DEPENDENT = "batch-dependent"
 
 
 def find_pyod_model(name: str) -> type:
@@ -117,6 +132,7 @@ class PyODDetector(Detector):
         Keyword arguments of the PyOD model's constructor (JSON-serialisable).
     """
 
+    fitted_attribute: ClassVar[str] = "model_"
     model_name: ClassVar[str] = ""
     model_cls: ClassVar[type]
 
@@ -137,7 +153,8 @@ class PyODDetector(Detector):
             raise DetectorError(f"{self.kind}: parameters must be JSON values: {exc}") from exc
 
     def get_params(self) -> dict[str, Any]:
-        return {"seed": self.seed, **self.params}
+        """``seed`` and the PyOD model's own parameters (``**params``)."""
+        return {**super().get_params(), **self.params}
 
     def fit(self, X: np.ndarray) -> Self:
         """Fit the PyOD model on ``X`` (n_samples, n_features) and pick a scoring mode."""
@@ -157,16 +174,16 @@ class PyODDetector(Detector):
             self.model_ = model
             self.n_features_ = X.shape[1]
             if self.model_name in ECDF_MODELS:
-                self._set_mode("ecdf")
+                self._set_mode(ScoringMode.ECDF)
             else:
                 self._set_mode(_probe_mode(model, X, self.seed))
         return self
 
-    def _set_mode(self, mode: str) -> None:
-        self.scoring_ = mode
-        if mode == "ecdf":
+    def _set_mode(self, mode: ScoringMode) -> None:
+        self.scoring_ = mode = ScoringMode(mode)
+        if mode is ScoringMode.ECDF:
             self.tails_ = _EmpiricalTails(np.asarray(self.model_.X_train, dtype=np.float64))
-        if mode == "batch-dependent":
+        if mode is ScoringMode.BATCH_DEPENDENT:
             # This fitted model only: switch to a subclass that says so, so both
             # ``det.batch_independent`` and ``type(det).batch_independent`` are False.
             self.__class__ = _batch_dependent_variant(type(self))
@@ -178,8 +195,7 @@ class PyODDetector(Detector):
 
     def score_and_explain(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Scores (n,) float64, higher = more anomalous; contributions for ECOD/COPOD only."""
-        if not hasattr(self, "model_"):
-            raise DetectorError(f"{self.kind}: detector is not fitted")
+        self._check_fitted()
         X = _as_float64(X, self.kind)
         if X.shape[1] != self.n_features_:
             raise DetectorError(
@@ -187,21 +203,20 @@ class PyODDetector(Detector):
             )
         if len(X) == 0:
             return np.empty(0), None
-        if self.scoring_ == "ecdf":
+        if self.scoring_ is ScoringMode.ECDF:
             terms = self.tails_.outlier_terms(X, self.model_name)
             return terms.sum(axis=1), terms
-        if self.scoring_ == "rowwise":
+        if self.scoring_ is ScoringMode.ROWWISE:
             return _score_rowwise(self.model_, X), None
         return np.asarray(self.model_.decision_function(X), dtype=np.float64).ravel(), None
 
     def get_state(self) -> dict[str, Any]:
-        if not hasattr(self, "model_"):
-            raise DetectorError(f"{self.kind}: detector is not fitted")
-        return {"n_features": self.n_features_, "scoring": self.scoring_}
+        self._check_fitted()
+        return {"n_features": self.n_features_, "scoring": self.scoring_.value}
 
     def save(self, directory: Path) -> list[str]:
         """Pickle the PyOD model to ``model.pkl`` (see the module docstring on trust)."""
-        self.get_state()
+        self._check_fitted()
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         with open(directory / MODEL_FILE, "wb") as f:
@@ -224,10 +239,12 @@ class PyODDetector(Detector):
             raise DetectorError(f"{cls.kind}: cannot load {path}: {exc!r}") from exc
         if not isinstance(model, cls.model_cls):
             raise DetectorError(f"{cls.kind}: {path} holds a {type(model).__name__}")
-        if mode not in ("ecdf", "batch", "rowwise", "batch-dependent"):
-            raise DetectorError(f"{cls.kind}: unknown scoring mode {mode!r}")
+        try:
+            scoring = ScoringMode(mode)
+        except ValueError:
+            raise DetectorError(f"{cls.kind}: unknown scoring mode {mode!r}") from None
         det.model_, det.n_features_ = model, n_features
-        det._set_mode(mode)
+        det._set_mode(scoring)
         return det
 
 
@@ -265,8 +282,8 @@ def _score_rowwise(model: Any, X: np.ndarray) -> np.ndarray:
     return np.array([float(np.ravel(model.decision_function(row[None]))[0]) for row in X])
 
 
-def _probe_mode(model: Any, X: np.ndarray, seed: int) -> str:
-    """``"batch"``, ``"rowwise"`` or ``"batch-dependent"`` for a fitted model.
+def _probe_mode(model: Any, X: np.ndarray, seed: int) -> ScoringMode:
+    """``BATCH``, ``ROWWISE`` or ``BATCH_DEPENDENT`` for a fitted model.
 
     Scores a probe set (training rows and the same rows pushed 3 standard
     deviations off in random directions) as a batch, row by row, and at the end
@@ -291,10 +308,10 @@ def _probe_mode(model: Any, X: np.ndarray, seed: int) -> str:
         again = _score_rowwise(model, probe)
     except Exception as exc:  # a model that cannot score one row at a time
         logger.warning("scoring single rows failed: %r", exc)
-        return "batch-dependent"
+        return ScoringMode.BATCH_DEPENDENT
     if same(alone, batch(probe)) and same(alone, batch(np.vstack([context, probe]))[-len(probe) :]):
-        return "batch"
-    return "rowwise" if same(alone, again) else "batch-dependent"
+        return ScoringMode.BATCH
+    return ScoringMode.ROWWISE if same(alone, again) else ScoringMode.BATCH_DEPENDENT
 
 
 class _EmpiricalTails:

@@ -141,14 +141,6 @@ class VAE(DeepDetector):
         if self.beta < 0 or self.n_samples < 1:
             raise DetectorError("vae: beta must be >= 0 and n_samples >= 1")
 
-    def get_params(self) -> dict[str, Any]:
-        return {
-            **super().get_params(),
-            "latent_dim": self.latent_dim,
-            "beta": self.beta,
-            "n_samples": self.n_samples,
-        }
-
     def _sizes(self, n_features: int) -> tuple[list[int], int]:
         hidden, latent = default_sizes(n_features)
         return self.hidden_sizes or hidden, self.latent_dim or latent

@@ -7,9 +7,15 @@ without importing ``tripwire.training``: every module named in the
 lookup, and registers its kinds when imported. Tripwire's own detectors are the
 ``builtin`` entry point, :mod:`tripwire.training.detectors`.
 
->>> from tripwire.core.kinds import detector_class
+This registry is the one list of kinds: the CLI's help texts (:func:`described`),
+the README's table (checked by ``tests/tripwire/test_docs.py``) and the detector
+contract test (:func:`examples`) are all read from it.
+
+>>> from tripwire.core.kinds import described, detector_class
 >>> detector_class("vae").kind
 'vae'
+>>> described()
+'ensemble, knn, ae, vae or pyod:<Name> (e.g. pyod:IForest)'
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ ENTRY_POINT_GROUP = "tripwire.detectors"
 _KINDS: dict[str, tuple[str, str]] = {}
 #: prefix (``"pyod:"``) -> (placeholder for help texts, resolver of the rest of the kind).
 _FAMILIES: dict[str, tuple[str, Callable[[str], type[Detector]]]] = {}
+#: prefix -> kinds of the family named as examples (help texts, the contract test).
+_EXAMPLES: dict[str, tuple[str, ...]] = {}
 _loaded = False
 _lock = threading.RLock()
 
@@ -39,16 +47,40 @@ def register(kind: str, module: str, name: str) -> None:
 
 
 def register_family(
-    prefix: str, placeholder: str, resolve: Callable[[str], type[Detector]]
+    prefix: str,
+    placeholder: str,
+    resolve: Callable[[str], type[Detector]],
+    examples: tuple[str, ...] = (),
 ) -> None:
-    """Kinds ``<prefix><rest>`` are ``resolve(rest)``; ``placeholder`` names them in help."""
+    """Kinds ``<prefix><rest>`` are ``resolve(rest)``; ``placeholder`` names them in help.
+
+    ``examples`` are kinds of the family worth naming: the first in help texts, all
+    of them where every kind is exercised (the detector contract test).
+    """
+    if not all(example.startswith(prefix) for example in examples):
+        raise ValueError(f"examples of family {prefix!r} must start with it: {examples}")
     _FAMILIES[prefix] = (placeholder, resolve)
+    _EXAMPLES[prefix] = examples
 
 
 def kinds() -> tuple[str, ...]:
     """Every registered kind, families as their placeholder (``"pyod:<Name>"``)."""
     _load_entry_points()
     return (*_KINDS, *(placeholder for placeholder, _ in _FAMILIES.values()))
+
+
+def examples() -> tuple[str, ...]:
+    """Every registered kind, families as their examples (``"pyod:IForest"``, ...)."""
+    _load_entry_points()
+    return (*_KINDS, *(kind for members in _EXAMPLES.values() for kind in members))
+
+
+def described() -> str:
+    """The kinds for a help text: ``"ensemble, knn, ... or pyod:<Name> (e.g. pyod:IForest)"``."""
+    *most, last = kinds()
+    text = f"{', '.join(most)} or {last}" if most else last
+    named = [members[0] for members in _EXAMPLES.values() if members]
+    return f"{text} (e.g. {', '.join(named)})" if named else text
 
 
 def detector_class(kind: str) -> type[Detector]:

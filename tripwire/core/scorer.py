@@ -11,6 +11,25 @@ from tripwire.core.detector import Detector
 from tripwire.core.errors import DetectorError
 
 
+@dataclass(frozen=True, slots=True)
+class TopFeature:
+    """One of the features that contributed most to a row's score.
+
+    >>> TopFeature("f7", 9.1, 4.2).to_json()
+    {'name': 'f7', 'value': 9.1, 'contribution': 4.2}
+    """
+
+    name: str
+    #: The feature's value in the row.
+    value: float
+    #: Its non-negative contribution to the score (see ``Detector.score_and_explain``).
+    contribution: float
+
+    def to_json(self) -> dict[str, Any]:
+        """The alert's ``top_features[]`` entry: ``{"name", "value", "contribution"}``."""
+        return {"name": self.name, "value": self.value, "contribution": self.contribution}
+
+
 @dataclass(frozen=True)
 class ScoreResult:
     """Scores of one batch.
@@ -58,19 +77,18 @@ class Scorer:
 
     def top_features(
         self, X_row: np.ndarray, contrib_row: np.ndarray | None, k: int
-    ) -> list[dict[str, Any]]:
+    ) -> list[TopFeature]:
         """The ``k`` features with the largest contribution in one row.
 
-        Returns a list of ``{"name", "value", "contribution"}`` dicts, largest first
-        (equal contributions in feature order); empty when the detector gives no
-        contributions.
+        Largest first (equal contributions in feature order); empty when the detector
+        gives no contributions.
         """
         contrib = None if contrib_row is None else contrib_row[None, :]
         return self.top_features_rows(X_row[None, :], contrib, k)[0]
 
     def top_features_rows(
         self, X: np.ndarray, contributions: np.ndarray | None, k: int
-    ) -> list[list[dict[str, Any]]]:
+    ) -> list[list[TopFeature]]:
         """:meth:`top_features` of every row of ``X`` (m, d), in one vectorised pass."""
         if contributions is None or k <= 0 or not len(X):
             return [[] for _ in range(len(X))]
@@ -79,9 +97,6 @@ class Scorer:
         contribs = np.take_along_axis(contributions, idx, axis=1).astype(np.float64).tolist()
         names = self.feature_names
         return [
-            [
-                {"name": names[i], "value": v, "contribution": c}
-                for i, v, c in zip(row, vs, cs, strict=True)
-            ]
+            [TopFeature(names[i], v, c) for i, v, c in zip(row, vs, cs, strict=True)]
             for row, vs, cs in zip(idx.tolist(), values, contribs, strict=True)
         ]

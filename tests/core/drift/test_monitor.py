@@ -55,6 +55,13 @@ def test_shift_names_the_feature(reference: DriftReference) -> None:
     assert report is not None and report.feature_alarm
     assert report.top_features() == ["f4"] and report.drifting_features == 1
     assert report.to_dict()["features"]["top"][0]["mean_shift_sd"] == pytest.approx(1.0, abs=0.1)
+    ranked = report.ranked_features()
+    assert [f.name for f in ranked][:1] == ["f4"] and len(ranked) == report.top_k
+    assert [f.drift for f in ranked] == sorted(report.feature_drift, reverse=True)[: report.top_k]
+    assert report.to_dict()["features"]["top"] == [f.to_json() for f in ranked]
+    assert list(ranked[0].to_json()) == [
+        "name", "drift", "p_value", "psi", "mean_shift_sd", "std_ratio"
+    ]  # fmt: skip
 
 
 def test_bad_config_and_feature_count_are_refused(reference: DriftReference) -> None:

@@ -51,7 +51,7 @@ def test_scores_and_decisions(registry: Registry, publish_mean: Callable[..., st
     np.testing.assert_allclose(result.scores, [0.0, 9.0, 1.0], atol=1e-5)
     assert result.is_anomaly.tolist() == [False, True, False]
     top = scorer.top_features(X[1], result.contributions[1], k=1)
-    assert top[0]["name"] == "f0"
+    assert top[0].name == "f0"
 
 
 def test_sha_mismatch_names_the_file_and_loads_nothing(

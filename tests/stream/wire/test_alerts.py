@@ -13,6 +13,7 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tripwire.core.scorer import TopFeature
 from tripwire.stream.wire.alerts import (
     ALERT_HEADERS,
     ALERT_NAMESPACE,
@@ -26,7 +27,7 @@ from tripwire.stream.wire.alerts import (
 from tripwire.stream.wire.limits import MAX_ID_BYTES, MAX_NAME_BYTES, bounded, output_key
 
 S = Scored("evt-1", "card-9", "features", 3, 1234, None, 1_764_324_000_000.0, 2.5, True)
-TOP = [{"name": "f1", "value": 9.0, "contribution": 4.0}]
+TOP = [TopFeature("f1", 9.0, 4.0)]
 
 
 def test_anomaly_event_is_a_cloudevent_with_the_documented_data() -> None:
@@ -44,7 +45,8 @@ def test_anomaly_event_is_a_cloudevent_with_the_documented_data() -> None:
         "input_id": "evt-1", "entity": "card-9", "topic": "features", "partition": 3,
         "offset": 1234, "index": None, "event_time": "2025-11-28T10:00:00.000000Z",
         "detection_time": ev["time"], "score": 2.5, "threshold": 1.25, "severity": 2.0,
-        "model": {"name": "demo", "version": "3"}, "top_features": TOP,
+        "model": {"name": "demo", "version": "3"},
+        "top_features": [{"name": "f1", "value": 9.0, "contribution": 4.0}],
     }  # fmt: skip
     assert datetime.fromisoformat(ev["time"]).tzinfo is not None
 
@@ -83,7 +85,7 @@ def test_alert_of_a_key_that_is_not_utf8_is_valid_json() -> None:
 
 
 def test_non_finite_contribution_is_refused() -> None:
-    top = [{"name": "f1", "value": 9.0, "contribution": float("inf")}]
+    top = [TopFeature("f1", 9.0, float("inf"))]
     with pytest.raises(ValueError):
         AlertBuilder("s").anomaly_event(
             S, detected_at=1.0, threshold=1.0, model=("m", "1"), top_features=top
@@ -152,7 +154,7 @@ def test_every_output_fits_the_output_limit_whatever_the_ids(
     input_id: str, entity: str, name: str
 ) -> None:
     s = replace(S, input_id=input_id, entity=entity)
-    top = [{"name": name, "value": 1.0, "contribution": 2.0}] * 5
+    top = [TopFeature(name, 1.0, 2.0)] * 5
     builder = AlertBuilder("tripwire://g/features")
     key = output_key(entity)
     event = builder.anomaly_event(

@@ -7,9 +7,11 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tripwire.stream.observability.metrics import INVALID_REASONS
 from tripwire.stream.wire.dead_letters import (
     MAX_DETAIL_CHARS,
     OUTPUT_TOO_LARGE,
+    DeadLetterReason,
     dead_letter,
     output_dead_letter,
 )
@@ -23,6 +25,12 @@ from tripwire.stream.wire.records import InputRecord, OutputRecord
 
 def record(value: bytes = b"{bad", headers: list | None = None) -> InputRecord:
     return InputRecord("features", 1, 77, 1_700_000_000_123, b"key", value, headers or [])
+
+
+def test_the_reasons_are_the_invalid_event_labels_and_output_too_large() -> None:
+    """The header values are the metric's labels (declared apart: observability sits below wire)."""
+    assert [r.value for r in DeadLetterReason] == [*INVALID_REASONS, "output_too_large"]
+    assert OUTPUT_TOO_LARGE is DeadLetterReason.OUTPUT_TOO_LARGE
 
 
 def test_dead_letter_keeps_the_original_and_says_why() -> None:

@@ -10,11 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
+from tripwire.core.scorer import TopFeature
 from tripwire.stream.wire.alerts import DATASCHEMA, AlertBuilder, Scored
 from tripwire.stream.wire.schemas import SCHEMA_FILES, output_problems, schema
 
 S = Scored("evt-1", "card-9", "features", 3, 1234, None, 1_764_324_000_000.0, 2.5, True)
-TOP = [{"name": "f1", "value": 9.0, "contribution": 4.0}]
+TOP = [TopFeature("f1", 9.0, 4.0)]
 B = AlertBuilder("tripwire://g/features")
 
 

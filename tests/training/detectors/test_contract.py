@@ -12,22 +12,29 @@ import torch
 from pyod.utils.data import generate_data
 from sklearn.metrics import roc_auc_score
 
+from tripwire.core import kinds
+from tripwire.core.errors import DetectorError
 from tripwire.training.detectors import Detector, detector_class, make_detector
 
-# Small budgets: the point is the contract, not the best model.
-SPECS: dict[str, dict[str, Any]] = {
+#: Every registered kind, families as their examples: the registry decides what runs.
+KINDS = kinds.examples()
+# Small budgets (kinds not named here run with their defaults): the point is the
+# contract, not the best model.
+BUDGETS: dict[str, dict[str, Any]] = {
     "ensemble": {"max_reference": 300},  # < the 540 training rows: the seed picks them
     "knn": {"max_reference": 300},
     "ae": {"epochs": 30, "batch_size": 64},
     "vae": {"epochs": 30, "batch_size": 64},
     "pyod:IForest": {"n_estimators": 50},
-    "pyod:ECOD": {},
-    "pyod:COPOD": {},
-    "pyod:KNN": {},
-    "pyod:HBOS": {},
 }
-# kinds whose fit actually uses the seed
-STOCHASTIC = ["ensemble", "knn", "ae", "vae", "pyod:IForest"]
+SPECS: dict[str, dict[str, Any]] = {kind: BUDGETS.get(kind, {}) for kind in KINDS}
+# kinds whose fit does not use the seed (every other kind must)
+DETERMINISTIC = {"pyod:ECOD", "pyod:COPOD", "pyod:KNN", "pyod:HBOS"}
+STOCHASTIC = [kind for kind in KINDS if kind not in DETERMINISTIC]
+
+
+def test_the_lists_here_name_only_registered_kinds() -> None:
+    assert set(BUDGETS) <= set(KINDS) and DETERMINISTIC <= set(KINDS)
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +57,15 @@ def fitted(data: dict[str, np.ndarray]) -> dict[str, Detector]:
 @pytest.fixture(params=list(SPECS))
 def spec(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+def test_an_unfitted_detector_says_so(spec, data, tmp_path: Path):
+    det = make_detector(spec, seed=3, **SPECS[spec])
+    calls = [lambda: det.score(data["X_test"]), det.get_state, lambda: det.save(tmp_path)]
+    for call in calls:
+        with pytest.raises(DetectorError, match=rf"^{det.kind}: detector is not fitted$"):
+            call()
+    assert not list(tmp_path.iterdir())
 
 
 def test_scores_are_finite_with_one_per_row(spec, fitted, data):

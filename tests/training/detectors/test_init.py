@@ -7,8 +7,9 @@ import sys
 
 import pytest
 
+from tripwire.core import kinds
 from tripwire.core.errors import DetectorError
-from tripwire.training.detectors import KINDS, detector_class, make_detector
+from tripwire.training.detectors import detector_class, make_detector
 from tripwire.training.detectors.ae import AutoEncoder
 from tripwire.training.detectors.vae import VAE
 
@@ -17,7 +18,9 @@ def test_builtin_kinds_resolve():
     assert detector_class("ae") is AutoEncoder
     assert detector_class(" vae ") is VAE
     assert detector_class("pyod:ECOD").kind == "pyod:ECOD"
-    assert "ae" in KINDS and "vae" in KINDS
+    assert "ae" in kinds.kinds() and "vae" in kinds.kinds()
+    # every kind the registry names (families as their examples) resolves to its class
+    assert all(detector_class(kind).kind == kind for kind in kinds.examples())
 
 
 def test_make_detector_passes_seed_and_params():

@@ -11,7 +11,13 @@ from pyod.utils.data import generate_data
 
 from tripwire.core.errors import DetectorError
 from tripwire.training.detectors import detector_class, make_detector
-from tripwire.training.detectors.pyod import MODEL_FILE, _probe_mode, find_pyod_model, pyod_class
+from tripwire.training.detectors.pyod import (
+    MODEL_FILE,
+    ScoringMode,
+    _probe_mode,
+    find_pyod_model,
+    pyod_class,
+)
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +78,19 @@ def test_batch_dependent_model_is_flagged_and_survives_reload(data, tmp_path: Pa
     loaded = detector_class(det.kind).load(tmp_path, det.get_params(), det.get_state())
     assert type(loaded).batch_independent is False
     np.testing.assert_array_equal(loaded.score(X_test), det.score(X_test))
+
+
+def test_the_scoring_mode_is_saved_by_its_value_and_read_back(data, tmp_path: Path):
+    assert [m.value for m in ScoringMode] == ["ecdf", "batch", "rowwise", "batch-dependent"]
+    X_train, X_test = data
+    det = make_detector("pyod:IForest", n_estimators=20).fit(X_train)
+    det.save(tmp_path)
+    state = json.loads(json.dumps(det.get_state()))
+    assert state["scoring"] == "batch" and det.scoring_ is ScoringMode.BATCH
+    loaded = detector_class(det.kind).load(tmp_path, det.get_params(), state)
+    assert loaded.scoring_ is ScoringMode.BATCH
+    with pytest.raises(DetectorError, match="unknown scoring mode 'batched'"):
+        detector_class(det.kind).load(tmp_path, det.get_params(), {**state, "scoring": "batched"})
 
 
 def test_seed_becomes_random_state_unless_given(data):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 
@@ -57,3 +58,34 @@ def test_a_swapped_pickle_is_refused_before_it_is_unpickled(
     with pytest.raises(ModelLoadError, match=f"{pkl}: sha256 mismatch"):
         load_scorer(registry.root, f"real@{version}")
     assert not marker.exists()
+
+
+#: ``detector.params`` of manifest.json (written with sorted keys) for these settings,
+#: as recorded before the detector base class derived ``get_params`` from ``__init__``.
+RECORDED_PARAMS = [
+    ("ensemble", {"k": 3, "scalings": "standard"},
+     '{"k": 3, "max_reference": 10000, "scalings": ["standard"], "seed": 3}'),
+    ("knn", {},
+     '{"k": 5, "max_reference": 10000, "scaling": "standard", "seed": 3}'),
+    ("ae", {"epochs": 2, "hidden_sizes": "8,2", "batch_norm": False},
+     '{"activation": "relu", "batch_norm": false, "batch_size": 64, "dropout": 0.0, "epochs": 2, '
+     '"hidden_sizes": [8, 2], "lr": 0.001, "min_delta": 0.0001, "patience": 10, "seed": 3, '
+     '"validation_fraction": 0.1, "weight_decay": 0.0}'),
+    ("vae", {"epochs": 2, "latent_dim": 3, "beta": 0.5, "hidden_sizes": [6]},
+     '{"activation": "relu", "batch_size": 256, "beta": 0.5, "dropout": 0.0, "epochs": 2, '
+     '"hidden_sizes": [6], "latent_dim": 3, "lr": 0.003, "min_delta": 0.0001, "n_samples": 4, '
+     '"patience": 10, "seed": 3, "validation_fraction": 0.1, "weight_decay": 0.0}'),
+    ("pyod:HBOS", {"n_bins": 5}, '{"n_bins": 5, "seed": 3}'),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("spec", "params", "recorded"), RECORDED_PARAMS)
+def test_the_manifest_records_the_same_params_for_the_same_settings(
+    registry: Registry, X: np.ndarray, spec: str, params: dict, recorded: str
+) -> None:
+    det = make_detector(spec, seed=3, **params).fit(X)
+    version = registry.publish("real", det.save, manifest_for(det, ["a", "b", "c", "d"]))
+    text = (registry.version_dir("real", version) / "manifest.json").read_text()
+    assert json.dumps(json.loads(text)["detector"]["params"], sort_keys=True) == recorded
+    loaded = load_scorer(registry.root, f"real@{version}").detector
+    assert json.dumps(loaded.get_params(), sort_keys=True) == recorded

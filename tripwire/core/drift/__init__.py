@@ -8,7 +8,14 @@ against, :mod:`~tripwire.core.drift.statistics` the calibrated tests and
 
 from __future__ import annotations
 
-from tripwire.core.drift.monitor import DriftConfig, DriftMonitor, DriftReport
+from tripwire.core.drift.monitor import DriftConfig, DriftMonitor, DriftReport, FeatureDrift
 from tripwire.core.drift.reference import REFERENCE_FILE, DriftReference
 
-__all__ = ["REFERENCE_FILE", "DriftConfig", "DriftMonitor", "DriftReference", "DriftReport"]
+__all__ = [
+    "REFERENCE_FILE",
+    "DriftConfig",
+    "DriftMonitor",
+    "DriftReference",
+    "DriftReport",
+    "FeatureDrift",
+]

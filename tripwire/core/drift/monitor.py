@@ -35,6 +35,28 @@ from tripwire.core.drift.statistics import (
 from tripwire.core.errors import ConfigError
 
 
+@dataclass(frozen=True, slots=True)
+class FeatureDrift:
+    """How far one feature drifted in a window (a report's ``features.top[]`` entry)."""
+
+    name: str
+    #: Chi-square over its critical value: ``> 1`` is drifting.
+    drift: float
+    p_value: float
+    psi: float
+    #: Shift of the window's mean, in training standard deviations.
+    mean_shift_sd: float
+    #: The window's standard deviation over the training one.
+    std_ratio: float
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object of the report (``tripwire drift --json``)."""
+        return {
+            "name": self.name, "drift": self.drift, "p_value": self.p_value, "psi": self.psi,
+            "mean_shift_sd": self.mean_shift_sd, "std_ratio": self.std_ratio,
+        }  # fmt: skip
+
+
 @dataclass(frozen=True)
 class DriftConfig:
     """Window, step and alarm calibration of a drift monitor."""
@@ -141,9 +163,23 @@ class DriftReport:
         order = np.argsort(-self.feature_drift, kind="stable")[: self.top_k]
         return [self.feature_names[i] for i in order if self.feature_drift[i] > 1.0]
 
+    def ranked_features(self) -> list[FeatureDrift]:
+        """The ``top_k`` features by drift (drifting or not), largest first."""
+        order = np.argsort(-self.feature_drift, kind="stable")[: self.top_k]
+        return [
+            FeatureDrift(
+                self.feature_names[i],
+                float(self.feature_drift[i]),
+                float(self.feature_p[i]),
+                float(self.feature_psi[i]),
+                float(self.mean_shift_sd[i]),
+                float(self.std_ratio[i]),
+            )  # fmt: skip
+            for i in order.tolist()
+        ]
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe summary: the alarms, the statistics and the top features."""
-        order = np.argsort(-self.feature_drift, kind="stable")[: self.top_k]
         return {
             "events": self.events,
             "window": self.window,
@@ -159,19 +195,9 @@ class DriftReport:
             "features": {
                 "alarm": self.feature_alarm, "drifting": self.drifting_features,
                 "largest_drift": self.largest_drift,
-                "top": [self._feature(int(i)) for i in order],
+                "top": [f.to_json() for f in self.ranked_features()],
             },
         }  # fmt: skip
-
-    def _feature(self, i: int) -> dict[str, Any]:
-        return {
-            "name": self.feature_names[i],
-            "drift": float(self.feature_drift[i]),
-            "p_value": float(self.feature_p[i]),
-            "psi": float(self.feature_psi[i]),
-            "mean_shift_sd": float(self.mean_shift_sd[i]),
-            "std_ratio": float(self.std_ratio[i]),
-        }
 
 
 class DriftMonitor:
