@@ -12,6 +12,7 @@ plus, on the same broker and the same events:
 - the broker alone at each offered rate (:mod:`benchmarks.stream.probe`), and py-spy
   samples of the worker during its binary and packed runs
   (:mod:`benchmarks.stream.profile`);
+- the worker variants of ``--variants`` (:mod:`tripwire.bench.stream_variants`);
 - every detector of ``--detectors`` in a worker of its own and in-process
   (:mod:`tripwire.bench.stream_detectors`), with issue 12's speed targets.
 
@@ -99,6 +100,7 @@ def run_harness(settings: HarnessSettings, command: str = "") -> HarnessResult:
         bench.ceilings()
         bench.peers()
         bench.workers()
+        bench.variants()
         bench.detectors()
     result.meta["load_average_end"] = os.getloadavg()
     return result
