@@ -33,9 +33,10 @@ from benchmarks.stream.peers import PeerResult, run_peer, train_pyod_model
 from benchmarks.stream.probe import run_probe
 from benchmarks.stream.profile import Profile, Profiler
 from tripwire.bench.quality import torch_threads
-from tripwire.bench.stream import StreamBenchSettings, StreamResult, WorkerBench
+from tripwire.bench.stream import StreamResult, WorkerBench
 from tripwire.bench.stream_data import create_topics, vectors
 from tripwire.bench.stream_meta import meta
+from tripwire.bench.stream_settings import StreamBenchSettings
 from tripwire.bench.stream_worker import StartProfiler
 from tripwire.core.errors import ConfigError
 from tripwire.stream.kafka.app import MIN_FETCH_WAIT

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from tripwire.bench import stream_report
-from tripwire.bench.stream import StreamBenchSettings, run_stream
+from tripwire.bench.stream import run_stream
+from tripwire.bench.stream_settings import StreamBenchSettings
 from tripwire.core.config import add_arguments, env_defaults, from_args, guarded
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from tripwire.bench import stream_variants
-from tripwire.bench.stream import StreamBenchSettings
+from tripwire.bench.stream_settings import StreamBenchSettings
 from tripwire.bench.stream_variants import COMPARISONS, VARIANTS, compare, schedule
 from tripwire.core.errors import ConfigError
 from tripwire.stream.settings import WorkerSettings
