@@ -30,8 +30,8 @@ Beside the worker, on the same broker and events: ceiling A (raw aiokafka consum
 group, decode only), B (bare stock faust agent), C (batched inference alone), the
 naive faust + PyOD peer, the broker alone at each offered rate, and py-spy samples of
 the worker. Ratios are the headline: machines are noisy. The defaults take about 3-4
-minutes on 2 cores, plus about a minute per detector of --detectors. See
-docs/performance.md."""
+minutes on 2 cores, plus about a minute per detector of --detectors and half a
+minute per variant round (--variants x --variant-repeats). See docs/performance.md."""
 
 
 def build_parser() -> argparse.ArgumentParser:

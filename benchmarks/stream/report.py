@@ -149,6 +149,7 @@ def markdown(r: HarnessResult) -> str:
         "of the same offered stream: producer → broker → consumer with no processing, the "
         "floor the worker's latency sits on.",
         *stream_report.memory_line(r),
+        *stream_report.variant_table(r),
         *stream_report.detector_table(r),
         *detector_targets(r),
     ]

@@ -12,6 +12,7 @@ plus, on the same broker and the same events:
 - the broker alone at each offered rate (:mod:`benchmarks.stream.probe`), and py-spy
   samples of the worker during its binary and packed runs
   (:mod:`benchmarks.stream.profile`);
+- the worker variants of ``--variants`` (:mod:`tripwire.bench.stream_variants`);
 - every detector of ``--detectors`` in a worker of its own and in-process
   (:mod:`tripwire.bench.stream_detectors`), with issue 12's speed targets.
 
@@ -32,9 +33,10 @@ from benchmarks.stream.peers import PeerResult, run_peer, train_pyod_model
 from benchmarks.stream.probe import run_probe
 from benchmarks.stream.profile import Profile, Profiler
 from tripwire.bench.quality import torch_threads
-from tripwire.bench.stream import StreamBenchSettings, StreamResult, WorkerBench
+from tripwire.bench.stream import StreamResult, WorkerBench
 from tripwire.bench.stream_data import create_topics, vectors
 from tripwire.bench.stream_meta import meta
+from tripwire.bench.stream_settings import StreamBenchSettings
 from tripwire.bench.stream_worker import StartProfiler
 from tripwire.core.errors import ConfigError
 from tripwire.stream.kafka.app import MIN_FETCH_WAIT
@@ -99,6 +101,7 @@ def run_harness(settings: HarnessSettings, command: str = "") -> HarnessResult:
         bench.ceilings()
         bench.peers()
         bench.workers()
+        bench.variants()
         bench.detectors()
     result.meta["load_average_end"] = os.getloadavg()
     return result

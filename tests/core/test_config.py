@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tripwire.bench.quality import QualitySettings
-from tripwire.bench.stream import StreamBenchSettings
+from tripwire.bench.stream_settings import StreamBenchSettings
 from tripwire.cli import main
 from tripwire.core.config import env_name, load_env
 from tripwire.demo import DemoSettings

@@ -9,7 +9,11 @@ Steps (everything on one broker, the embedded one unless ``--bootstrap``):
 3. ``tripwire worker`` (a child process) reads each topic; after the binary run the
    same worker gets events at fixed offered rates for the alert latency, and its
    RSS is compared with the RSS after warm-up.
-4. Every detector of ``--detectors`` is trained, timed in-process and served by a
+4. Every worker variant of ``--variants`` (the defaults, ``--no-drift``, a shadow
+   model) serves the AE on binary events, ``--variant-repeats`` interleaved rounds:
+   throughput and the alert latency at ``--variant-rate``, and the ratios of
+   issues 16 and 17 (:mod:`tripwire.bench.stream_variants`).
+5. Every detector of ``--detectors`` is trained, timed in-process and served by a
    worker of its own on binary events: throughput and the alert latency at
    ``--detector-rate`` (:mod:`tripwire.bench.stream_detectors`).
 
@@ -26,10 +30,10 @@ import os
 import tempfile
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from tripwire.bench.stream_data import (
     ENCODINGS,
@@ -39,8 +43,11 @@ from tripwire.bench.stream_data import (
     records_for,
     train_tripwire_model,
 )
-from tripwire.bench.stream_detectors import run_detectors, worker_stats
+from tripwire.bench.stream_detectors import run_detectors
 from tripwire.bench.stream_meta import meta
+from tripwire.bench.stream_serve import alerts_topic, serving, worker_stats
+from tripwire.bench.stream_settings import StreamBenchSettings
+from tripwire.bench.stream_variants import run_variants
 from tripwire.bench.stream_worker import (
     Offered,
     Sample,
@@ -53,100 +60,9 @@ from tripwire.bench.stream_worker import (
     throughput,
     wait_until,
 )
-from tripwire.core.errors import ConfigError
 from tripwire.core.registry import load_scorer
 
 log = logging.getLogger(__name__)
-
-#: Tansu delays a group join by half the session timeout.
-SESSION_TIMEOUT = 4.0
-
-
-@dataclass(frozen=True)
-class StreamBenchSettings:
-    """Options of ``tripwire bench stream`` (each also a ``TRIPWIRE_BENCH_*`` env var)."""
-
-    #: its own variables: TRIPWIRE_OUT is score's file, not this folder
-    ENV_PREFIX: ClassVar[str] = "TRIPWIRE_BENCH_"
-
-    bootstrap: str = field(
-        default="", metadata={"help": "Kafka cluster to use (empty: the embedded broker)"}
-    )
-    out: str = field(
-        default="out/bench/stream",
-        metadata={"help": "directory for stream.md, stream.json and logs", "metavar": "DIR"},
-    )
-    events: int = field(
-        default=300_000, metadata={"help": "events of the JSON and binary runs (and ceiling A)"}
-    )
-    packed_events: int = field(
-        default=1_000_000, metadata={"help": "feature vectors of the packed run"}
-    )
-    packed_size: int = field(default=100, metadata={"help": "vectors per packed record"})
-    partitions: int = field(default=3, metadata={"help": "partitions of every input topic"})
-    anomaly_fraction: float = field(
-        default=0.01, metadata={"help": "share of anomalous events (they make alerts)"}
-    )
-    rates: tuple[str, ...] = field(
-        default=("1000", "5000", "80%"),
-        metadata={
-            "help": "offered rates of the latency runs, events/s or N%% of the measured "
-            "binary maximum",
-            "metavar": "LIST",
-        },
-    )
-    rate_seconds: float = field(default=6.0, metadata={"help": "seconds of each latency run"})
-    max_batch: int = field(default=256, metadata={"help": "the worker's --max-batch"})
-    seed: int = field(default=0, metadata={"help": "seed of the data and the models"})
-    detectors: tuple[str, ...] = field(
-        default=("ae", "ensemble", "knn", "vae", "pyod:IForest"),
-        metadata={
-            "help": "detector specs measured one after another, each by a worker of its own "
-            "on binary events and in-process; empty = none",
-            "metavar": "LIST",
-        },
-    )
-    detector_seconds: float = field(
-        default=8.0,
-        metadata={"help": "size of each detector's backlog: its in-process rate x this many "
-                  "seconds (at most --events)"},
-    )  # fmt: skip
-    detector_rate: float = field(
-        default=5000.0,
-        metadata={"help": "offered events/s of each detector's latency run (--rate-seconds long)"},
-    )
-    detectors_only: bool = field(
-        default=False,
-        metadata={"help": "only the per-detector table: no JSON/binary/packed runs, no latency "
-                  "at --rates, no memory (with small --events, a quick run)"},
-    )  # fmt: skip
-
-    def __post_init__(self) -> None:
-        self._check_counts("events", "packed_events", "packed_size", "partitions", "max_batch")
-        if not 0.0 < self.anomaly_fraction < 1.0 or self.rate_seconds <= 0:
-            raise ConfigError("anomaly_fraction must be in (0, 1) and rate_seconds > 0")
-        if self.detector_seconds <= 0 or self.detector_rate <= 0:
-            raise ConfigError("detector_seconds and detector_rate must be > 0")
-        self.parse_rates(1.0)
-
-    def _check_counts(self, *names: str) -> None:
-        for name in names:
-            value = getattr(self, name)
-            if value < 1:
-                raise ConfigError(f"{name} must be >= 1, got {value}")
-
-    def parse_rates(self, maximum: float) -> list[float]:
-        """``rates`` in events/s, ``N%`` taken of ``maximum``."""
-        out = []
-        for raw in self.rates:
-            try:
-                rate = maximum * float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
-            except ValueError:
-                raise ConfigError(f"rates: {raw!r} is neither events/s nor N%") from None
-            if rate <= 0:
-                raise ConfigError(f"rates: {raw!r} must be > 0")
-            out.append(rate)
-        return out
 
 
 @dataclass
@@ -158,6 +74,8 @@ class StreamResult:
     latency: list[dict[str, Any]] = field(default_factory=list)
     memory: dict[str, float] = field(default_factory=dict)
     detectors: list[dict[str, Any]] = field(default_factory=list)
+    variants: list[dict[str, Any]] = field(default_factory=list)
+    comparisons: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -170,6 +88,7 @@ def run_stream(settings: StreamBenchSettings, command: str = "") -> StreamResult
         bench.prepare()
         if not settings.detectors_only:
             bench.workers()
+            bench.variants()
         bench.detectors()
     result.meta["load_average_end"] = os.getloadavg()
     return result
@@ -253,6 +172,11 @@ class WorkerBench:
             window = self._throughput(worker, "binary")
             self._latency(worker, window.vectors_per_s)
 
+    def variants(self) -> None:
+        """Every worker variant of ``--variants``, interleaved rounds (stream_variants)."""
+        if self.s.variants:
+            run_variants(self)
+
     def detectors(self) -> None:
         """Every detector of ``--detectors``, in-process and in a worker of its own."""
         run_detectors(self)
@@ -318,21 +242,9 @@ class WorkerBench:
                                  s.anomaly_fraction, prefix=f"r{round(rate)}-"))  # fmt: skip
 
     def alerts(self, enc: str) -> str:
-        return f"bench-alerts-{enc}-{self.tag}"
+        return alerts_topic(f"{enc}-{self.tag}")
 
 
-@contextmanager
-def worker_for(bench: WorkerBench, enc: str) -> Iterator[WorkerProcess]:
+def worker_for(bench: WorkerBench, enc: str) -> AbstractContextManager[WorkerProcess]:
     """A ``tripwire worker`` on ``enc``'s topic, stopped afterwards."""
-    b = bench
-    worker = WorkerProcess(
-        b.logs / f"worker-{enc}.log", bootstrap=b.bootstrap, registry=b.work / "registry",
-        model_ref=b.model_ref.split("@")[0], input_topic=b.topics[enc],
-        alert_topic=b.alerts(enc), dlq_topic=f"bench-dlq-{enc}-{b.tag}",
-        group_id=f"bench-worker-{enc}-{b.tag}", max_batch=b.s.max_batch,
-        session_timeout=SESSION_TIMEOUT,
-    )  # fmt: skip
-    try:
-        yield worker
-    finally:
-        worker.stop()
+    return serving(bench, bench.model_ref.split("@")[0], bench.topics[enc], f"{enc}-{bench.tag}")

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from tripwire.bench import stream_report
-from tripwire.bench.stream import StreamBenchSettings, run_stream
+from tripwire.bench.stream import run_stream
+from tripwire.bench.stream_settings import StreamBenchSettings
 from tripwire.core.config import add_arguments, env_defaults, from_args, guarded
 
 log = logging.getLogger(__name__)
@@ -20,12 +21,15 @@ Everything is measured in one run on one broker (the embedded Tansu broker unles
 --bootstrap names your cluster): a model is trained, three topics are filled with the
 same events (JSON, binary and packed), then the real `tripwire worker` reads each
 backlog, gets binary events at fixed offered rates for the alert latency, and its RSS
-is compared with the RSS after warm-up. Then every detector of --detectors is trained
-on the same data, timed in-process at the worker's batch size and served by a worker
-of its own: binary throughput and alert latency at --detector-rate. --events,
---packed-events, --rate-seconds and --detector-seconds scale it; --detectors-only
-keeps the per-detector table alone. Writes OUT/stream.md, OUT/stream.json and
-OUT/logs/."""
+is compared with the RSS after warm-up. Then the worker variants of --variants (the
+defaults: drift on, no shadow; --no-drift; --shadow-model on a second version) each
+serve the same model, --variant-repeats interleaved rounds of a binary backlog then
+--variant-rate events/s, with the drift and shadow throughput ratios. Then every
+detector of --detectors is trained on the same data, timed in-process at the worker's
+batch size and served by a worker of its own: binary throughput and alert latency at
+--detector-rate. --events, --packed-events, --rate-seconds and --detector-seconds
+scale it; --detectors-only keeps the per-detector table alone. Writes OUT/stream.md,
+OUT/stream.json and OUT/logs/."""
 
 
 def register(bench_subparsers: Any) -> None:

@@ -147,18 +147,24 @@ async def produce_all(bootstrap: str, topic: str, records: Sequence[Record]) -> 
 # -- models ------------------------------------------------------------------------
 
 
-def train_model(registry: Path, seed: int, model: str = "ae", name: str = MODEL_NAME) -> str:
-    """Train ``model`` on the tutorial's data and promote it; return ``name@production``."""
+def train_model(
+    registry: Path, seed: int, model: str = "ae", name: str = MODEL_NAME,
+    alias: str = "production", epochs: int | None = None,
+) -> str:  # fmt: skip
+    """Train ``model`` on the tutorial's data and promote it to ``alias``; ``name@alias``.
+
+    ``epochs`` bounds a deep detector's training (``None``: its default).
+    """
     from tripwire.training.pipeline import train
     from tripwire.training.settings import TrainSettings
 
     ts = replace(
         TrainSettings(), demo=True, model=model, registry=str(registry), name=name,
-        promote="production", seed=seed, plot="none",
+        promote=alias, seed=seed, plot="none", epochs=epochs,
     )  # fmt: skip
     result = train(ts)
-    log.info("trained %s (%s) version %s", name, model, result.version)
-    return f"{name}@production"
+    log.info("trained %s (%s) version %s as %s", name, model, result.version, alias)
+    return f"{name}@{alias}"
 
 
 def train_tripwire_model(registry: Path, seed: int) -> str:

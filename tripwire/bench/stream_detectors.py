@@ -8,13 +8,12 @@ For each spec of ``--detectors``, one after another on the run's broker:
 2. its in-process rate: ``Scorer.score`` on batches of the worker's ``--max-batch``
    with one torch thread, as the worker scores
    (:func:`tripwire.bench.speed.scoring_rate`, median of repeats);
-3. a binary topic of its own gets a backlog sized to take about
-   ``detector_seconds`` at that rate (at most ``--events``, at least
-   :data:`MIN_EVENTS`), so a slow detector's run stays short and a fast one's is
-   long enough to time;
-4. a ``tripwire worker`` serving it reads the backlog (throughput, as
-   :func:`tripwire.bench.stream_worker.throughput`), then gets ``detector_rate``
-   binary events/s for ``rate_seconds`` (alert latency, as the main latency runs).
+3. a ``tripwire worker`` serving it reads a binary backlog of its own, then gets
+   ``detector_rate`` binary events/s for ``rate_seconds``
+   (:func:`tripwire.bench.stream_serve.backlog_then_rate`); the backlog is sized to
+   take about ``detector_seconds`` at the in-process rate (at most ``--events``, at
+   least :data:`MIN_EVENTS`), so a slow detector's run stays short and a fast
+   one's is long enough to time.
 
 A detector that fails (it cannot be trained, its worker dies) is recorded with its
 error and the others go on.
@@ -22,26 +21,15 @@ error and the others go on.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from tripwire.bench.quality import torch_threads
 from tripwire.bench.speed import scoring_rate
-from tripwire.bench.stream_data import create_topics, produce_all, records_for, train_model, vectors
-from tripwire.bench.stream_worker import (
-    Sample,
-    Window,
-    WorkerProcess,
-    alert_latencies,
-    percentiles,
-    throughput,
-    wait_until,
-)
+from tripwire.bench.stream_data import train_model, vectors
+from tripwire.bench.stream_serve import backlog_then_rate
 from tripwire.core.registry import load_scorer
 
 if TYPE_CHECKING:
@@ -81,23 +69,16 @@ def measure(bench: WorkerBench, spec: str, name: str) -> dict[str, Any]:
     cpu_percent = 100 * (time.process_time() - cpu) / (time.perf_counter() - wall)
     log.info("%s in-process: %.0f vectors/s at batch %d", spec, rate.vectors_per_s, s.max_batch)
     n = int(min(s.events, max(MIN_EVENTS, rate.vectors_per_s * s.detector_seconds)))
-    tag = f"{name}-{_safe(spec)}-{bench.tag}"
-    topic = f"bench-det-{tag}"
-    asyncio.run(create_topics(bench.bootstrap, [topic], s.partitions))
-    records = records_for("binary", bench.rows, n, s.anomaly_fraction, s.packed_size)
-    asyncio.run(produce_all(bench.bootstrap, topic, records))
     row: dict[str, Any] = {
         "detector": spec, "model": ref, "train_seconds": train_seconds, "events": n,
         "inprocess": {"vectors_per_s": rate.vectors_per_s, "batch": rate.batch,
                       "repeats": list(rate.repeats), "torch_threads": 1,
                       "cpu_percent": cpu_percent},
     }  # fmt: skip
-    with _worker(bench, ref.split("@")[0], topic, tag) as worker:
-        window, _ = throughput(worker, n, timeout=600)
-        row["worker"] = worker_stats(window)
-        log.info("%s worker: %.0f events/s", spec, window.vectors_per_s)
-        row["latency"] = _latency(bench, worker, topic, n, window.vectors_per_s, tag)
-    return row
+    tag = f"det-{name}-{_safe(spec)}-{bench.tag}"
+    served = backlog_then_rate(bench, ref.split("@")[0], n, tag, s.detector_rate)
+    log.info("%s worker: %.0f events/s", spec, served.worker["vectors_per_s"])
+    return {**row, "worker": served.worker, "latency": served.latency}
 
 
 def _model(bench: WorkerBench, spec: str, name: str) -> tuple[str, float | None]:
@@ -109,62 +90,6 @@ def _model(bench: WorkerBench, spec: str, name: str) -> tuple[str, float | None]
     ref = train_model(bench.work / "registry", bench.s.seed, model=spec, name=name)
     bench.trained[spec] = ref
     return ref, time.perf_counter() - started
-
-
-def worker_stats(window: Window, per_record: int = 1) -> dict[str, float]:
-    """What the result keeps of a worker's throughput window."""
-    return {
-        "vectors": window.vectors, "seconds": window.seconds,
-        "vectors_per_s": window.vectors_per_s,
-        "records_per_s": window.vectors_per_s / per_record,
-        "cpu_percent": window.cpu_percent, "cpu_seconds": window.cpu_seconds,
-        "inference_seconds": window.inference_seconds,
-        "inference_cpu_seconds": window.inference_cpu_seconds,
-        "mean_batch": window.vectors / max(window.batches, 1),
-    }  # fmt: skip
-
-
-def _latency(
-    bench: WorkerBench, worker: WorkerProcess, topic: str, consumed: int, maximum: float,
-    tag: str,
-) -> dict[str, Any]:  # fmt: skip
-    """Offer ``detector_rate`` events/s; event time -> alert latency of that phase.
-
-    ``maximum`` is the worker's measured events/s: one slower than the offered rate
-    falls behind, and the wait for it to catch up allows twice as long as that rate takes.
-    """
-    s = bench.s
-    before = wait_until(worker, consumed, 60)
-    offered = bench.offer(topic, s.detector_rate)
-    after = wait_until(worker, consumed + offered.sent, 60 + 2 * offered.sent / maximum)
-    window = Window.between(before, after, by_batches=False)
-    last = Sample.take(worker)
-    expected = int(last.anomalies) if last else 0
-    alerts = f"bench-det-alerts-{tag}"
-    latencies = asyncio.run(alert_latencies(bench.bootstrap, alerts, expected))
-    lat = latencies.get(offered.prefix.rstrip("-"), [])
-    return {
-        "offered": s.detector_rate, "achieved": offered.achieved, "events": offered.sent,
-        "scored_per_s": window.vectors_per_s, "alerts": len(lat),
-        "cpu_percent": window.cpu_percent, **percentiles(lat),
-    }  # fmt: skip
-
-
-@contextmanager
-def _worker(bench: WorkerBench, model: str, topic: str, tag: str) -> Iterator[WorkerProcess]:
-    from tripwire.bench.stream import SESSION_TIMEOUT
-
-    worker = WorkerProcess(
-        bench.logs / f"worker-det-{tag}.log", bootstrap=bench.bootstrap,
-        registry=bench.work / "registry", model_ref=model, input_topic=topic,
-        alert_topic=f"bench-det-alerts-{tag}", dlq_topic=f"bench-det-dlq-{tag}",
-        group_id=f"bench-det-{tag}", max_batch=bench.s.max_batch,
-        session_timeout=SESSION_TIMEOUT,
-    )  # fmt: skip
-    try:
-        yield worker
-    finally:
-        worker.stop()
 
 
 def _safe(spec: str) -> str:

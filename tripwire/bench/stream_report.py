@@ -43,7 +43,7 @@ def markdown(r: StreamResult) -> str:
                          f"{w['cpu_percent']:.0f}% | {w['mean_batch']:.0f} |")  # fmt: skip
     if r.latency:
         lines += latency_table(r, broker=False)
-    lines += [*memory_line(r), *detector_table(r)]
+    lines += [*memory_line(r), *variant_table(r), *detector_table(r)]
     return "\n".join(lines) + "\n"
 
 
@@ -115,6 +115,57 @@ def _ratio(value: float, ref: dict[str, Any] | None, key: str) -> str:
         return "n/a"
     den = ref[key]["vectors_per_s"]
     return f"{value / den:.2f}×" if den else "n/a"
+
+
+def variant_table(r: StreamResult) -> list[str]:
+    """Per worker variant: median throughput and latency; then the comparisons' ratios."""
+    if not r.variants:
+        return []
+    settings = r.meta["settings"]
+    rate, repeats = settings.get("variant_rate", 5000), settings.get("variant_repeats", 3)
+    lines = [
+        "",
+        f"### Worker variants (binary events, {repeats} interleaved rounds, medians; "
+        f"latency at {rate:,.0f} events/s)",
+        "",
+        "| variant | worker flags | events/s | per round | CPU | p50 | p99 | "
+        "achieved / scored events/s |",
+        "|---|---|---:|---|---:|---:|---:|---:|",
+    ]
+    for v in r.variants:
+        rounds = ", ".join("error" if "error" in x else f"{x['worker']['vectors_per_s']:,.0f}"
+                           for x in v["rounds"])  # fmt: skip
+        if "vectors_per_s" not in v:
+            error = " ".join(str(v["error"]).split()).replace("|", "/")[:120]
+            lines.append(f"| {v['variant']} | `{v['flags']}` | error: {error} | {rounds} |"
+                         " | | | |")  # fmt: skip
+            continue
+        lines.append(
+            f"| {v['variant']} | `{v['flags']}` | {v['vectors_per_s']:,.0f} | {rounds} | "
+            f"{v['cpu_percent']:.0f}% | {_ms(v['p50'])} | {_ms(v['p99'])} | "
+            f"{v['achieved']:,.0f} / {v['scored_per_s']:,.0f} |"
+        )
+    if r.comparisons:
+        lines += ["", "| comparison | median ÷ median | per round | target | holds |",
+                  "|---|---:|---|---|:-:|"]  # fmt: skip
+        lines += [_comparison_row(c) for c in r.comparisons]
+    lines += ["", "Each round: a `tripwire worker` of its own, serving the run's AE with the "
+              "variant's flags, reads a fresh backlog of --events binary events (throughput, "
+              "its own metrics), then gets --variant-rate events/s for --rate-seconds "
+              "(event time → alert). Rounds alternate the order (ABC, CBA, ...). A round whose "
+              "worker's metrics contradict its flags (drift not monitored, or monitored with "
+              "--no-drift; no shadow scores) counts as an error."]  # fmt: skip
+    return lines
+
+
+def _comparison_row(c: dict[str, Any]) -> str:
+    target = f"≥ {c['min_ratio']:.2f}"
+    if c.get("max_p99_ms") is not None:
+        target += f", {c['on']} p99 ≤ {c['max_p99_ms']:.0f} ms (here {_ms(c['p99'])})"
+    ratio = "n/a" if c["ratio"] is None else f"{c['ratio']:.2f}"
+    per_round = ", ".join(f"{x:.2f}" for x in c["round_ratios"])
+    verdict = {True: "yes", False: "**no**", None: "n/a"}[c["holds"]]
+    return f"| {c['name']}: {c['on']} ÷ {c['off']} | {ratio} | {per_round} | {target} | {verdict} |"
 
 
 def latency_table(r: StreamResult, broker: bool) -> list[str]:

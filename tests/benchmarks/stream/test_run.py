@@ -63,7 +63,8 @@ def test_a_tiny_run_measures_everything(broker: EmbeddedBroker, tmp_path: Path) 
         bootstrap=broker.bootstrap, out=str(tmp_path / "out"), events=40_000,
         packed_events=500_000, packed_size=50, bare_events=500, naive_events=50,
         rates=("500", "50%"), rate_seconds=1.0, profile=False, detectors=("ae",),
-        detector_rate=500.0,
+        detector_rate=500.0, variants=("drift-off", "default"), variant_repeats=1,
+        variant_rate=500.0,
     )  # fmt: skip
     result = run_harness(settings, command="test")
     assert set(result.ceiling_a) == set(result.worker) == {"json", "binary", "packed"}
@@ -77,3 +78,7 @@ def test_a_tiny_run_measures_everything(broker: EmbeddedBroker, tmp_path: Path) 
     text = md.read_text()
     assert "Tripwire worker" in text and js.exists()
     assert "### Speed targets of a default detector" in text and "\n| ae | " in text
+    assert [v["variant"] for v in result.variants] == ["drift-off", "default"]
+    assert all(v["measured"] == 1 for v in result.variants), result.variants
+    (drift,) = result.comparisons  # no shadow variant: no shadow comparison
+    assert drift["ratio"] > 0 and "| drift-off | `--no-drift` |" in text

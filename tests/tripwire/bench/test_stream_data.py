@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tripwire.bench.stream import StreamBenchSettings
 from tripwire.bench.stream_data import Rows, encode, is_anomaly, packed_records, vectors
+from tripwire.bench.stream_settings import StreamBenchSettings
 from tripwire.core.errors import ConfigError
 from tripwire.stream.wire.codecs import Codec
 from tripwire.stream.wire.records import Decoded, InputRecord

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from tripwire.bench import stream_detectors
-from tripwire.bench.stream import StreamBenchSettings
+from tripwire.bench.stream_settings import StreamBenchSettings
 
 
 def bench(tmp_path: Path, trained: dict[str, str]) -> Any:

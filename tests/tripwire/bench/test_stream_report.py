@@ -86,3 +86,38 @@ def test_a_detectors_only_run_has_no_encoding_tables() -> None:
     md = stream_report.markdown(r)
     assert "### Every detector where it runs" in md
     assert "### Throughput" not in md and "### Latency" not in md and "memory" not in md
+
+
+def variant_round(r: int, rate: float, p99: float) -> dict[str, Any]:
+    return {"position": r, "round": r, "worker": {"vectors_per_s": rate, "cpu_percent": 90.0},
+            "latency": {"p50": p99 / 2, "p99": p99, "achieved": 4990.0, "scored_per_s": 4950.0},
+            "evidence": {}}  # fmt: skip
+
+
+def test_variant_table_has_medians_per_round_rates_and_the_targets() -> None:
+    from tripwire.bench.stream_variants import COMPARISONS, VARIANTS, _summary, compare
+
+    default = _summary(VARIANTS["default"], [variant_round(0, 50_000.0, 20.0),
+                                             variant_round(1, 40_000.0, 30.0),
+                                             variant_round(2, 60_000.0, 25.0)], None)  # fmt: skip
+    off = _summary(VARIANTS["drift-off"], [variant_round(0, 50_000.0, 20.0),
+                                           {"round": 1, "error": "RuntimeError: died | x"},
+                                           variant_round(2, 60_000.0, 20.0)], None)  # fmt: skip
+    shadow = _summary(VARIANTS["shadow"], [], "setup: DetectorError: no")
+    assert default["vectors_per_s"] == 50_000.0 and default["p99"] == 25.0
+    assert off["vectors_per_s"] == 55_000.0 and off["measured"] == 2
+    r = result()
+    r.meta["settings"].update(variant_rate=5000.0, variant_repeats=3)
+    r.variants = [default, off, shadow]
+    drift, shadowing = COMPARISONS
+    r.comparisons = [compare(drift, default, off), compare(shadowing, shadow, default)]
+    md = stream_report.markdown(r)
+    assert "3 interleaved rounds, medians; latency at 5,000 events/s" in md
+    assert ("| default | `none (drift on, no shadow)` | 50,000 | 50,000, 40,000, 60,000 | 90% | "
+            "12 ms | 25 ms | 4,990 / 4,950 |") in md  # fmt: skip
+    assert "| drift-off | `--no-drift` | 55,000 | 50,000, error, 60,000 |" in md
+    assert "| shadow | `--shadow-model bench@candidate` | error: setup: DetectorError: no |" in md
+    assert ("| drift monitoring on ÷ off (issue 16): default ÷ drift-off | 0.91 | 1.00, 1.00 | "
+            "≥ 0.90 | yes |") in md  # fmt: skip
+    assert ("| shadow scoring on ÷ off (issue 17): shadow ÷ default | n/a |  | ≥ 0.60, shadow "
+            "p99 ≤ 50 ms (here n/a) | n/a |") in md  # fmt: skip
