@@ -6,10 +6,11 @@ query rows:
 1. **Propose** (fast, batch-dependent): one float32 matrix product through torch's
    BLAS against the reference rows gives approximate squared distances
    ``a_j = |r_j|^2 - 2 q.r_j`` (plus ``|q|^2``, the same for the whole row); a
-   blocked selection per row (``_propose``: group minima in one vectorised pass,
-   then only the best groups' columns) keeps the ``k + CANDIDATE_MARGIN``
-   smallest and ``tau``, a lower bound on every other reference row's
-   approximation. No sort or partition of the whole matrix. BLAS picks kernels (and summation
+   blocked selection per row (``_propose``: group minima in one vectorised pass;
+   ``tau``, the ``(k + CANDIDATE_MARGIN + 1)``-th smallest minimum; the
+   candidates, every column below ``tau`` of the groups with smaller minima)
+   bounds every other reference row's approximation from below by ``tau``.
+   No sort or partition of the whole matrix. BLAS picks kernels (and summation
    orders) by shape and address, so these values can differ by a few float32
    units with the batch.
 2. **Recompute and certify** (exact, per row): the squared distances of the
@@ -181,21 +182,22 @@ def _propose(
     row: np.ndarray,
     group_min: np.ndarray,
     groups: np.ndarray,
-    cand: np.ndarray,
+    group_val: np.ndarray,
     cand_idx: np.ndarray,
-) -> float:  # pragma: no cover - compiled
-    """Fill ``cand`` with the smallest approximations of ``row``; return ``tau``.
+) -> tuple[int, float]:  # pragma: no cover - compiled
+    """Columns of ``row`` that may be among its smallest, into ``cand_idx``; ``(count, tau)``.
 
     Blocked, so that the full row is only read by a vectorised elementwise min:
-    column ``j`` belongs to group ``j % W`` (``W = len(group_min)``); the groups
-    with the ``n`` smallest minima (``n = len(cand) - 1``) hold the ``n`` smallest
-    values, so only their columns are scanned. ``tau``, a lower bound on every
-    column outside ``cand_idx[:n]``, is the smaller of the ``(n + 1)``-th group
-    minimum and the ``(n + 1)``-th value among the scanned columns.
+    column ``j`` belongs to group ``j % W`` (``W = len(group_min)``). ``tau`` is the
+    ``(n + 1)``-th smallest group minimum (``n = len(groups) - 1``): every column
+    of the other groups is ``>= tau``, so the candidates are the columns below
+    ``tau`` of the ``n`` groups with the smallest minima (at least one per group
+    unless minima tie), found by a pass with a rarely taken branch instead of a
+    sorted insertion per column. ``tau`` bounds every other column from below.
     """
     m = row.shape[0]
     width = group_min.shape[0]
-    n_keep = cand.shape[0]
+    n_groups = groups.shape[0] - 1
     group_min[:] = np.float32(np.inf)
     for lo in range(0, m - width + 1, width):
         block = row[lo : lo + width]  # a slice: the loop below vectorises
@@ -206,18 +208,14 @@ def _propose(
     for g in range(m - tail):
         x, y = row[tail + g], group_min[g]
         group_min[g] = x if x < y else y
-    tau_groups = _smallest(group_min, 0, 1, cand, groups)
+    tau = _smallest(group_min, 0, 1, group_val, groups)
     nb = 0
-    thr = np.inf
-    for c in range(n_keep - 1):
+    for c in range(n_groups):
         for j in range(groups[c], m, width):
-            v = row[j]
-            if v < thr:
-                nb = _insert(cand, cand_idx, nb, v, j)
-                if nb == n_keep:
-                    thr = cand[n_keep - 1]
-    # few columns per group: the chosen groups may hold fewer than n + 1 of them
-    return min(tau_groups, cand[n_keep - 1] if nb == n_keep else np.inf)
+            if row[j] < tau:
+                cand_idx[nb] = j
+                nb += 1
+    return nb, tau
 
 
 @jit
@@ -254,12 +252,13 @@ def _search_rows(
 ) -> None:  # pragma: no cover - compiled
     m, d = R.shape
     kk = k + drop
-    cand = np.empty(n_cand + 1)
-    cand_idx = np.zeros(n_cand + 1, dtype=np.int64)
     # about GROUP_SIZE columns per group, and at least n_cand + 1 groups
     width = max(n_cand + 1, -(-m // GROUP_SIZE))
     group_min = np.empty(width, dtype=np.float32)
     groups = np.zeros(n_cand + 1, dtype=np.int64)
+    group_val = np.empty(n_cand + 1)
+    # every column of the n_cand chosen groups, at most
+    cand_idx = np.zeros(n_cand * (-(-m // width)), dtype=np.int64)
     best = np.empty(kk)
     best_idx = np.zeros(kk, dtype=np.int64)
     for i in range(Q.shape[0]):
@@ -273,13 +272,14 @@ def _search_rows(
         limit = np.inf
         certified = False
         if use_approx:
-            tau = _propose(approx[i], group_min, groups, cand, cand_idx)
+            n_found, tau = _propose(approx[i], group_min, groups, group_val, cand_idx)
             nk = 0
-            for c in range(n_cand):
+            for c in range(n_found):
                 j = cand_idx[c]
                 nk = _insert(best, best_idx, nk, _sq_dist(q, R, j), j)
-            limit = best[kk - 1]
-            certified = q_sq + tau - eps > limit
+            if nk == kk:  # else tied group minima left too few: scan everything
+                limit = best[kk - 1]
+                certified = q_sq + tau - eps > limit
         fallback[i] = not certified
         if not certified:
             nk = 0

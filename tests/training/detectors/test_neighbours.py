@@ -153,3 +153,22 @@ def test_leave_one_out_is_the_exhaustive_search_without_the_row():
     assert_same_bits((loo, sq_diff), exhaustive(R, index, 4, drop=1))
     expected = NearestNeighbors(n_neighbors=5).fit(R).kneighbors(R)[0][:, 1:]
     np.testing.assert_allclose(loo, expected, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize(("m", "n_groups", "seed"), [(2000, 13, 0), (300, 13, 1), (20, 13, 2)])
+def test_the_proposal_holds_every_column_below_tau_and_only_those(m, n_groups, seed):
+    rng = np.random.default_rng(seed)
+    # rounded: many tied values, the case a strict bound must survive
+    row = np.round(rng.normal(size=m), 1).astype(np.float32)
+    width = max(n_groups + 1, -(-m // neighbours.GROUP_SIZE))
+    groups = np.zeros(n_groups + 1, dtype=np.int64)
+    cand = np.full(n_groups * (-(-m // width)), -1, dtype=np.int64)
+    n, tau = neighbours._propose(
+        row, np.empty(width, np.float32), groups, np.empty(n_groups + 1), cand
+    )
+    chosen = set(cand[:n].tolist())
+    assert len(chosen) == n and all(row[j] < tau for j in chosen)
+    rest = np.setdiff1d(np.arange(m), cand[:n])
+    assert np.all(row[rest] >= tau)  # tau bounds every other column from below
+    minima = np.sort([row[g::width].min() for g in range(width)])
+    assert tau == minima[n_groups]  # the (n_groups + 1)-th smallest group minimum
