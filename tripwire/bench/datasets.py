@@ -1,7 +1,8 @@
 """Datasets of a quality benchmark: finding, loading and splitting labelled ``.npz`` files.
 
 A dataset file holds ``X`` (n, d) and ``y`` (n,) with ``y = 1`` for an anomaly.
-``split_rows`` gives one seed's disjoint fit / calibration / test row indices.
+``split`` gives one seed's train / calibration / test rows, split by ``tripwire
+train``'s own code (``tripwire.training.pipeline.split_dataset``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from typing import Any
 import numpy as np
 
 from tripwire.core.errors import ConfigError, DataError
+from tripwire.training.data import Dataset as TrainingDataset
+from tripwire.training.pipeline import Splits, split_dataset
+from tripwire.training.textdata import positional_names
 
 
 @dataclass(frozen=True)
@@ -23,25 +27,6 @@ class Dataset:
     name: str
     X: np.ndarray
     y: np.ndarray
-
-
-@dataclass(frozen=True)
-class Split:
-    """Row indices of one seed's split; the three sets are disjoint.
-
-    Attributes
-    ----------
-    fit : ndarray of int, shape (n_fit,)
-        Normal rows the detector is fitted on.
-    calibration : ndarray of int, shape (n_cal,)
-        Normal rows, not fitted on, that set the threshold.
-    test : ndarray of int, shape (n_test,)
-        The other normal rows and every anomaly.
-    """
-
-    fit: np.ndarray
-    calibration: np.ndarray
-    test: np.ndarray
 
 
 def find_datasets(folder: Path, pattern: str) -> list[Path]:
@@ -89,36 +74,41 @@ def load_dataset(path: Path) -> Dataset:
     return Dataset(path.stem, X, y)
 
 
-def split_rows(
-    y: np.ndarray, seed: int, train_fraction: float = 0.6, calibration_fraction: float = 0.25
-) -> Split:
-    """Split rows for one seed (see the module docstring).
+def split(data: Dataset, seed: int, test_size: float, calibration_size: float) -> Splits:
+    """One seed's split, made by ``tripwire train``'s own ``split_dataset``.
 
-    Parameters
-    ----------
-    y : ndarray of shape (n,)
-        Labels, 1 = anomaly.
-    seed : int
-    train_fraction : float
-        Share of the normal rows used for fitting + calibration.
-    calibration_fraction : float
-        Share of those training rows held out for the threshold.
+    The same file, seed and sizes give ``tripwire train`` the same training,
+    calibration and test rows; ``X`` stays float64 here (Tripwire's detectors are
+    fed float32 rows, as ``tripwire train`` loads them; PyOD's get float64).
 
     Raises
     ------
     DataError
-        Too few normal rows to give every part at least one row.
+        Too few normal rows to train, calibrate and test.
     """
-    normal = np.flatnonzero(y == 0)
-    rng = np.random.default_rng(seed)
-    normal = normal[rng.permutation(normal.size)]
-    n_train = int(round(train_fraction * normal.size))
-    n_cal = int(round(calibration_fraction * n_train))
-    if n_cal < 1 or n_train - n_cal < 1 or normal.size - n_train < 1:
-        raise DataError("<split>", f"{normal.size} normal rows are too few to split")
-    test = np.concatenate([normal[n_train:], np.flatnonzero(y == 1)])
-    return Split(
-        fit=np.sort(normal[n_cal:n_train]),
-        calibration=np.sort(normal[:n_cal]),
-        test=np.sort(test),
+    ds = TrainingDataset(
+        data.X, data.y, None, positional_names(data.X.shape[1]), data.name, "", named=False
     )
+    splits = split_dataset(ds, test_size, calibration_size, seed)
+    if splits.test_y is None or not (splits.test_y == 0).any():
+        raise DataError(data.name, f"no normal row left for the test split (test size {test_size})")
+    return splits
+
+
+def evaluation_rows(splits: Splits) -> tuple[np.ndarray, np.ndarray]:
+    """The rows a quality run is judged on: the test split and every other anomaly.
+
+    ``tripwire train`` keeps the anomalies outside its test split for the ``f1``
+    threshold only; the ``fpr`` threshold never sees an anomaly, so the benchmark
+    tests on all of them (more anomalies, steadier ROC- and PR-AUC). The false
+    positive rate is unchanged: it is the test split's normal rows'.
+
+    Returns
+    -------
+    X : ndarray of shape (n_test + n_val, d)
+    y : ndarray of int8, shape (n_test + n_val,)
+    """
+    assert splits.test_X is not None and splits.test_y is not None
+    X = np.concatenate([splits.test_X, splits.val_anomalies])
+    y = np.concatenate([splits.test_y, np.ones(len(splits.val_anomalies), np.int8)])
+    return X, y.astype(np.int8)

@@ -29,13 +29,17 @@ from tripwire.core.errors import ConfigError
 
 
 class BenchDetector(Protocol):
-    """What the benchmark needs from a detector: ``fit`` then ``score``."""
+    """What the benchmark needs from a detector: ``fit``, then what ``tripwire train``'s
+    calibration (``tripwire.training.pipeline.calibration_data``) calls."""
 
     def fit(self, X: np.ndarray) -> Any:
         """Learn from normal rows of shape (n, d)."""
 
     def score(self, X: np.ndarray) -> np.ndarray:
         """One score per row, shape (n,); higher = more anomalous."""
+
+    def held_out_scores(self) -> np.ndarray | None:
+        """Out-of-sample scores of the training rows (``Detector.held_out_scores``)."""
 
 
 @dataclass(frozen=True)
@@ -93,9 +97,15 @@ class PyodBaseline:
         """PyOD's raw outlier score per row, shape (n,); higher = more anomalous."""
         return np.asarray(self.model.decision_function(np.asarray(X, dtype=np.float64)))
 
+    def held_out_scores(self) -> None:
+        """None: PyOD's training-row scores are in-sample, so only the held-out split
+        calibrates a baseline."""
+        return None
+
 
 class Float32Detector:
-    """A Tripwire detector fed float32 rows, as ``Scorer.score`` feeds it."""
+    """A Tripwire detector fed float32 rows, as ``tripwire train`` loads them and
+    ``Scorer.score`` feeds them."""
 
     def __init__(self, detector: Any) -> None:
         self.detector = detector
@@ -107,6 +117,11 @@ class Float32Detector:
     def score(self, X: np.ndarray) -> np.ndarray:
         """The detector's score per row, shape (n,); higher = more anomalous."""
         return np.asarray(self.detector.score(np.asarray(X, dtype=np.float32)))
+
+    def held_out_scores(self) -> np.ndarray | None:
+        """The detector's own (e.g. the kNN's leave-one-out scores), or None."""
+        held_out: np.ndarray | None = self.detector.held_out_scores()
+        return held_out
 
 
 def is_baseline(name: str) -> bool:

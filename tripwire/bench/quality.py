@@ -1,22 +1,29 @@
 """Detection-quality benchmark: Tripwire's detectors beside PyOD's on labelled data.
 
-Protocol, for every ``.npz`` file (keys ``X`` and ``y``, ``y = 1`` anomaly) and
-every seed:
+Every detector is split, fitted and calibrated by ``tripwire train``'s own code
+(``tripwire.training.pipeline``), so the table measures what a user who runs
+``tripwire train`` gets. For every ``.npz`` file (keys ``X`` and ``y``, ``y = 1``
+anomaly) and every seed:
 
-1. the normal rows are shuffled with ``numpy.random.default_rng(seed)``;
-   ``train_fraction`` (60%) of them are the training rows, the rest go to test;
-2. the training rows are split again: ``calibration_fraction`` of them (25%, so
-   15% of all normal rows) are held out for calibration, the others (45%) fit
-   the detector. Calibration rows are never fitted on and never tested on;
-3. the detector is fitted on the fit rows, then scores the calibration rows and
-   the test rows (remaining normal rows + **all** anomalies) in two calls;
-4. the threshold is Tripwire's ``fpr:<target>`` method (``tripwire.training.thresholds``)
-   learnt from the calibration scores only, so no test row and no label touches
-   it; a test row is flagged when its score is strictly above it;
-5. ROC-AUC, PR-AUC (average precision), realised FPR and recall at the threshold
-   are computed on the test rows; fit and test-scoring wall times are recorded;
-6. the fitted detector's scoring rate: vectors/s on ``rate_batch``-row batches of
-   the test rows, the median of :data:`tripwire.bench.speed.REPEATS` repeats
+1. ``split_dataset`` (as ``tripwire train --seed SEED --test-size T
+   --calibration-size C``, defaults as ``tripwire train``'s) splits the normal
+   rows into test / calibration (held out, never fitted on) / training rows, and
+   the anomalies into test / validation; no anomaly is ever fitted on;
+2. the detector is built as ``tripwire train --model NAME`` builds it
+   (``make_detector(name, seed=seed)``; PyOD baselines directly) and fitted on
+   the training rows;
+3. the threshold is ``fpr:<target>`` fitted on ``calibration_data``: the held-out
+   split's scores pooled with the detector's leave-one-out scores of its training
+   rows where it has them (``Detector.held_out_scores``), exactly as ``tripwire
+   train`` calibrates; ``threshold_rows`` is how many scores it rests on (the
+   manifest's ``threshold.rows``). A row is flagged when its score is strictly
+   above it;
+4. ROC-AUC, PR-AUC (average precision), realised FPR and recall at the threshold
+   are computed on the test split's normal rows and **every** anomaly
+   (:func:`tripwire.bench.datasets.evaluation_rows`); fit, calibration and
+   test-scoring wall times are recorded;
+5. the fitted detector's scoring rate: vectors/s on ``rate_batch``-row batches of
+   the evaluation rows, the median of :data:`tripwire.bench.speed.REPEATS` repeats
    (:func:`tripwire.bench.speed.scoring_rate`), so the quality/speed trade-off is
    one table.
 
@@ -32,27 +39,30 @@ import platform
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from tripwire.bench import common
-from tripwire.bench.datasets import (
-    Dataset,
-    Split,
-    find_datasets,
-    load_dataset,
-    split_rows,
-)
+from tripwire.bench.datasets import Dataset, evaluation_rows, find_datasets, load_dataset, split
 from tripwire.bench.detectors import DEFAULT_DETECTORS, Factory, build
 from tripwire.bench.speed import scoring_rate
+from tripwire.core.detector import Detector
 from tripwire.core.errors import ConfigError, DataError
+from tripwire.training.pipeline import Splits, calibration_data
+from tripwire.training.settings import TrainSettings
+from tripwire.training.thresholds import parse_threshold
 
 log = logging.getLogger(__name__)
+
+
+def _train_default(name: str) -> Any:
+    """``tripwire train``'s default for one of its options, so the two cannot drift."""
+    return next(f.default for f in fields(TrainSettings) if f.name == name)
 
 
 @dataclass(frozen=True)
@@ -90,13 +100,16 @@ class QualitySettings:
     target_fpr: float = field(
         default=0.01, metadata={"help": "target false-positive rate of the threshold"}
     )
-    train_fraction: float = field(
-        default=0.6, metadata={"help": "share of normal rows used for training + calibration"}
-    )
-    calibration_fraction: float = field(
-        default=0.25,
-        metadata={"help": "share of the training rows held out (not fitted) to set the threshold"},
-    )
+    test_size: float = field(
+        default=_train_default("test_size"),
+        metadata={"help": "share of normal and anomalous rows held out for evaluation, as "
+                  "tripwire train --test-size (every anomaly is tested)"},
+    )  # fmt: skip
+    calibration_size: float = field(
+        default=_train_default("calibration_size"),
+        metadata={"help": "share of normal rows held out (not fitted) for the threshold, as "
+                  "tripwire train --calibration-size"},
+    )  # fmt: skip
     torch_threads: int = field(
         default=1, metadata={"help": "torch.set_num_threads for the run (0 = leave as is)"}
     )
@@ -107,10 +120,12 @@ class QualitySettings:
     )  # fmt: skip
 
     def __post_init__(self) -> None:
-        for name in ("target_fpr", "train_fraction", "calibration_fraction"):
+        for name in ("target_fpr", "test_size", "calibration_size"):
             value = getattr(self, name)
             if not 0.0 < value < 1.0:
                 raise ConfigError(f"{name} must be in (0, 1), got {value}")
+        if self.test_size + self.calibration_size >= 0.9:
+            raise ConfigError("test_size + calibration_size leave too few training rows")
         if not self.detectors:
             raise ConfigError("no detectors given")
         if self.torch_threads < 0 or self.rate_batch < 0:
@@ -148,6 +163,7 @@ class RunRecord:
     fpr: float | None = None
     recall: float | None = None
     threshold: float | None = None
+    threshold_rows: int | None = None
     fit_seconds: float | None = None
     score_seconds: float | None = None
     calibration_score_seconds: float | None = None
@@ -186,14 +202,6 @@ def evaluate_scores(y_test: np.ndarray, scores: np.ndarray, threshold: float) ->
     }
 
 
-def fit_threshold(calibration_scores: np.ndarray, target_fpr: float) -> float:
-    """Tripwire's ``fpr:<target>`` threshold learnt from held-out normal scores."""
-    from tripwire.training.thresholds import CalibrationData, parse_threshold
-
-    data = CalibrationData(train_scores=np.empty(0), normal_scores=calibration_scores)
-    return float(parse_threshold(f"fpr:{target_fpr}").fit(data).value)
-
-
 def _finite(scores: np.ndarray, n: int, what: str) -> np.ndarray:
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     if scores.shape != (n,):
@@ -205,34 +213,38 @@ def _finite(scores: np.ndarray, n: int, what: str) -> np.ndarray:
 
 
 def run_one(
-    data: Dataset, split: Split, detector: str, seed: int, settings: QualitySettings,
+    data: Dataset, splits: Splits, detector: str, seed: int, settings: QualitySettings,
     factory: Factory,
 ) -> RunRecord:  # fmt: skip
-    """Fit, calibrate and evaluate one detector on one split; errors are recorded."""
-    y_test = data.y[split.test]
+    """Fit, calibrate (as ``tripwire train``) and evaluate one detector; errors are recorded."""
+    X_eval, y_eval = evaluation_rows(splits)
     rec = RunRecord(
-        data.name, detector, seed, n_fit=split.fit.size, n_calibration=split.calibration.size,
-        n_test_normal=int((y_test == 0).sum()), n_test_anomaly=int(y_test.sum()),
+        data.name, detector, seed, n_fit=len(splits.train),
+        n_calibration=len(splits.calibration), n_test_normal=int((y_eval == 0).sum()),
+        n_test_anomaly=int(y_eval.sum()),
     )  # fmt: skip
     try:
         model = factory(detector, seed)
+        threshold = parse_threshold(f"fpr:{settings.target_fpr}")
         t0 = time.perf_counter()
-        model.fit(data.X[split.fit])
+        model.fit(splits.train)
         t1 = time.perf_counter()
-        cal = _finite(model.score(data.X[split.calibration]), split.calibration.size, "calib")
+        # tripwire train's calibration: it only calls score and held_out_scores, which
+        # every BenchDetector has (a PyOD baseline has no held-out scores: split only).
+        threshold.fit(calibration_data(cast(Detector, model), splits))
         t2 = time.perf_counter()
-        test = _finite(model.score(data.X[split.test]), split.test.size, "test")
+        scores = _finite(model.score(X_eval), len(X_eval), "test")
         t3 = time.perf_counter()
-        rec.threshold = fit_threshold(cal, settings.target_fpr)
+        rec.threshold, rec.threshold_rows = float(threshold.value), threshold.rows_
         if settings.rate_batch:
-            rate = scoring_rate(model.score, data.X[split.test], settings.rate_batch)
+            rate = scoring_rate(model.score, X_eval, settings.rate_batch)
             rec.score_rate = rate.vectors_per_s
     except Exception as e:  # one detector failing on one dataset must not stop the run
         log.debug("%s %s seed=%d failed", data.name, detector, seed, exc_info=True)
         rec.error = f"{type(e).__name__}: {e}"[:500]
         return rec
     rec.fit_seconds, rec.calibration_score_seconds, rec.score_seconds = t1 - t0, t2 - t1, t3 - t2
-    for key, value in evaluate_scores(y_test, test, rec.threshold).items():
+    for key, value in evaluate_scores(y_eval, scores, rec.threshold).items():
         setattr(rec, key, value)
     return rec
 
@@ -243,8 +255,9 @@ def _log_run(rec: RunRecord, done: int, total: int) -> None:
         log.warning("%s  ERROR %s", where, rec.error)
         return
     log.info(
-        "%s  roc=%.3f pr=%.3f fpr=%.2f%% recall=%.3f  fit=%.2fs score=%.2fs rate=%.0f/s",
-        where, rec.roc_auc, rec.pr_auc, 100 * (rec.fpr or 0.0), rec.recall,
+        "%s  roc=%.3f pr=%.3f fpr=%.2f%% (%s rows) recall=%.3f  fit=%.2fs score=%.2fs "
+        "rate=%.0f/s",
+        where, rec.roc_auc, rec.pr_auc, 100 * (rec.fpr or 0.0), rec.threshold_rows, rec.recall,
         rec.fit_seconds, rec.score_seconds, rec.score_rate or 0.0,
     )  # fmt: skip
 
@@ -315,25 +328,23 @@ def _run_dataset(
 ) -> None:  # fmt: skip
     try:
         data = load_dataset(path)
-        splits = [
-            split_rows(data.y, s, settings.train_fraction, settings.calibration_fraction)
-            for s in seeds
-        ]
+        splits = [split(data, s, settings.test_size, settings.calibration_size) for s in seeds]
     except DataError as e:
         log.warning("%s: skipped: %s", path.name, e)
         result.datasets[path.stem] = {"file": path.name, "error": str(e)}
         return
     result.datasets[data.name] = _describe(path, data, splits[0])
     log.info("%s: %d rows x %d features, %d anomalies", data.name, *data.X.shape, data.y.sum())
-    for seed, split in zip(seeds, splits, strict=True):
+    for seed, seed_splits in zip(seeds, splits, strict=True):
         for detector in settings.detectors:
-            rec = run_one(data, split, detector, seed, settings, factory)
+            rec = run_one(data, seed_splits, detector, seed, settings, factory)
             result.runs.append(rec)
             _log_run(rec, len(result.runs), total)
 
 
-def _describe(path: Path, data: Dataset, split: Split) -> dict[str, Any]:
+def _describe(path: Path, data: Dataset, splits: Splits) -> dict[str, Any]:
     n_anomaly = int(data.y.sum())
+    assert splits.test_y is not None
     return {
         "file": path.name,
         "rows": int(data.X.shape[0]),
@@ -341,9 +352,9 @@ def _describe(path: Path, data: Dataset, split: Split) -> dict[str, Any]:
         "anomalies": n_anomaly,
         "anomaly_ratio": round(n_anomaly / data.X.shape[0], 4),
         "split": {
-            "fit": int(split.fit.size),
-            "calibration": int(split.calibration.size),
-            "test_normal": int(split.test.size - n_anomaly),
+            "fit": len(splits.train),
+            "calibration": len(splits.calibration),
+            "test_normal": int((splits.test_y == 0).sum()),
             "test_anomaly": n_anomaly,
         },
     }

@@ -17,8 +17,10 @@ from tripwire.core.config import add_arguments, env_defaults, from_args, guarded
 log = logging.getLogger(__name__)
 
 EPILOG = f"""\
-protocol: per seed, 60% of the normal rows train (of which 25% are held out, not
-fitted, to set the fpr threshold), the other normal rows and every anomaly test.
+protocol: per seed, each detector is split, fitted and calibrated by tripwire
+train's own code (same --test-size, --calibration-size and seed give the same rows
+and threshold: held-out scores pooled with leave-one-out ones where the detector
+has them); tested on the test split's normal rows and every anomaly.
 PyOD baselines: {", ".join(BASELINES)}. Anything else is a Tripwire detector spec.
 Writes OUT/quality.md and OUT/quality.json; see docs/quality.md."""
 

@@ -20,7 +20,8 @@ from tripwire.bench.detectors import label
 from tripwire.bench.quality import QualityResult, RunRecord
 
 METRICS: tuple[str, ...] = (
-    "roc_auc", "pr_auc", "score_rate", "fpr", "recall", "fit_seconds", "score_seconds",
+    "roc_auc", "pr_auc", "score_rate", "fpr", "threshold_rows", "recall", "fit_seconds",
+    "score_seconds",
 )  # fmt: skip
 #: A test split needs this many normal rows before its realised FPR is judged.
 MIN_TEST_NORMALS = 500
@@ -95,7 +96,7 @@ def ideal_in_band(n_cal: int, n_test: int, target: float, low: float, high: floa
     """P(realised FPR in [low, high]) for a detector whose scores are exchangeable.
 
     With continuous scores, calibration and test normal rows from one distribution,
-    and the threshold at the k-th smallest of ``n_cal`` calibration scores (the
+    and the threshold at the k-th smallest of ``n_cal`` out-of-sample normal scores (the
     ``method="higher"`` quantile Tripwire's ``fpr`` threshold takes), the chance
     ``p`` that a test normal scores above it is Beta(n_cal - k + 1, k), so the
     number of false positives among ``n_test`` is beta-binomial. This is the
@@ -122,13 +123,14 @@ def calibration(result: QualityResult) -> dict[str, Any]:
     for r in runs:
         d = per_det.setdefault(r.detector, {"runs": 0, "in_band": 0, "expected": 0.0})
         d["runs"] += 1
-        d["expected"] += ideal_in_band(r.n_calibration, r.n_test_normal, target, low, high)
+        rows = r.threshold_rows or r.n_calibration  # not recorded: the held-out split's
+        d["expected"] += ideal_in_band(rows, r.n_test_normal, target, low, high)
         assert r.fpr is not None
         if low <= r.fpr <= high:
             d["in_band"] += 1
         else:
             misses.append({"dataset": r.dataset, "detector": r.detector, "seed": r.seed,
-                           "fpr": r.fpr, "n_calibration": r.n_calibration,
+                           "fpr": r.fpr, "threshold_rows": rows,
                            "n_test_normal": r.n_test_normal})  # fmt: skip
     return {"band": [low, high], "min_test_normals": MIN_TEST_NORMALS,
             "datasets": judged, "per_detector": per_det, "misses": misses}  # fmt: skip
@@ -153,7 +155,7 @@ def _fmt(value: float | None, metric: str) -> str:
         return "–"
     if metric == "fpr":
         return f"{100 * value:.2f}%"
-    if metric == "score_rate":
+    if metric in ("score_rate", "threshold_rows"):
         return f"{value:,.0f}"
     if metric.endswith("seconds"):
         return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
@@ -167,7 +169,8 @@ def _row(cells_: list[str]) -> str:
 def averaged_table(result: QualityResult, avg: dict[str, dict[str, Any]]) -> list[str]:
     """The averaged-over-datasets table, one row per detector."""
     heads = ["detector", "ROC-AUC", "PR-AUC", f"vectors/s (batch {_batch(result)})", "test FPR",
-             "recall", "fit s", "score s", "rank ROC", "rank PR", "datasets"]  # fmt: skip
+             "threshold rows", "recall", "fit s", "score s", "rank ROC", "rank PR",
+             "datasets"]  # fmt: skip
     lines = [_row(heads), _row(["---"] + ["---:"] * (len(heads) - 1))]
     for det, row in avg.items():
         ranks = [f"{row[k]:.2f}" if row[k] is not None else "–"
@@ -210,18 +213,22 @@ def calibration_lines(cal: dict[str, Any], detectors: list[str]) -> list[str]:
         f"test split ({', '.join(cal['datasets']) or 'none'}); a run is in band when its "
         f"realised test FPR is in [{100 * low:.2f}%, {100 * high:.2f}%]. *Ideal* is the "
         "expected number of runs in band for a detector whose calibration and test normal "
-        "scores are exchangeable (beta-binomial, from the split sizes alone): small "
-        "calibration sets miss the band by chance.",
+        "scores are exchangeable (beta-binomial, from the threshold rows and test normals "
+        "alone): thresholds resting on few rows miss the band by chance.",
         "",
-        _row(["detector", "runs in band", "ideal", "misses (dataset seed: FPR)"]),
+        _row(["detector", "runs in band", "ideal", "misses (dataset seed: FPR, threshold rows)"]),
         _row(["---", "---:", "---:", "---"]),
     ]
+    total = {"runs": 0, "in_band": 0, "expected": 0.0}
     for det in detectors:
         stats = cal["per_detector"].get(det, {"runs": 0, "in_band": 0, "expected": 0.0})
-        miss = [f"{m['dataset']} {m['seed']}: {100 * m['fpr']:.2f}%"
+        miss = [f"{m['dataset']} {m['seed']}: {100 * m['fpr']:.2f}%, {m['threshold_rows']:,}"
                 for m in cal["misses"] if m["detector"] == det]  # fmt: skip
         lines.append(_row([label(det), f"{stats['in_band']}/{stats['runs']}",
                            f"{stats['expected']:.1f}", "; ".join(miss) or "–"]))  # fmt: skip
+        total = {k: total[k] + stats[k] for k in total}
+    lines.append(_row(["all detectors", f"{total['in_band']}/{total['runs']}",
+                       f"{total['expected']:.1f}", ""]))  # fmt: skip
     return lines
 
 
@@ -229,6 +236,7 @@ TITLES = {
     "roc_auc": "ROC-AUC",
     "pr_auc": "PR-AUC (average precision)",
     "fpr": "Realised test FPR at the threshold",
+    "threshold_rows": "Rows the threshold rests on (out-of-sample normal scores)",
     "recall": "Recall at the threshold",
     "fit_seconds": "Fit time (s)",
     "score_seconds": "Test-split scoring time (s)",
@@ -251,8 +259,13 @@ def markdown(result: QualityResult) -> str:
         + ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
         + _code(meta)
         + "  ",
-        f"Seeds {', '.join(settings['seeds'])}; threshold `fpr:{settings['target_fpr']}` on "
-        "held-out normal rows; averaged = mean over datasets of the per-dataset mean over "
+        f"Seeds {', '.join(settings['seeds'])}; split, fit and threshold "
+        f"`fpr:{settings['target_fpr']}` by `tripwire train`'s code (test size "
+        f"{settings.get('test_size', '?')}, calibration size "
+        f"{settings.get('calibration_size', '?')}; the threshold on the held-out split's "
+        "scores pooled with the detector's leave-one-out scores where it has them; threshold "
+        "rows = how many); tested on the test split's normal rows and every anomaly; "
+        "averaged = mean over datasets of the per-dataset mean over "
         "seeds; rank = mean rank among these detectors (1 = best) over datasets where all "
         f"succeeded; vectors/s = the fitted detector scoring batches of {_batch(result)} test "
         "rows in-process, median of repeats (noisy on a shared host).",

@@ -9,8 +9,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tripwire.bench.datasets import find_datasets, load_dataset, split_rows
+from tripwire.bench.datasets import Dataset, evaluation_rows, find_datasets, load_dataset, split
 from tripwire.core.errors import ConfigError, DataError
+from tripwire.training.data import Dataset as TrainingDataset
+from tripwire.training.pipeline import split_dataset
+
+
+def _data(y: np.ndarray) -> Dataset:
+    """Rows whose only feature is their row number."""
+    return Dataset("ids", np.arange(y.size, dtype=np.float64)[:, None], y.astype(np.int8))
+
+
+def _ids(rows: np.ndarray) -> set[int]:
+    return set(rows[:, 0].astype(int).tolist())
 
 
 @settings(max_examples=60, deadline=None)
@@ -20,32 +31,37 @@ from tripwire.core.errors import ConfigError, DataError
     seed=st.integers(0, 2**31),
     order_seed=st.integers(0, 1000),
 )
-def test_split_parts_are_disjoint_and_cover_every_row(
+def test_split_parts_are_disjoint_and_every_row_is_used_once(
     n_normal: int, n_anomaly: int, seed: int, order_seed: int
 ) -> None:
     y = np.r_[np.zeros(n_normal), np.ones(n_anomaly)].astype(np.int8)
     y = y[np.random.default_rng(order_seed).permutation(y.size)]
-    s = split_rows(y, seed, train_fraction=0.6, calibration_fraction=0.25)
-    fit, cal, test = set(s.fit.tolist()), set(s.calibration.tolist()), set(s.test.tolist())
-    assert not fit & cal and not fit & test and not cal & test
-    assert fit | cal | test == set(range(y.size))
-    assert (y[s.fit] == 0).all() and (y[s.calibration] == 0).all()
-    assert set(np.flatnonzero(y == 1).tolist()) <= test  # every anomaly is tested
-    n_train = round(0.6 * n_normal)
-    assert s.fit.size + s.calibration.size == n_train
-    assert s.calibration.size == round(0.25 * n_train)
+    s = split(_data(y), seed, test_size=0.2, calibration_size=0.2)
+    X_eval, y_eval = evaluation_rows(s)
+    train, cal, evaluated = _ids(s.train), _ids(s.calibration), _ids(X_eval)
+    assert len(train) + len(cal) + len(evaluated) == y.size  # no row twice
+    assert train | cal | evaluated == set(range(y.size))
+    assert (y[sorted(train)] == 0).all() and (y[sorted(cal)] == 0).all()
+    assert set(np.flatnonzero(y == 1).tolist()) <= evaluated  # every anomaly is tested
+    assert np.array_equal(y_eval, y[X_eval[:, 0].astype(int)])
+    assert len(cal) == max(1, round(0.2 * n_normal))
+    assert (y_eval == 0).sum() == round(0.2 * n_normal)
 
 
-def test_split_is_seeded() -> None:
+def test_split_is_tripwire_trains_and_seeded() -> None:
     y = np.r_[np.zeros(500), np.ones(20)].astype(np.int8)
-    a, b, c = split_rows(y, 0), split_rows(y, 0), split_rows(y, 1)
-    assert np.array_equal(a.fit, b.fit) and np.array_equal(a.test, b.test)
-    assert not np.array_equal(a.fit, c.fit)
+    a, b, c = (split(_data(y), seed, 0.2, 0.2) for seed in (0, 0, 1))
+    assert np.array_equal(a.train, b.train) and np.array_equal(a.calibration, b.calibration)
+    assert not np.array_equal(a.train, c.train)
+    ds = TrainingDataset(_data(y).X, y, None, ("f0",), "ids", "")
+    assert np.array_equal(a.train, split_dataset(ds, 0.2, 0.2, 0).train)
 
 
 def test_split_refuses_too_few_normal_rows() -> None:
     with pytest.raises(DataError, match="too few"):
-        split_rows(np.array([0, 0, 1, 1]), seed=0)
+        split(_data(np.array([0, 0, 1, 1])), 0, 0.2, 0.2)
+    with pytest.raises(DataError, match="no normal row left for the test split"):
+        split(_data(np.r_[np.zeros(5), np.ones(20)]), 0, 0.1, 0.2)
 
 
 def _write(path: Path, **arrays: np.ndarray) -> Path:

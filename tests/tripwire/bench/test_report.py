@@ -113,3 +113,23 @@ def test_the_scoring_rate_sits_beside_the_quality() -> None:
     assert "| X (Tripwire) | 0.900 | 0.450 | 4,000 | 1.00% |" in md
     assert "| Y (Tripwire) | 0.800 | 0.400 | – | 1.00% |" in md
     assert "| a | 2,000 | – |" in md  # the per-dataset rate table
+
+
+def test_threshold_rows_beside_the_fpr_and_in_the_ideal() -> None:
+    runs = [_rec(d, "X", s, 0.9) for d in ("a", "b") for s in (0, 1)]
+    for r, rows in zip(runs, (1000, 3000, 5000, 7000), strict=True):
+        r.threshold_rows = rows
+    runs[1].fpr = 0.03  # a miss, listed with its rows
+    result = _result(runs, ("X",))
+    assert report.summary(result)["averaged"]["X"]["threshold_rows"] == 4000
+    md = report.markdown(result)
+    assert "| test FPR | threshold rows | recall |" in md
+    assert "| X (Tripwire) | 0.900 | 0.450 | – | 1.50% | 4,000 | 0.500 |" in md
+    assert "| a | 2,000 |" in md  # the per-dataset rows table
+    assert "a 1: 3.00%, 3,000" in md and "| all detectors | 3/4 |" in md
+    # the ideal in-band count rests on the rows the threshold rests on, not the split's
+    expected = sum(
+        report.ideal_in_band(n, 600, 0.01, 0.005, 0.02) for n in (1000, 3000, 5000, 7000)
+    )
+    cal = report.calibration(result)
+    assert cal["per_detector"]["X"]["expected"] == pytest.approx(expected)
