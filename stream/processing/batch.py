@@ -49,6 +49,25 @@ class Topics:
 
 
 @dataclass
+class Rows:
+    """Which vectors a batch scored (``BatchProcessor(keep_rows=True)``), in order.
+
+    Attributes
+    ----------
+    ids, entities : list of str, length scored
+        Input id and entity key of each scored vector.
+    partition, offset, index : ndarray of int64, shape (scored,)
+        Where each came from; ``index`` is its position in a packed record, -1 otherwise.
+    """
+
+    ids: list[str]
+    entities: list[str]
+    partition: np.ndarray
+    offset: np.ndarray
+    index: np.ndarray
+
+
+@dataclass
 class BatchResult:
     """What one micro-batch produced, and the figures for the metrics.
 
@@ -77,6 +96,8 @@ class BatchResult:
     inference_cpu_seconds: float = 0.0
     #: The shadow's comparison (``None``: no shadow loaded).
     shadow: ShadowBatch | None = None
+    #: Which vectors were scored, aligned with ``scores`` (``None`` unless ``keep_rows``).
+    rows: Rows | None = None
 
 
 class BatchProcessor:
@@ -99,6 +120,9 @@ class BatchProcessor:
     shadow : Shadow, optional
         Scores each batch's matrix again with the shadow version (its figures go to
         ``BatchResult.shadow``, never into ``outputs``).
+    keep_rows : bool
+        Fill ``BatchResult.rows`` (ids, entities, positions of the scored vectors),
+        for ``tripwire replay``; the worker leaves it off.
     """
 
     def __init__(
@@ -114,6 +138,7 @@ class BatchProcessor:
         monotonic: Callable[[], float] = time.perf_counter,
         thread_clock: Callable[[], float] = time.thread_time,
         shadow: Shadow | None = None,
+        keep_rows: bool = False,
     ) -> None:
         self.topics = topics
         self.builder = builder
@@ -125,6 +150,7 @@ class BatchProcessor:
         self.monotonic = monotonic
         self.thread_clock = thread_clock
         self.shadow = shadow
+        self.keep_rows = keep_rows
         self._codec: tuple[tuple[str, ...], Codec] | None = None
 
     def codec(self, scorer: Scorer) -> Codec:
@@ -261,6 +287,8 @@ class BatchProcessor:
         result.features = X if emitted.all() else X[emitted]
         result.event_ms = event_ms[emitted]
         result.scored = int(emitted.sum())
+        if self.keep_rows:
+            result.rows = _rows(good, emitted)
 
     def _emit(
         self,
@@ -359,6 +387,24 @@ def _scored(record: InputRecord, decoded: Decoded, j: int, score: float, anomaly
         anomaly=anomaly,
         record=record,
     )
+
+
+def _rows(good: list[tuple[InputRecord, Decoded]], emitted: np.ndarray) -> Rows:
+    """The ``Rows`` of the vectors of ``good`` that ``emitted`` marks."""
+    lengths = [len(d) for _, d in good]
+    ids = [i for _, d in good for i in d.ids]
+    entities = [k for _, d in good for k in d.keys]
+    partition = np.repeat(np.array([r.partition for r, _ in good], np.int64), lengths)
+    offset = np.repeat(np.array([r.offset for r, _ in good], np.int64), lengths)
+    index = np.concatenate(
+        [np.full(len(d), -1, np.int64) if d.index is None else np.asarray(d.index, np.int64)
+         for _, d in good]
+    )  # fmt: skip
+    if not emitted.all():
+        keep = np.flatnonzero(emitted).tolist()
+        ids, entities = [ids[i] for i in keep], [entities[i] for i in keep]
+        partition, offset, index = partition[emitted], offset[emitted], index[emitted]
+    return Rows(ids, entities, partition, offset, index)
 
 
 def _describer(good: list[tuple[InputRecord, Decoded]]) -> Describe:
