@@ -157,11 +157,11 @@ def _common(results: list[BatchResult]) -> list[np.ndarray | None]:
 class Progress:
     """A progress line on ``stream`` every ``PROGRESS_EVERY`` seconds (and a last one)."""
 
-    def __init__(self, stream: TextIO = sys.stderr, enabled: bool = True) -> None:
-        self.stream = stream
+    def __init__(self, stream: TextIO | None = None, enabled: bool = True) -> None:
+        self.stream = sys.stderr if stream is None else stream
         self.enabled = enabled
         self.started = self._last = time.monotonic()
-        self.tty = stream.isatty()
+        self.tty = enabled and self.stream.isatty()
 
     def __call__(self, reader: RangeReader, events: int, final: bool = False) -> None:
         now = time.monotonic()
