@@ -13,6 +13,7 @@ from tripwire.core.config import env_name
 from tripwire.demo import DemoSettings
 from tripwire.stream.observability.metrics import INVALID_REASONS, Metrics
 from tripwire.stream.observability.shadow_report import ShadowReportSettings
+from tripwire.stream.replay.settings import ReplaySettings
 from tripwire.stream.settings import WorkerSettings
 from tripwire.training.registry.cli import GateSettings
 from tripwire.training.settings import ScoreSettings, TrainSettings
@@ -30,6 +31,7 @@ README = (ROOT / "README.md").read_text()
         DemoSettings,
         GateSettings,
         ShadowReportSettings,
+        ReplaySettings,
     ],
 )
 def test_every_setting_is_documented(cls: type) -> None:
