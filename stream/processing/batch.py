@@ -34,7 +34,7 @@ from tripwire.stream.wire.codecs import Codec, InvalidEvent
 from tripwire.stream.wire.dead_letters import dead_letter
 from tripwire.stream.wire.errors import PROCESSING_ERROR, describe
 from tripwire.stream.wire.limits import DEFAULT_MAX_OUTPUT_BYTES, output_key
-from tripwire.stream.wire.records import Decoded, InputRecord, OutputRecord
+from tripwire.stream.wire.records import Decoded, InputRecord, OutputRecord, Rows
 
 log = logging.getLogger(__name__)
 
@@ -46,25 +46,6 @@ class Topics:
     alerts: str
     dlq: str
     scores: str | None = None
-
-
-@dataclass
-class Rows:
-    """Which vectors a batch scored (``BatchProcessor(keep_rows=True)``), in order.
-
-    Attributes
-    ----------
-    ids, entities : list of str, length scored
-        Input id and entity key of each scored vector.
-    partition, offset, index : ndarray of int64, shape (scored,)
-        Where each came from; ``index`` is its position in a packed record, -1 otherwise.
-    """
-
-    ids: list[str]
-    entities: list[str]
-    partition: np.ndarray
-    offset: np.ndarray
-    index: np.ndarray
 
 
 @dataclass
@@ -160,21 +141,38 @@ class BatchProcessor:
             self._codec = (scorer.feature_names, codec)
         return self._codec[1]
 
-    def process(self, records: Sequence[InputRecord], scorer: Scorer) -> BatchResult:
-        """Decode, score and build the outputs of one micro-batch."""
+    def decode(
+        self, records: Sequence[InputRecord], scorer: Scorer
+    ) -> list[Decoded | InvalidEvent]:
+        """What :meth:`process` decodes ``records`` into for ``scorer``'s features."""
+        return _decode_all(self.codec(scorer), records)
+
+    def process(
+        self,
+        records: Sequence[InputRecord],
+        scorer: Scorer,
+        decoded: Sequence[Decoded | InvalidEvent] | None = None,
+    ) -> BatchResult:
+        """Decode, score and build the outputs of one micro-batch.
+
+        ``decoded``: :meth:`decode` of ``records`` for these features, done already
+        (``tripwire replay`` decodes once for the versions that share a feature schema;
+        processing never changes it).
+        """
         result = BatchResult()
-        codec = self.codec(scorer)
+        if decoded is None:
+            decoded = self.decode(records, scorer)
         good: list[tuple[InputRecord, Decoded]] = []
         dead = DeadLetters()
-        for record, decoded in zip(records, _decode_all(codec, records), strict=True):
-            if isinstance(decoded, InvalidEvent):
-                dead.record(record, decoded)
+        for record, one in zip(records, decoded, strict=True):
+            if isinstance(one, InvalidEvent):
+                dead.record(record, one)
                 continue
-            result.consumed += len(decoded) + len(decoded.rejected)
-            for i, reason, detail in decoded.rejected:
+            result.consumed += len(one) + len(one.rejected)
+            for i, reason, detail in one.rejected:
                 dead.vector(record, i, reason, "InvalidEvent", detail)
-            if len(decoded):
-                good.append((record, decoded))
+            if len(one):
+                good.append((record, one))
         if good:
             self._score(result, good, scorer, dead)
         for record, error, vectors in dead.in_order(records):
@@ -288,7 +286,7 @@ class BatchProcessor:
         result.event_ms = event_ms[emitted]
         result.scored = int(emitted.sum())
         if self.keep_rows:
-            result.rows = _rows(good, emitted)
+            result.rows = Rows.of(good, emitted)
 
     def _emit(
         self,
@@ -387,24 +385,6 @@ def _scored(record: InputRecord, decoded: Decoded, j: int, score: float, anomaly
         anomaly=anomaly,
         record=record,
     )
-
-
-def _rows(good: list[tuple[InputRecord, Decoded]], emitted: np.ndarray) -> Rows:
-    """The ``Rows`` of the vectors of ``good`` that ``emitted`` marks."""
-    lengths = [len(d) for _, d in good]
-    ids = [i for _, d in good for i in d.ids]
-    entities = [k for _, d in good for k in d.keys]
-    partition = np.repeat(np.array([r.partition for r, _ in good], np.int64), lengths)
-    offset = np.repeat(np.array([r.offset for r, _ in good], np.int64), lengths)
-    index = np.concatenate(
-        [np.full(len(d), -1, np.int64) if d.index is None else np.asarray(d.index, np.int64)
-         for _, d in good]
-    )  # fmt: skip
-    if not emitted.all():
-        keep = np.flatnonzero(emitted).tolist()
-        ids, entities = [ids[i] for i in keep], [entities[i] for i in keep]
-        partition, offset, index = partition[emitted], offset[emitted], index[emitted]
-    return Rows(ids, entities, partition, offset, index)
 
 
 def _describer(good: list[tuple[InputRecord, Decoded]]) -> Describe:

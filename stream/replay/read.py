@@ -59,6 +59,8 @@ def parse_bound(text: str, option: str) -> Bound | None:
     raw = text.strip()
     if not raw:
         return None
+    if len(raw) > 100:  # no offset or time is this long (the evidence keeps it as given)
+        raise ConfigError(f"{option} {escaped(raw, 40)}...: longer than 100 characters")
     if raw.isdigit():
         return Bound(raw, offset=int(raw))
     try:

@@ -1,7 +1,8 @@
 """Scoring a range: every batch through each version's own ``BatchProcessor``.
 
 Each version gets the processor the worker would build for it (its codec for its
-feature schema, one ``Scorer.score`` per micro-batch, the same refusals), so a
+feature schema, one ``Scorer.score`` per micro-batch, the same refusals; versions
+with the same features share one decoding of the batch, which is deterministic), so a
 version replayed gives the scores, decisions and alert ids a worker serving it
 gives (scores are batch independent). Per-entity cooldown is off: alerts are the
 model's decisions. Nothing a processor builds is produced; the alert events are
@@ -33,6 +34,8 @@ from tripwire.stream.processing.model_watcher import load_initial
 from tripwire.stream.replay.read import RangeReader
 from tripwire.stream.replay.report import Compared, Tally
 from tripwire.stream.wire.alerts import AlertBuilder
+from tripwire.stream.wire.errors import InvalidEvent
+from tripwire.stream.wire.records import Decoded
 from tripwire.stream.worker import input_record
 
 log = logging.getLogger(__name__)
@@ -98,9 +101,13 @@ class Replay:
     def score(self, records: Sequence[ConsumerRecord]) -> None:
         """Score one micro-batch with every version and add it up."""
         inputs = [input_record(r) for r in records]
-        results = [
-            p.process(inputs, v.scorer) for p, v in zip(self.processors, self.versions, strict=True)
-        ]
+        decoded: dict[tuple[str, ...], list[Decoded | InvalidEvent]] = {}
+        results = []
+        for p, v in zip(self.processors, self.versions, strict=True):
+            names = v.scorer.feature_names  # one decoding per feature schema, as exact
+            if names not in decoded:
+                decoded[names] = p.decode(inputs, v.scorer)
+            results.append(p.process(inputs, v.scorer, decoded[names]))
         for m, r in zip(self.tally.models, results, strict=True):
             m.refused.update(r.invalid)
         compared = self._compare(results)
