@@ -88,12 +88,14 @@ def replay_once(bootstrap: str, registry: Path, topic: str, n: int) -> dict[str,
     from tripwire.stream.replay.read import RangeReader
     from tripwire.stream.replay.report import ModelTally, Tally
     from tripwire.stream.replay.run import Progress, Replay, load_versions, replay_range
+    from tripwire.stream.worker import freeze_startup_objects
 
     compat.install_lenient_fetch()
     versions = load_versions(str(registry), ["m@production", "m@candidate"])
     models = [ModelTally(v.ref, v.scorer.name, v.scorer.version, v.scorer.threshold,
                          v.manifest_sha256) for v in versions]  # fmt: skip
     run = Replay(versions, Tally(models), max_message_bytes=1_000_000)
+    freeze_startup_objects()  # as `tripwire replay` does (and the worker)
     first: list[float] = []
     score = run.score
 

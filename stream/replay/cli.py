@@ -82,7 +82,7 @@ def run_replay(settings: Any) -> int:
     from tripwire.stream.replay.report import ModelTally, Tally
     from tripwire.stream.replay.run import Progress, Replay, load_versions, replay_range
     from tripwire.stream.replay.table import render
-    from tripwire.stream.worker import single_threaded_inference
+    from tripwire.stream.worker import freeze_startup_objects, single_threaded_inference
 
     settings.validate()
     start = parse_bound(settings.range_from, "--from")
@@ -99,6 +99,7 @@ def run_replay(settings: Any) -> int:
     ]  # fmt: skip
     tally = Tally(models, labels)
     replay = Replay(versions, tally, max_message_bytes=settings.max_message_bytes)
+    freeze_startup_objects()  # as the worker: the models and libraries out of the GC's walks
     options = {"bootstrap_servers": settings.bootstrap_servers, **env_security_options()}
     reader = RangeReader(options, settings.input_topic, settings.partition_list(), start, end)
     asyncio.run(

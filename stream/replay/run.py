@@ -36,7 +36,7 @@ from tripwire.stream.replay.report import Compared, Tally
 from tripwire.stream.wire.alerts import AlertBuilder
 from tripwire.stream.wire.errors import InvalidEvent
 from tripwire.stream.wire.records import Decoded
-from tripwire.stream.worker import input_record
+from tripwire.stream.worker import GIL_SWITCH_INTERVAL, input_record
 
 log = logging.getLogger(__name__)
 
@@ -190,16 +190,22 @@ async def replay_range(
 ) -> None:
     """Read the range and score it, one batch scoring in a thread while the next is read."""
     loop = asyncio.get_running_loop()
+    # as the worker: the loop reading the sockets must not wait 5 ms for the scoring thread
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     pending: asyncio.Future[None] | None = None
-    with ThreadPoolExecutor(1, thread_name_prefix="tripwire-replay") as pool:
-        async with reader:
-            async for records in reader.batches():
-                for i in range(0, len(records), max_batch):
-                    if pending is not None:
-                        await pending
-                    chunk = records[i : i + max_batch]
-                    pending = loop.run_in_executor(pool, replay.score, chunk)
-                    progress(reader, replay.events)
-            if pending is not None:
-                await pending
+    try:
+        with ThreadPoolExecutor(1, thread_name_prefix="tripwire-replay") as pool:
+            async with reader:
+                async for records in reader.batches():
+                    for i in range(0, len(records), max_batch):
+                        if pending is not None:
+                            await pending
+                        chunk = records[i : i + max_batch]
+                        pending = loop.run_in_executor(pool, replay.score, chunk)
+                        progress(reader, replay.events)
+                if pending is not None:
+                    await pending
+    finally:
+        sys.setswitchinterval(switch)
     progress(reader, replay.events, final=True)
