@@ -20,7 +20,8 @@ COMMAND_MODULES = (
     "tripwire.training.cli",  # train, score, registry
     "tripwire.demo",  # demo
     "tripwire.bench.cli",  # bench quality
-    "tripwire.stream.cli",  # worker
+    "tripwire.stream.cli",  # worker, shadow
+    "tripwire.stream.replay.cli",  # replay
 )
 
 

@@ -33,7 +33,7 @@ from tripwire.stream.wire.codecs import Codec, InvalidEvent
 from tripwire.stream.wire.dead_letters import DeadLetterReason, dead_letter
 from tripwire.stream.wire.errors import PROCESSING_ERROR, describe
 from tripwire.stream.wire.limits import DEFAULT_MAX_OUTPUT_BYTES, output_key
-from tripwire.stream.wire.records import Decoded, InputRecord, OutputRecord
+from tripwire.stream.wire.records import Decoded, InputRecord, OutputRecord, Rows
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,8 @@ class BatchResult:
     inference_cpu_seconds: float = 0.0
     #: The shadow's comparison (``None``: no shadow loaded).
     shadow: ShadowBatch | None = None
+    #: Which vectors were scored, aligned with ``scores`` (``None`` unless ``keep_rows``).
+    rows: Rows | None = None
 
 
 class BatchProcessor:
@@ -98,6 +100,9 @@ class BatchProcessor:
     shadow : Shadow, optional
         Scores each batch's matrix again with the shadow version (its figures go to
         ``BatchResult.shadow``, never into ``outputs``).
+    keep_rows : bool
+        Fill ``BatchResult.rows`` (ids, entities, positions of the scored vectors),
+        for ``tripwire replay``; the worker leaves it off.
     """
 
     def __init__(
@@ -113,6 +118,7 @@ class BatchProcessor:
         monotonic: Callable[[], float] = time.perf_counter,
         thread_clock: Callable[[], float] = time.thread_time,
         shadow: Shadow | None = None,
+        keep_rows: bool = False,
     ) -> None:
         self.topics = topics
         self.builder = builder
@@ -124,6 +130,7 @@ class BatchProcessor:
         self.monotonic = monotonic
         self.thread_clock = thread_clock
         self.shadow = shadow
+        self.keep_rows = keep_rows
         self._codec: tuple[tuple[str, ...], Codec] | None = None
 
     def codec(self, scorer: Scorer) -> Codec:
@@ -133,21 +140,38 @@ class BatchProcessor:
             self._codec = (scorer.feature_names, codec)
         return self._codec[1]
 
-    def process(self, records: Sequence[InputRecord], scorer: Scorer) -> BatchResult:
-        """Decode, score and build the outputs of one micro-batch."""
+    def decode(
+        self, records: Sequence[InputRecord], scorer: Scorer
+    ) -> list[Decoded | InvalidEvent]:
+        """What :meth:`process` decodes ``records`` into for ``scorer``'s features."""
+        return _decode_all(self.codec(scorer), records)
+
+    def process(
+        self,
+        records: Sequence[InputRecord],
+        scorer: Scorer,
+        decoded: Sequence[Decoded | InvalidEvent] | None = None,
+    ) -> BatchResult:
+        """Decode, score and build the outputs of one micro-batch.
+
+        ``decoded``: :meth:`decode` of ``records`` for these features, done already
+        (``tripwire replay`` decodes once for the versions that share a feature schema;
+        processing never changes it).
+        """
         result = BatchResult()
-        codec = self.codec(scorer)
+        if decoded is None:
+            decoded = self.decode(records, scorer)
         good: list[tuple[InputRecord, Decoded]] = []
         dead = DeadLetters()
-        for record, decoded in zip(records, _decode_all(codec, records), strict=True):
-            if isinstance(decoded, InvalidEvent):
-                dead.record(record, decoded)
+        for record, one in zip(records, decoded, strict=True):
+            if isinstance(one, InvalidEvent):
+                dead.record(record, one)
                 continue
-            result.consumed += len(decoded) + len(decoded.rejected)
-            for i, reason, detail in decoded.rejected:
+            result.consumed += len(one) + len(one.rejected)
+            for i, reason, detail in one.rejected:
                 dead.vector(record, i, DeadLetterReason(reason), "InvalidEvent", detail)
-            if len(decoded):
-                good.append((record, decoded))
+            if len(one):
+                good.append((record, one))
         if good:
             self._score(result, good, scorer, dead)
         for record, error, vectors in dead.in_order(records):
@@ -260,6 +284,8 @@ class BatchProcessor:
         result.features = X if emitted.all() else X[emitted]
         result.event_ms = event_ms[emitted]
         result.scored = int(emitted.sum())
+        if self.keep_rows:
+            result.rows = Rows.of(good, emitted)
 
     def _emit(
         self,

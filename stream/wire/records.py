@@ -64,6 +64,43 @@ class Decoded:
         return len(self.ids)
 
 
+@dataclass(slots=True)
+class Rows:
+    """Which vectors a micro-batch scored, in order (``BatchProcessor(keep_rows=True)``).
+
+    Attributes
+    ----------
+    ids, entities : list of str, length scored
+        Input id and entity key of each scored vector.
+    partition, offset, index : ndarray of int64, shape (scored,)
+        Where each came from; ``index`` is its position in a packed record, -1 otherwise.
+    """
+
+    ids: list[str]
+    entities: list[str]
+    partition: np.ndarray
+    offset: np.ndarray
+    index: np.ndarray
+
+    @classmethod
+    def of(cls, good: Sequence[tuple[InputRecord, Decoded]], kept: np.ndarray) -> Rows:
+        """The rows of the vectors of ``good`` (records, decoded) that ``kept`` marks."""
+        lengths = [len(d) for _, d in good]
+        ids = [i for _, d in good for i in d.ids]
+        entities = [k for _, d in good for k in d.keys]
+        partition = np.repeat(np.array([r.partition for r, _ in good], np.int64), lengths)
+        offset = np.repeat(np.array([r.offset for r, _ in good], np.int64), lengths)
+        index = np.array(
+            [i for _, d in good for i in ([-1] * len(d) if d.index is None else d.index)],
+            np.int64,
+        )
+        if not kept.all():
+            keep = np.flatnonzero(kept).tolist()
+            ids, entities = [ids[i] for i in keep], [entities[i] for i in keep]
+            partition, offset, index = partition[kept], offset[kept], index[kept]
+        return cls(ids, entities, partition, offset, index)
+
+
 @dataclass(frozen=True, slots=True)
 class OutputRecord:
     """One record to produce: an anomaly event, a score record or a dead letter.

@@ -14,6 +14,7 @@ from tripwire.core.config import env_name
 from tripwire.demo import DemoSettings
 from tripwire.stream.observability.metrics import INVALID_REASONS, Metrics
 from tripwire.stream.observability.shadow_report import ShadowReportSettings
+from tripwire.stream.replay.settings import ReplaySettings
 from tripwire.stream.settings import WorkerSettings
 from tripwire.stream.wire.dead_letters import DeadLetterReason
 from tripwire.training.registry.cli import GateSettings
@@ -32,6 +33,7 @@ README = (ROOT / "README.md").read_text()
         DemoSettings,
         GateSettings,
         ShadowReportSettings,
+        ReplaySettings,
     ],
 )
 def test_every_setting_is_documented(cls: type) -> None:

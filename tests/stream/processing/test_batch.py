@@ -159,3 +159,29 @@ def test_an_id_cannot_forge_a_log_line(scorer: Scorer, caplog: pytest.LogCapture
     (message,) = caplog.messages
     assert "\n" not in message and len(message) < 400
     assert "for input evt-1\\n2026-01-01 00:00:00,000 CRITICAL" in message
+
+
+def test_rows_name_the_scored_vectors_and_shared_decoding_changes_nothing(
+    scorer: Scorer,
+) -> None:
+    """``keep_rows`` and a decoding done once for two processors (``tripwire replay``)."""
+    X = rows()[:9]
+    X[4, 0] = np.nan  # refused: not a row
+    records = [json_record(i, x) if i % 2 else f32_record(i, x) for i, x in enumerate(X)]
+    records.append(InputRecord("in", 2, 77, None, b"pk", packed(X[:3], ids=["p0", "p1", "p2"]),
+                               [("content-type", PACKED_TYPE.encode())]))  # fmt: skip
+    plain = processor().process(records, scorer)
+    assert plain.rows is None
+    kept = BatchProcessor(TOPICS, AlertBuilder("tripwire://g/in"), Cooldown(0.0), top_k=3,
+                          max_message_bytes=100_000, keep_rows=True)  # fmt: skip
+    decoded = kept.decode(records, scorer)
+    first, second = (kept.process(records, scorer, decoded) for _ in range(2))
+    for result in (first, second):
+        assert result.rows is not None
+        np.testing.assert_array_equal(result.scores, plain.scores)
+        assert result.rows.ids == ["b0", "j1", "b2", "j3", "j5", "b6", "j7", "b8", "p0", "p1", "p2"]
+        assert result.rows.offset.tolist() == [0, 1, 2, 3, 5, 6, 7, 8, 77, 77, 77]
+        assert result.rows.index.tolist() == [-1] * 8 + [0, 1, 2]
+        assert result.rows.partition.tolist() == [1, 0, 1, 0, 0, 1, 0, 1, 2, 2, 2]
+        assert result.rows.entities[:2] == ["k0", "k1"] and result.rows.entities[-1] == "pk"
+        assert dict(result.invalid) == dict(plain.invalid) == {"non_finite": 1}
