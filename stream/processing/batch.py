@@ -169,7 +169,7 @@ class BatchProcessor:
                 continue
             result.consumed += len(one) + len(one.rejected)
             for i, reason, detail in one.rejected:
-                dead.vector(record, i, DeadLetterReason(reason), "InvalidEvent", detail)
+                dead.vector(record, i, reason, "InvalidEvent", detail)
             if len(one):
                 good.append((record, one))
         if good:

@@ -32,6 +32,7 @@ from tripwire.core.events import (
     TS_HEADER,
 )
 from tripwire.stream.compat import UNDECODABLE_HEADER_KEY
+from tripwire.stream.wire.dead_letters import DeadLetterReason
 from tripwire.stream.wire.encodings import BY_CONTENT_TYPE, ENCODINGS, FeatureSchema
 from tripwire.stream.wire.encodings.base import header, media_type
 from tripwire.stream.wire.errors import InvalidEvent, processing_error
@@ -72,12 +73,15 @@ class Codec:
         value = record.value
         undecodable = header(record.headers, UNDECODABLE_HEADER_KEY)
         if undecodable is not None:
-            raise InvalidEvent("malformed", f"a header key is not UTF-8: {undecodable[:60]!r}")
+            raise InvalidEvent(
+                DeadLetterReason.MALFORMED, f"a header key is not UTF-8: {undecodable[:60]!r}"
+            )
         if not value:
-            raise InvalidEvent("empty", "the record value is empty")
+            raise InvalidEvent(DeadLetterReason.EMPTY, "the record value is empty")
         if len(value) > self.max_message_bytes:
             raise InvalidEvent(
-                "oversize", f"{len(value)} bytes > max_message_bytes {self.max_message_bytes}"
+                DeadLetterReason.OVERSIZE,
+                f"{len(value)} bytes > max_message_bytes {self.max_message_bytes}",
             )
         ctype = media_type(header(record.headers, CONTENT_TYPE_HEADER))
         found = BY_CONTENT_TYPE.get(ctype) if ctype is not None else None
@@ -85,7 +89,7 @@ class Codec:
             found = _JSON
         if found is None:
             shown = ctype if ctype is not None else f"none, value starts {value[:8]!r}"
-            raise InvalidEvent("unknown_encoding", f"content-type {shown}")
+            raise InvalidEvent(DeadLetterReason.UNKNOWN_ENCODING, f"content-type {shown}")
         return found.decode(record, self.schema)
 
     def decode_batch(self, records: Sequence[InputRecord]) -> list[Decoded | InvalidEvent]:

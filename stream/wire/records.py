@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from tripwire.stream.wire.dead_letters import DeadLetterReason
 
 Headers = Sequence[tuple[str, bytes]]
 
@@ -48,7 +52,7 @@ class Decoded:
         Event time of each vector (epoch ms), ``None`` when unknown.
     index : list of int or None
         Position of each vector inside a packed record (``None`` otherwise).
-    rejected : list of (int, str, str)
+    rejected : list of (int, DeadLetterReason, str)
         ``(position, reason, detail)`` of packed vectors refused one by one
         (non-finite values); their neighbours are still scored.
     """
@@ -58,7 +62,7 @@ class Decoded:
     keys: list[str]
     event_ms: list[float | None]
     index: list[int] | None = None
-    rejected: list[tuple[int, str, str]] = field(default_factory=list)
+    rejected: list[tuple[int, DeadLetterReason, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -21,6 +21,7 @@ from typing import ClassVar
 import numpy as np
 
 from tripwire.core.events import CONTENT_TYPE_HEADER, FieldError, header_ms
+from tripwire.stream.wire.dead_letters import DeadLetterReason
 from tripwire.stream.wire.errors import InvalidEvent
 from tripwire.stream.wire.records import Decoded, Headers, InputRecord
 
@@ -180,7 +181,7 @@ def header_text(raw: bytes | None, name: str) -> str | None:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise InvalidEvent("schema", f"header {name} is not UTF-8", e) from None
+        raise InvalidEvent(DeadLetterReason.SCHEMA, f"header {name} is not UTF-8", e) from None
     return text or None
 
 

@@ -22,6 +22,7 @@ from tripwire.core.events import (
     header_ms,
 )
 from tripwire.stream.compat import UNDECODABLE_HEADER_KEY
+from tripwire.stream.wire.dead_letters import DeadLetterReason
 from tripwire.stream.wire.encodings.base import (
     Encoded,
     Encoding,
@@ -72,14 +73,19 @@ class BinaryEncoding(Encoding):
     def decode(self, record: InputRecord, schema: FeatureSchema) -> Decoded:
         value = record.value or b""
         if len(value) % 4:
-            raise InvalidEvent("malformed", f"{len(value)} bytes is not a whole number of float32")
+            raise InvalidEvent(
+                DeadLetterReason.MALFORMED, f"{len(value)} bytes is not a whole number of float32"
+            )
         if len(value) // 4 != schema.n:
             raise InvalidEvent(
-                "feature_count", f"{len(value) // 4} float32 values, model expects {schema.n}"
+                DeadLetterReason.FEATURE_COUNT,
+                f"{len(value) // 4} float32 values, model expects {schema.n}",
             )
         x = np.frombuffer(value, dtype="<f4")
         if not np.isfinite(x).all():
-            raise InvalidEvent("non_finite", f"NaN or inf at feature {first_bad(x, schema)}")
+            raise InvalidEvent(
+                DeadLetterReason.NON_FINITE, f"NaN or inf at feature {first_bad(x, schema)}"
+            )
         return _decoded(record, x[None, :], _headers(record.headers))
 
     def decode_batch(

@@ -26,6 +26,7 @@ from tripwire.core.events import (
     event_text,
     feature_row,
 )
+from tripwire.stream.wire.dead_letters import DeadLetterReason
 from tripwire.stream.wire.encodings.base import (
     Encoded,
     Encoding,
@@ -80,9 +81,11 @@ class JsonEncoding(Encoding):
         try:
             doc = json.loads(value)
         except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError
-            raise InvalidEvent("malformed", f"not JSON: {e}", e) from None
+            raise InvalidEvent(DeadLetterReason.MALFORMED, f"not JSON: {e}", e) from None
         if not isinstance(doc, dict):
-            raise InvalidEvent("schema", f"expected a JSON object, got {type(doc).__name__}")
+            raise InvalidEvent(
+                DeadLetterReason.SCHEMA, f"expected a JSON object, got {type(doc).__name__}"
+            )
         try:
             event_id = event_text(doc.get(ID_FIELD), ID_FIELD)
             if event_id is None:

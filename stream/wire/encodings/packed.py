@@ -22,6 +22,7 @@ from tripwire.core.events import (
     PACKED_TYPE,
     TS_HEADER,
 )
+from tripwire.stream.wire.dead_letters import DeadLetterReason
 from tripwire.stream.wire.encodings.base import (
     Encoded,
     Encoding,
@@ -108,7 +109,7 @@ class PackedEncoding(Encoding):
         ok = np.isfinite(X).all(axis=1)
         keep = np.flatnonzero(ok).tolist()
         rejected = [
-            (i, "non_finite", f"vector {i} ({ids[i]}): NaN or inf at feature "
+            (i, DeadLetterReason.NON_FINITE, f"vector {i} ({ids[i]}): NaN or inf at feature "
              f"{first_bad(X[i], schema)}")
             for i in np.flatnonzero(~ok).tolist()
         ]  # fmt: skip
@@ -137,14 +138,22 @@ class PackedLayout:
         ['a', 'b']
         """
         if len(value) < PACKED_HEADER.size:
-            raise InvalidEvent("malformed", f"packed record of {len(value)} bytes < header")
+            raise InvalidEvent(
+                DeadLetterReason.MALFORMED, f"packed record of {len(value)} bytes < header"
+            )
         magic, n, d, flags = PACKED_HEADER.unpack_from(value)
         if magic != PACKED_MAGIC:
-            raise InvalidEvent("malformed", f"packed magic {magic!r} != {PACKED_MAGIC!r}")
+            raise InvalidEvent(
+                DeadLetterReason.MALFORMED, f"packed magic {magic!r} != {PACKED_MAGIC!r}"
+            )
         if flags & ~(FLAG_IDS | FLAG_KEYS | FLAG_TS) or n == 0:
-            raise InvalidEvent("schema", f"packed header: n={n}, unknown flags {flags:#x}")
+            raise InvalidEvent(
+                DeadLetterReason.SCHEMA, f"packed header: n={n}, unknown flags {flags:#x}"
+            )
         if d != n_features:
-            raise InvalidEvent("feature_count", f"packed d={d}, model expects {n_features}")
+            raise InvalidEvent(
+                DeadLetterReason.FEATURE_COUNT, f"packed d={d}, model expects {n_features}"
+            )
         self = cls()
         self.n, at = n, PACKED_HEADER.size
         if flags & FLAG_TS:
@@ -159,13 +168,15 @@ class PackedLayout:
         if flags & FLAG_KEYS:
             self.keys, at = _text_section(value, at, n, "keys")
         if at != len(value):
-            raise InvalidEvent("malformed", f"{len(value) - at} trailing bytes after packed data")
+            raise InvalidEvent(
+                DeadLetterReason.MALFORMED, f"{len(value) - at} trailing bytes after packed data"
+            )
         return self
 
 
 def _need(value: bytes, end: int, what: str) -> None:
     if len(value) < end:
-        raise InvalidEvent("malformed", f"packed record truncated in {what}")
+        raise InvalidEvent(DeadLetterReason.MALFORMED, f"packed record truncated in {what}")
 
 
 def _text_section(value: bytes, at: int, n: int, what: str) -> tuple[list[str], int]:
@@ -176,7 +187,9 @@ def _text_section(value: bytes, at: int, n: int, what: str) -> tuple[list[str], 
     try:
         items = value[at : at + length].decode("utf-8").split(PACKED_SEPARATOR)
     except UnicodeDecodeError as e:
-        raise InvalidEvent("malformed", f"packed {what} are not UTF-8", e) from None
+        raise InvalidEvent(DeadLetterReason.MALFORMED, f"packed {what} are not UTF-8", e) from None
     if len(items) != n or not all(items):
-        raise InvalidEvent("schema", f"packed {what}: {len(items)} entries for {n} vectors")
+        raise InvalidEvent(
+            DeadLetterReason.SCHEMA, f"packed {what}: {len(items)} entries for {n} vectors"
+        )
     return items, at + length
