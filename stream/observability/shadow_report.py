@@ -25,8 +25,6 @@ import urllib.request
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from importlib import metadata
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -37,8 +35,10 @@ from tripwire.core.registry.evidence import (
     FORMAT,
     SCHEMA_VERSION,
     evidence_problems,
+    evidence_time,
     model_key,
     rate,
+    tripwire_version,
 )
 from tripwire.core.untrusted import escaped
 
@@ -232,9 +232,9 @@ def report(
     }  # fmt: skip
     doc = {
         "format": FORMAT, "schema_version": SCHEMA_VERSION, "source": "shadow",
-        "created_at": _rfc3339(time.time()), "tripwire": _version(),
-        "input": {"topic": topic, "partitions": partitions, "from": _rfc3339(span[0]),
-                  "to": _rfc3339(span[1])},
+        "created_at": evidence_time(time.time()), "tripwire": tripwire_version(),
+        "input": {"topic": topic, "partitions": partitions, "from": evidence_time(span[0]),
+                  "to": evidence_time(span[1])},
         "labels": None, "models": models,
         "comparisons": [{
             "baseline": baseline, "candidate": candidate,
@@ -298,14 +298,3 @@ def _digest(reader: RegistryReader, name: str, version: str) -> str:
         return reader.manifest_sha256(name, version)
     except (OSError, TripwireError) as e:
         raise ShadowReportError(f"cannot read {name}@{version} in the registry: {e}") from None
-
-
-def _rfc3339(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _version() -> str:
-    try:
-        return metadata.version("tripwire")
-    except metadata.PackageNotFoundError:
-        return "unknown"

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from tripwire.core.errors import ConfigError
-from tripwire.stream.replay.report import DIFF_SERIES, Tally, rfc3339
+from tripwire.core.registry.evidence import evidence_time
+from tripwire.stream.replay.report import DIFF_SERIES, Tally
 
 
 def plot(tally: Tally, path: str) -> None:
@@ -49,7 +50,7 @@ def plot(tally: Tally, path: str) -> None:
                 ax.bar(x, counts[:, col], width=width, bottom=bottom, align="edge", label=label)
                 bottom = bottom + counts[:, col]
         ax.set_title(f"alerts by event time (bins of {p.bins.width_ms / 1000:g} s): {a} vs {b}")
-        ax.set_xlabel(f"seconds after {rfc3339(origin)}")
+        ax.set_xlabel(f"seconds after {evidence_time(origin)}")
         ax.set_ylabel("alerts")
         ax.legend(fontsize="small")
     fig.tight_layout()

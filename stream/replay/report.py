@@ -14,13 +14,18 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from importlib import metadata
 from typing import Any
 
 import numpy as np
 
-from tripwire.core.registry.evidence import FORMAT, SCHEMA_VERSION, model_key, rate
+from tripwire.core.registry.evidence import (
+    FORMAT,
+    SCHEMA_VERSION,
+    evidence_time,
+    model_key,
+    rate,
+    tripwire_version,
+)
 from tripwire.stream.replay.labels import Labels, LabelTally
 from tripwire.stream.replay.sketch import Reservoir, TimeBins
 
@@ -156,7 +161,7 @@ class Tally:
                 labels["incidents"] = len(self.labels.incidents)
         return {
             "format": FORMAT, "schema_version": SCHEMA_VERSION, "source": "replay",
-            "created_at": rfc3339(time.time()), "tripwire": _version(),
+            "created_at": evidence_time(time.time()), "tripwire": tripwire_version(),
             "input": {"topic": topic, "partitions": partitions, "from": bounds[0],
                       "to": bounds[1]},
             "labels": labels, "models": models,
@@ -199,9 +204,9 @@ def label_scores(t: LabelTally) -> dict[str, Any]:
     if len(t.labels.incidents):
         out["incidents"] = [
             {
-                "start": rfc3339(start / 1000),
-                "end": rfc3339(end / 1000),
-                "detected_at": None if np.isinf(first) else rfc3339(first / 1000),
+                "start": evidence_time(start / 1000),
+                "end": evidence_time(end / 1000),
+                "detected_at": None if np.isinf(first) else evidence_time(first / 1000),
                 "time_to_detect_s": None if np.isinf(first) else (first - start) / 1000,
             }  # fmt: skip
             for (start, end), first in zip(
@@ -209,15 +214,3 @@ def label_scores(t: LabelTally) -> dict[str, Any]:
             )  # fmt: skip
         ]
     return out
-
-
-def rfc3339(t: float) -> str:
-    """UTC RFC 3339 with microseconds and a ``Z`` (the evidence format's times)."""
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _version() -> str:
-    try:
-        return metadata.version("tripwire")
-    except metadata.PackageNotFoundError:
-        return "unknown"

@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import UTC, datetime
 from functools import cache
-from importlib import resources
+from importlib import metadata, resources
 from typing import Any
 
 from tripwire.core.untrusted import escaped
@@ -155,3 +156,16 @@ def _diff_problems(c: dict[str, Any], doc: dict[str, Any]) -> list[str]:
     if c["only_candidate"] + c["both"] != cand["alerts"]:
         problems.append(f"only_candidate + both != the candidate's alerts ({cand['alerts']})")
     return problems
+
+
+def evidence_time(t: float) -> str:
+    """UTC RFC 3339 with microseconds and a ``Z``: how evidence writes a time."""
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def tripwire_version() -> str:
+    """The installed Tripwire's version (evidence's ``tripwire`` field)."""
+    try:
+        return metadata.version("tripwire")
+    except metadata.PackageNotFoundError:
+        return "unknown"
