@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -24,6 +25,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +136,14 @@ def _get(url: str) -> Any:
         return json.loads(resp.read())
 
 
+def _epoch(rfc3339: str) -> float:
+    """Seconds since the epoch of Prometheus's RFC 3339 time (nanoseconds, any zone)."""
+    m = re.fullmatch(r"(.*?)(\.\d+)?(Z|[+-]\d\d:\d\d)", rfc3339)
+    assert m, rfc3339
+    zone = "+00:00" if m[3] == "Z" else m[3]
+    return datetime.fromisoformat(m[1] + zone).timestamp() + float(m[2] or 0)
+
+
 def _wait(what: str, check: Callable[[], bool], timeout: float, logs: list[Path]) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -234,7 +244,20 @@ def live(
             return bool(result) and float(result[0]["value"][1]) >= len(records)
 
         _wait(f"{len(records)} events in Prometheus", consumed_all, 90, logs)
-        time.sleep(3)  # a few more scrapes and rule evaluations after the last event
+        # A few more scrapes and rule evaluations after the last event (rates need two
+        # samples of the final counts, alerts an evaluation of them), seen in
+        # Prometheus's own bookkeeping rather than slept for (issue 11 §6): every
+        # target scraped and every rule group evaluated from 2 s after that on.
+        after = time.time() + 2
+
+        def evaluated_since() -> bool:
+            scrapes = [t["lastScrape"] for t in get("/targets")["activeTargets"]]
+            evaluations = [g["lastEvaluation"] for g in get("/rules")["groups"]]
+            return bool(scrapes and evaluations) and all(
+                _epoch(t) > after for t in scrapes + evaluations
+            )
+
+        _wait("scrapes and rule evaluations after the last event", evaluated_since, 90, logs)
         yield Live(query, get)
     finally:
         for proc in reversed(procs):

@@ -58,15 +58,32 @@ def test_the_consumer_thread_waits_less_for_the_gil(worker: StreamWorker) -> Non
 async def test_quick_batches_run_on_the_loop_slow_ones_in_the_scoring_thread(
     worker: StreamWorker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """How long a batch took is read from the worker's clock, which the test moves by
+    each batch's ``delay``: no sleep, so a loaded machine cannot make a quick batch
+    slow (issue 11 §6)."""
     monkeypatch.setattr(worker_module, "INLINE_SECONDS", 0.05)
     threads: list[str] = []
     delay = [0.0]
+    now = [0.0]
     process = worker.processor.process
+
+    class Clock:
+        """``time`` for the worker module, with a ``perf_counter`` the test moves."""
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(time, name)
+
+        @staticmethod
+        def perf_counter() -> float:
+            return now[0]
+
+    monkeypatch.setattr(worker_module, "time", Clock())
 
     def traced(records: Sequence[InputRecord], scorer: Scorer) -> BatchResult:
         threads.append(threading.current_thread().name)
-        time.sleep(delay[0])
-        return process(records, scorer)
+        result = process(records, scorer)
+        now[0] += delay[0]  # the batch took exactly this long
+        return result
 
     monkeypatch.setattr(worker.processor, "process", traced)
     loop_thread = threading.current_thread().name

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ from tests.stream.outputs import check_alert, check_score
 from tripwire.core.registry import load_scorer
 from tripwire.core.scorer import Scorer
 from tripwire.embedded import EmbeddedBroker
-from tripwire.stream.wire.alerts import alert_id
+from tripwire.stream.wire.alerts import ALERT_NAMESPACE
 from tripwire.stream.wire.encodings import Events, encoding
 
 pytestmark = pytest.mark.integration
@@ -158,15 +159,24 @@ def test_every_valid_event_is_scored_with_the_models_score(run: Run) -> None:
 def test_alerts_are_exactly_the_expected_anomalies(run: Run) -> None:
     want = expected_anomalies(run)
     assert 20 <= len(want) <= 60  # the seeded stream has anomalies, and mostly normal rows
-    run.read("alerts", len(want))
-    time.sleep(1.0)  # and nothing more arrives
+    # And nothing more arrives: once every input offset is committed, every output
+    # of every input is in the log (a batch's offsets are committed only after the
+    # broker acked all its outputs), so reading to the log end reads them all: a
+    # barrier on the worker's progress, not a sleep (issue 11 §6).
+    ends = log_ends(run.placed, PARTITIONS)
+    wait_for(
+        lambda: committed(run.bootstrap, run.group, run.topics["features"], PARTITIONS) == ends,
+        60, "every input committed",
+    )  # fmt: skip
     alerts = run.read("alerts")
     docs = [check_alert(r) for r in alerts]  # CloudEvents SDK + JSON Schema, every alert
     assert {d["data"]["input_id"]: d["data"]["score"] for d in docs} == want
     assert len(docs) == len(want)
     for record, doc in zip(alerts, docs, strict=True):
         data = doc["data"]
-        assert doc["id"] == alert_id(data["input_id"], "demo", run.scorer.version)
+        # the documented uuid5, computed here (not by alert_id: issue 11 §6)
+        name = f"demo\x00{run.scorer.version}\x00{data['input_id']}"
+        assert doc["id"] == str(uuid.uuid5(ALERT_NAMESPACE, name))
         assert record.key == run.entity[data["input_id"]].encode() == doc["subject"].encode()
         assert data["model"] == {"name": "demo", "version": run.scorer.version}
         assert data["topic"] == run.topics["features"] and data["partition"] == record.partition

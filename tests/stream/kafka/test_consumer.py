@@ -3,6 +3,12 @@
 Each test runs a faust app in-process with :class:`tripwire.stream.kafka.consumer.BatchConsumer`
 (as ``tripwire worker`` does) and plays the worker's part itself: take a batch,
 maybe ack it, commit, stop. Committed offsets are read back from the broker.
+
+No assertion here is a wall-clock bound and no sleep checks that nothing happens
+(issue 11 §6: they flaked on a busy 2-core machine): tests wait for a state of the
+real components (the consumer's, aiokafka's fetch requests, the broker's committed
+offsets) under a generous hang guard, and a batch that must be full is given a
+``max_wait`` it never needs.
 """
 
 from __future__ import annotations
@@ -12,10 +18,12 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import faust
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from faust.types import TP
 from prometheus_client import CollectorRegistry
 
 from tests.fixtures.kafka import create_topics
@@ -32,6 +40,18 @@ from tripwire.stream.worker import StreamWorker
 pytestmark = pytest.mark.integration
 
 SESSION_TIMEOUT = 4.0  # Tansu delays a join by half of it
+#: Seconds a wait that must end may take: a hang guard, never the thing asserted.
+HANG_GUARD = 60.0
+#: ``max_wait`` for a batch that must come out full (it is handed out once full).
+FULL = HANG_GUARD
+
+
+async def wait_until(condition: Callable[[], object], what: str) -> None:
+    """Poll ``condition`` on the event loop until it holds (HANG_GUARD at most)."""
+    async with asyncio.timeout(HANG_GUARD):
+        while not condition():
+            await asyncio.sleep(0.01)
+    assert condition(), what
 
 
 async def produce(
@@ -118,9 +138,9 @@ async def test_commits_cover_acked_batches_only(broker: EmbeddedBroker, topic: s
     await produce(bs, topic, 100, [0])
     tp = TopicPartition(topic, 0)
     async with fast_app(bs, topic) as (app, consumer):
-        first = await consumer.next_batch(30, max_wait=2.0)
+        first = await consumer.next_batch(30, max_wait=FULL)
         consumer.ack_batch(first)
-        second = await consumer.next_batch(30, max_wait=2.0)
+        second = await consumer.next_batch(30, max_wait=FULL)
         assert [r.offset for r in first.records + second.records] == list(range(60))
         await consumer.commit()
         assert await committed(bs, app.conf.id, topic, 1) == [30]  # not the unacked batch
@@ -144,7 +164,7 @@ async def test_an_ack_covers_every_partition_of_its_batch(
         taken: dict[int, int] = {}
         spans = []
         while sum(taken.values()) < 90:
-            batch = await asyncio.wait_for(consumer.next_batch(90, max_wait=2.0), 30)
+            batch = await asyncio.wait_for(consumer.next_batch(90, max_wait=FULL), HANG_GUARD)
             spans.append(len(batch.last_offsets))
             for r in batch.records:
                 taken[r.partition] = taken.get(r.partition, 0) + 1
@@ -161,22 +181,33 @@ async def test_shutdown_waits_for_the_batch_in_flight_then_commits_it(
     bs = broker.bootstrap
     await produce(bs, topic, 50, [0])
     async with fast_app(bs, topic) as (app, consumer):
-        batch = await consumer.next_batch(20, max_wait=2.0)
+        batch = await consumer.next_batch(20, max_wait=FULL)
         stopping = asyncio.create_task(app.stop())
-        await asyncio.sleep(0.5)
+        # faust's wait_empty arms _waiting_for_ack once it has committed what it can
+        # and waits for the rest: a state, not a moment (a stop that does not wait
+        # for the batch ends instead, and the next line says so)
+        await wait_until(
+            lambda: stopping.done() or consumer._waiting_for_ack is not None, "wait_empty"
+        )
         assert not stopping.done()  # stream_wait_empty: waiting for our batch
         assert len(consumer.feed) == 0  # untracked records dropped, read again later
+        assert await committed(bs, app.conf.id, topic, 1) == [None]  # not the unacked batch
         consumer.ack_batch(batch)
-        await asyncio.wait_for(stopping, 30)
+        await asyncio.wait_for(stopping, HANG_GUARD)
     assert await committed(bs, app.conf.id, topic, 1) == [20]
 
 
 async def test_a_full_feed_never_stalls_the_fetch(broker: EmbeddedBroker, topic3: str) -> None:
-    """Stock faust stops fetching a full partition and sleeps ~1 s per refill.
+    """Stock faust takes a full partition out of the fetch and sleeps ~1 s per refill.
 
     Records keep arriving on partitions 0 and 1 faster than the worker takes them,
-    so the feed stays full and both need fetch after fetch; partition 2 stays
-    empty, so a long-poll on it is in flight whenever they do.
+    so the feed fills up again and again and both need fetch after fetch; partition
+    2 stays empty, so a long-poll on it is in flight whenever they do. What makes
+    the stall is the pause, so that is what is asserted, at every batch: no
+    partition ever leaves faust's active set or aiokafka's fetch (a pause, however
+    short, is seen: the feed is full whenever one would happen), while flow control
+    did hold the fetcher many times. The gaps between batches are printed, not
+    bounded: on a loaded machine a time bound flakes (issue 11 §6).
     """
     bs, topic = broker.bootstrap, topic3
     n = 6000
@@ -186,41 +217,101 @@ async def test_a_full_feed_never_stalls_the_fetch(broker: EmbeddedBroker, topic3
         _,
         consumer,
     ):
+        aiokafka_consumer = consumer._thread._ensure_consumer()
+        feed = consumer.feed
+        held = 0
+        wait_for_space = feed.wait_for_space
+
+        async def counted() -> None:
+            nonlocal held
+            held += feed._full  # the fetcher is about to wait for the worker
+            await wait_for_space()
+
+        feed.wait_for_space = counted  # type: ignore[method-assign]
+        everything = {TP(topic, p) for p in range(3)}
+        await wait_until(lambda: consumer.assignment() == everything, "the assignment")
+        paused: list[object] = []
         producing = asyncio.create_task(produce(bs, topic, n, [0, 1], size=2000, rate=3000.0))
         last = None
-        deadline = time.monotonic() + 60
-        while seen < n and time.monotonic() < deadline:
-            batch = await consumer.next_batch(32, max_wait=0.01)
-            now = time.monotonic()
-            if last is not None and not producing.done():
-                gaps.append(now - last)
-            last = now
-            await asyncio.sleep(0.01)  # ~2,500 records/s: slower than the producer
-            consumer.ack_batch(batch)
-            seen += len(batch)
+        async with asyncio.timeout(HANG_GUARD):
+            while seen < n:
+                batch = await consumer.next_batch(32, max_wait=0.01)
+                active = consumer._active_partitions
+                if active is not None and active != everything:
+                    paused.append(("inactive", everything - active))
+                held_back = set(consumer._buffered_partitions), aiokafka_consumer.paused()
+                if any(held_back):
+                    paused.append(("paused", *held_back))
+                now = time.monotonic()
+                if last is not None and not producing.done():
+                    gaps.append(now - last)
+                last = now
+                await asyncio.sleep(0.01)  # ~2,500 records/s: slower than the producer
+                consumer.ack_batch(batch)
+                seen += len(batch)
     await producing
+    print(f"{len(gaps)} gaps, longest {max(gaps):.3f} s; the fetcher waited {held} times")
     assert seen == n and len(gaps) > 20
-    assert max(gaps) < 0.5, f"stalled {max(gaps):.2f}s between batches"
+    assert not paused, paused[:5]
+    assert held >= 10  # the feed was full again and again: flow control was exercised
 
 
-async def test_an_idle_worker_sees_a_new_record_within_the_fetch_wait(
+async def test_an_idle_worker_fetches_with_the_fetch_wait(
     broker: EmbeddedBroker, topic: str
 ) -> None:
-    """faust's 1.5 s long-poll, held in full by the broker, would delay it ~1 s."""
+    """faust's 1.5 s long-poll, held in full by the broker, would delay a record ~1 s.
+
+    What bounds the delay is the ``max_wait`` of the fetch requests aiokafka sends,
+    so that is what is asserted, on every request sent while the worker is idle
+    (recorded as aiokafka builds them): the broker holds a fetch at most that long
+    (Kafka's protocol; Tansu holds it exactly that long), whatever the CPU. How long
+    the records took to arrive is printed, not bounded (issue 11 §6).
+    """
     bs = broker.bootstrap
     async with fast_app(bs, topic, fetch_max_wait=0.02) as (_, consumer):
         aiokafka_consumer = consumer._thread._ensure_consumer()
-        assert aiokafka_consumer._fetcher._fetch_max_wait_ms == 20
+        fetcher = aiokafka_consumer._fetcher
+        assert fetcher._fetch_max_wait_ms == 20
+        requested: list[int] = []  # max_wait_ms of each fetch request, in order
+        build = fetcher._get_actions_per_node
+
+        def recorded(assignment: object) -> object:
+            actions = build(assignment)
+            requested.extend(request._max_wait_ms for _, request in actions[0])
+            return actions
+
+        fetcher._get_actions_per_node = recorded  # aiokafka's thread calls it per round
+        empty = 0  # fetch calls of the consumer's fetch loop that came back empty
+        fetch_call = consumer.wait_next_records
+
+        async def counted(timeout: float) -> Any:
+            nonlocal empty
+            records, partitions = await fetch_call(timeout)
+            empty += not records
+            return records, partitions
+
+        consumer.wait_next_records = counted  # type: ignore[method-assign]
+        idle: list[int] = []
         delays = []
         for _ in range(3):
-            await asyncio.sleep(0.4)  # idle: a long-poll is in flight
+            mark, mark_empty = len(requested), empty
+            # idle: long-polls come back empty, one after another, and so do the fetch
+            # loop's calls (each of which may adapt the long-poll)
+            await wait_until(
+                lambda: empty >= mark_empty + 3 and len(requested) >= mark + 5,
+                "idle fetch calls",
+            )  # fmt: skip
+            idle.extend(requested[mark:])
             sent = time.monotonic()
             await produce(bs, topic, 1, [0])
-            consumer.ack_batch(await asyncio.wait_for(consumer.next_batch(10, 0.0), 10))
+            batch = await asyncio.wait_for(consumer.next_batch(10, 0.0), HANG_GUARD)
+            consumer.ack_batch(batch)
             delays.append(time.monotonic() - sent)
+            assert len(batch) == 1
         # idle fetches that come back empty are no reason to wait longer
-        assert aiokafka_consumer._fetcher._fetch_max_wait_ms == 20
-    assert max(delays) < 0.3, delays
+        assert fetcher._fetch_max_wait_ms == 20
+    print(f"seen {[round(d, 3) for d in delays]} s after the send; {len(idle)} idle fetches")
+    assert set(idle) == {20}, idle
 
 
 async def test_the_consumer_knows_when_the_log_is_ahead_of_its_fetch_position(
@@ -230,17 +321,15 @@ async def test_the_consumer_knows_when_the_log_is_ahead_of_its_fetch_position(
     bs = broker.bootstrap
     await produce(bs, topic, 100, [0])
     async with fast_app(bs, topic, buffered=10) as (_, consumer):
-        first = await consumer.next_batch(10, max_wait=2.0)  # the feed is full: no more
+        first = await consumer.next_batch(10, max_wait=FULL)  # the feed is full: no more
         caught_up_at_first = not consumer._thread.behind()
         await produce(bs, topic, 100, [0])  # reaches aiokafka (or the log), not the feed
-        deadline = time.monotonic() + 5
-        while not consumer._thread.behind() and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        await wait_until(consumer._thread.behind, "the consumer to see the log ahead")
         ahead_while_full = consumer._thread.behind()
         seen = len(first)
         consumer.ack_batch(first)
         while seen < 200:
-            batch = await asyncio.wait_for(consumer.next_batch(100, max_wait=0.0), 10)
+            batch = await asyncio.wait_for(consumer.next_batch(100, max_wait=0.0), HANG_GUARD)
             seen += len(batch)
             consumer.ack_batch(batch)
         caught_up = not consumer._thread.behind()
@@ -273,7 +362,7 @@ async def test_a_deep_backlog_is_handed_over_in_bounded_pieces(
         deadline = time.monotonic() + 60
         while seen < n and time.monotonic() < deadline:
             peak = max(peak, len(consumer.feed))
-            batch = await asyncio.wait_for(consumer.next_batch(256, max_wait=0.01), 10)
+            batch = await asyncio.wait_for(consumer.next_batch(256, max_wait=0.01), HANG_GUARD)
             peak = max(peak, len(consumer.feed) + len(batch))
             seen += len(batch)
             consumer.ack_batch(batch)

@@ -46,23 +46,31 @@ def _sample(port: int, name: str) -> float | None:
 
 
 def test_a_frozen_event_loop_fails_healthz_while_metrics_still_answer() -> None:
+    """The loop is frozen by a call that blocks until the test releases it, so the
+    freeze lasts as long as the test needs on any machine: no sleep decides what is
+    seen, and each wait is for a state, bounded only as a hang guard (issue 11 §6).
+    """
     health = Health(liveness_timeout=0.5)
     server = MetricsServer(Metrics(CollectorRegistry()), health, "127.0.0.1", 0)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     beat = asyncio.run_coroutine_threadsafe(heartbeat(health, interval=0.05), loop)
+    release = threading.Event()
     try:
-        time.sleep(0.3)
         ok = (200, {"status": "ok", "checks": {"event_loop": True}})
-        assert _get(server.port, "/healthz") == ok
-        loop.call_soon_threadsafe(time.sleep, 2.0)  # the loop blocks, as a stuck call would
-        time.sleep(1.0)
-        assert _get(server.port, "/healthz")[0] == 503
+        wait_for(lambda: _get(server.port, "/healthz") == ok, 30, "a live loop")
+        loop.call_soon_threadsafe(release.wait, 60)  # the loop blocks, as a stuck call would
+        wait_for(lambda: _get(server.port, "/healthz")[0] == 503, 30, "/healthz failing")
+        # /metrics answers from its own thread; the age only grows while the loop is
+        # frozen, and /healthz failed because it passed the liveness timeout
         age = _sample(server.port, "tripwire_event_loop_heartbeat_age_seconds")
         assert age is not None and age > 0.5, "the age grows while the loop is frozen"
-        wait_for(lambda: _get(server.port, "/healthz")[0] == 200, 10, "the loop ticks again")
+        assert _get(server.port, "/healthz")[0] == 503  # frozen still: it stays failed
+        release.set()
+        wait_for(lambda: _get(server.port, "/healthz")[0] == 200, 30, "the loop ticks again")
     finally:
+        release.set()
         beat.cancel()
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
@@ -102,15 +110,16 @@ def test_worker_without_a_broker_serves_metrics_and_healthz_at_once(tmp_path: Pa
         answered = time.monotonic() - started
         print(f"/healthz answered {answered:.2f} s after the process started")
         assert _get(worker.metrics_port, "/metrics")[0] == 200
-        # within a few seconds on a busy 2-CPU host (measured ~0.5 s when idle); the
-        # bound is far below the broker wait it replaces, not a timing target
-        assert answered < 15
-        wait_for(lambda: "cannot connect to the broker" in worker.log(), 30, "broker retries")
+        # served while the worker still waits for the broker (there is none): it goes
+        # on retrying after /healthz answered. An ordering, not a wall-clock bound
+        # (issue 11 §6); the retries are the loop's, so the loop kept ticking.
+        tries = worker.log().count("cannot connect to the broker")
+        wait_for(lambda: worker.log().count("cannot connect to the broker") > tries, 60,
+                 "broker retries after /healthz answered")  # fmt: skip
         status, body = _get(worker.metrics_port, "/readyz")
         assert status == 503 and body["checks"]["broker_reachable"] is False
         assert _sample(worker.metrics_port, "tripwire_broker_up") == 0.0
         assert _sample(worker.metrics_port, "tripwire_ready") == 0.0
-        time.sleep(3)  # the loop keeps ticking while it waits for the broker
         assert _get(worker.metrics_port, "/healthz")[0] == 200
     finally:
         worker.stop()

@@ -20,6 +20,7 @@ from tests.fixtures.registry import normal_rows, publish_model
 from tests.stream.harness import WorkerProcess, f32_event, produce, topics_for, wait_for
 from tests.stream.harness import worker_settings as settings_for
 from tripwire.embedded import EmbeddedBroker
+from tripwire.stream.cli import EXIT_DRAIN_TIMEOUT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -54,5 +55,14 @@ def test_sigterm_with_a_frozen_broker_exits_within_the_drain_timeout(tmp_path: P
         finally:
             worker.stop()
     print(f"exit {code} {took:.1f} s after SIGTERM (drain timeout {DRAIN:g} s)")
-    assert "--drain-timeout" in worker.log(), "the bound, not the broker, ended the drain"
-    assert code == 1 and took < DRAIN + 5, (code, took)
+    # The mechanism, not a stopwatch (issue 11 §6): the deadline's own log line and
+    # exit code; the frozen broker answers nothing, so the drain cannot end by itself.
+    assert "stopping took more than --drain-timeout" in worker.log(), "the bound ended it"
+    assert code == EXIT_DRAIN_TIMEOUT, code
+    # A true guarantee on any CPU: the deadline is a timer armed on SIGTERM, and a
+    # timer never fires early (a deadline taken from the wrong setting, or armed at
+    # start-up, ends sooner).
+    assert took >= DRAIN, took
+    # Once it fires, what is left is one log line and os._exit: ten times the setting
+    # is slack for a loaded machine, not a timing target (wait(60) is the hang guard).
+    assert took < 10 * DRAIN, took

@@ -31,7 +31,8 @@ class RateProducer:
 
     Event ``i`` has the vector ``row(i)`` (1% anomalous) and the key
     ``k<i % keys>``. Use as a context manager; leaving it flushes every send and
-    raises if the broker refused any.
+    raises if the broker refused any. :meth:`hold` stops sending until
+    :meth:`release` (the rate's schedule goes on, so the release sends the backlog).
     """
 
     def __init__(
@@ -46,6 +47,8 @@ class RateProducer:
         self.ends: dict[int, int] = {}  # partition -> one past the last acked offset
         self.error: BaseException | None = None
         self._stop = threading.Event()
+        self._hold = threading.Event()
+        self._held = threading.Event()  # set once a hold flushed every send
         self._thread = threading.Thread(target=self._run, name="rate-producer")
 
     def row(self, i: int) -> np.ndarray:
@@ -58,6 +61,19 @@ class RateProducer:
     def placed(self) -> Iterator[tuple[int, int]]:
         """The last acked offset of each partition (enough for ``Ledger.record``)."""
         return ((p, end - 1) for p, end in self.ends.items())
+
+    def hold(self, timeout: float = 120.0) -> None:
+        """Stop sending; return once every send so far is acknowledged."""
+        self._hold.set()
+        if not self._held.wait(timeout):
+            raise AssertionError(f"the test producer did not flush within {timeout:g} s")
+        if self.error is not None:
+            raise AssertionError(f"the test producer failed: {self.error!r}") from self.error
+
+    def release(self) -> None:
+        """Send again (first the events the schedule fell behind by while held)."""
+        self._held.clear()
+        self._hold.clear()
 
     def __enter__(self) -> RateProducer:
         self._thread.start()
@@ -83,6 +99,12 @@ class RateProducer:
         try:
             started = time.monotonic()
             while not self._stop.is_set():
+                if self._hold.is_set():
+                    if not self._held.is_set():
+                        await producer.flush()
+                        self._held.set()
+                    await asyncio.sleep(0.005)
+                    continue
                 due = int((time.monotonic() - started) * self.rate)
                 while self.sent < due and not self._stop.is_set():
                     await self._send(producer, self.sent)
