@@ -16,6 +16,7 @@ import asyncio
 import logging
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -181,7 +182,7 @@ def _serve(settings: Any, metrics: Any, health: Any, loop: asyncio.AbstractEvent
 
     def on_stop_signal() -> None:
         if settings.drain_timeout > 0:
-            arm_drain_deadline(settings.drain_timeout)
+            arm_drain_deadline(settings.drain_timeout, worker.consumer.uncommitted)
 
     runner = compat.worker_with_stop_hook(on_stop_signal)(
         worker.app, loop=loop, loglevel=logging.getLogger().level,
@@ -225,18 +226,19 @@ async def _load_model(settings: Any) -> Any:
     return scorer
 
 
-def arm_drain_deadline(seconds: float) -> threading.Timer:
+def arm_drain_deadline(seconds: float, uncommitted: Callable[[], str]) -> threading.Timer:
     """Exit the process if it is still running ``seconds`` from now.
 
     A thread, so that it fires even if the event loop is stuck in the drain. What
-    was not committed by then is consumed and scored again after the restart
-    (at-least-once holds; only duplicates grow).
+    was not committed by then (``uncommitted()``, logged) is consumed and scored
+    again after the restart (at-least-once holds; only duplicates grow).
     """
 
     def give_up() -> None:
         log.critical(
-            "stopping took more than --drain-timeout %gs; exiting without waiting further "
-            "(uncommitted events are scored again after the restart)", seconds,
+            "stopping took more than --drain-timeout %gs; exiting without waiting further. "
+            "Gave up on committing: %s (those events are scored again after the restart)",
+            seconds, uncommitted(),
         )  # fmt: skip
         os._exit(EXIT_DRAIN_TIMEOUT)
 

@@ -264,6 +264,35 @@ class BatchConsumer(CommittingConsumer):
     def committable_offset(self, tp: TP) -> int | None:
         return self._delivered.get(tp)
 
+    def uncommitted(self) -> str:
+        """What a stop now would leave uncommitted, per partition, for the log.
+
+        ``topic[p] offsets C-R, delivered up to D``: ``C`` the committed offset (the
+        first not committed; "up to R (none committed)" if the group has none), ``R``
+        the last offset handed to the worker, ``D`` the last whose outputs the broker
+        acknowledged. Those offsets are consumed and scored again after a restart.
+        Safe to call from another thread (the drain deadline's): it reads copies, and
+        says so if it cannot.
+        """
+        try:
+            read, delivered = dict(self.read_offsets), dict(self._delivered)
+            parts = []
+            for tp in sorted(set(read) | set(delivered)):
+                committed, last = self.committed_offset(tp), read.get(tp)
+                done = delivered.get(tp)
+                if last is None or (committed is not None and committed > last):
+                    continue  # nothing read past the commit
+                span = (
+                    f"up to {last} (none committed)"
+                    if committed is None
+                    else (f"{committed}-{last}")
+                )
+                acked = "none" if done is None else f"up to {done - 1}"
+                parts.append(f"{tp.topic}[{tp.partition}] offsets {span}, delivered {acked}")
+        except RuntimeError:  # a dict changed size while copied: the loop is not stuck
+            return "unknown (the consumer's offsets changed while being read)"
+        return "; ".join(parts) or "nothing"
+
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         await super().on_partitions_revoked(revoked)  # commits, waits, commits again
         for tp in revoked:

@@ -58,6 +58,10 @@ def test_sigterm_with_a_frozen_broker_exits_within_the_drain_timeout(tmp_path: P
     # The mechanism, not a stopwatch (issue 11 §6): the deadline's own log line and
     # exit code; the frozen broker answers nothing, so the drain cannot end by itself.
     assert "stopping took more than --drain-timeout" in worker.log(), "the bound ended it"
+    # ... and says what it gave up on: the 50 offsets read and delivered, never committed
+    # (commit_interval 3600 s, and the final commit went to the frozen broker).
+    gave_up = f"Gave up on committing: {topics['features']}[0] offsets up to 49 (none "
+    assert f"{gave_up}committed), delivered up to 49" in worker.log(), worker.log()[-2000:]
     assert code == EXIT_DRAIN_TIMEOUT, code
     # A true guarantee on any CPU: the deadline is a timer armed on SIGTERM, and a
     # timer never fires early (a deadline taken from the wrong setting, or armed at
