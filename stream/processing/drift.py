@@ -3,7 +3,10 @@
 :class:`DriftWatch` is called once per delivered micro-batch, in delivery order, on
 the event loop: it appends the batch to the :class:`~tripwire.core.drift.DriftMonitor`
 of the version that scored it (a ring-buffer copy and the batch's bin indices) and,
-every ``drift_step`` events, evaluates the window and sets the drift metrics. When
+every ``drift_step`` events, evaluates the window and sets the drift metrics. Batches
+are held until the monitor's next report is due (:attr:`DriftMonitor.due_in`) and
+added in one call: the reports are those of batch-by-batch updates, at the same
+events, for a fraction of the per-call cost. When
 the serving version changes, its reference is loaded and verified in a thread of
 its own; events scored meanwhile are not monitored, and the new window starts
 empty. A version without a reference (published before them) or with a reference
@@ -58,6 +61,9 @@ class DriftWatch:
         self._loading: Future[DriftMonitor | None] | None = None
         self.monitor: DriftMonitor | None = None
         self._last_alarm: tuple[object, ...] = ()
+        #: Delivered batches not yet in the monitor (fewer than its ``due_in`` events).
+        self._held: list[tuple[np.ndarray, np.ndarray]] = []
+        self._held_events = 0
         metrics.monitoring.set(0)
 
     def observe(self, scorer: Scorer, features: np.ndarray, scores: np.ndarray) -> None:
@@ -67,11 +73,13 @@ class DriftWatch:
         except Exception as e:  # monitoring must never stop the stream
             log.error("drift monitoring failed, turned off: %s", escaped(e), exc_info=e)
             self.monitor, self._key = None, (scorer.name, scorer.version)
+            self._held, self._held_events = [], 0
             self.metrics.monitoring.set(0)
 
     def start(self, scorer: Scorer) -> None:
         """Begin loading the reference of ``scorer``'s version (the worker calls it at start)."""
         self._key, self.monitor = (scorer.name, scorer.version), None
+        self._held, self._held_events = [], 0  # the previous version's rows are dropped
         self.metrics.monitoring.set(0)
         loading = self._pool.submit(self._load, f"{scorer.name}@{scorer.version}")
         self._loading = loading
@@ -93,7 +101,13 @@ class DriftWatch:
             self.metrics.monitoring.set(0 if self.monitor is None else 1)
         if self.monitor is None or not len(scores):
             return
-        report = self.monitor.update(features, scores)
+        self._held.append((features, scores))
+        self._held_events += len(scores)
+        if self._held_events < self.monitor.due_in:
+            return  # no report due yet: one update for several batches (fewer numpy calls)
+        held, self._held, self._held_events = self._held, [], 0
+        X = held[0][0] if len(held) == 1 else np.concatenate([x for x, _ in held])
+        report = self.monitor.update(X, np.concatenate([s for _, s in held]))
         if report is not None:
             self._publish(report, f"{key[0]}@{key[1]}")
 

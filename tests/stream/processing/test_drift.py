@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from tripwire.core.drift import DriftConfig
+from tripwire.core.drift import DriftConfig, DriftMonitor, DriftReport
 from tripwire.core.registry import load_scorer
 from tripwire.core.scorer import Scorer
 from tripwire.stream.observability.metrics import Metrics
@@ -123,5 +123,40 @@ def test_a_failing_loader_turns_drift_off_not_the_worker(published: tuple[Path, 
         loaded(watch, scorer)
         feed(watch, scorer, np.zeros((1500, 4)))
         assert value(metrics, "tripwire_drift_monitoring") == 0
+    finally:
+        watch.close()
+
+
+def test_batches_are_held_until_a_report_is_due(published: tuple[Path, Scorer]) -> None:
+    """Odd batch sizes: one monitor update per due report, the same reports as batch by batch."""
+    root, scorer = published
+    watch, metrics = make_watch(root)
+    try:
+        loaded(watch, scorer)
+        assert watch.monitor is not None
+        direct = DriftMonitor(watch.monitor.reference, scorer.feature_names, CONFIG)
+        calls: list[int] = []
+        update = watch.monitor.update
+
+        def counted(X: np.ndarray, scores: np.ndarray) -> DriftReport | None:
+            calls.append(len(scores))
+            return update(X, scores)
+
+        watch.monitor.update = counted  # type: ignore[method-assign]
+        rng = np.random.default_rng(5)
+        want = []
+        for size in rng.integers(1, 140, size=60).tolist():
+            rows = rng.normal(size=(size, 4)).astype(np.float32)
+            scores = scorer.score(rows).scores
+            watch.observe(scorer, rows, scores)
+            report = direct.update(rows, scores)
+            if report is not None:
+                want.append(report)
+        assert len(want) >= 5 and len(calls) == len(want)  # held between reports
+        assert value(metrics, "tripwire_drift_evaluations_total") == len(want)
+        assert watch.monitor.events == want[-1].events == sum(calls)
+        last = want[-1]
+        assert value(metrics, "tripwire_drift_score_ks") == pytest.approx(last.score_ks, abs=0)
+        assert value(metrics, "tripwire_drift_feature_largest") == last.largest_drift
     finally:
         watch.close()

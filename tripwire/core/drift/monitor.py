@@ -257,6 +257,16 @@ class DriftMonitor:
         self._since = 0
         return self.evaluate()
 
+    @property
+    def due_in(self) -> int:
+        """Events :meth:`update` can take before the next report is due (at least 1).
+
+        A caller may gather that many rows before calling it, in one call: the report
+        comes at the same event and on the same window as batch by batch.
+        """
+        c = self.config
+        return max(1, c.drift_window - self._filled, c.drift_step - self._since)
+
     def _append(self, X: np.ndarray, scores: np.ndarray) -> None:
         size = self.config.drift_window
         if len(scores) >= size:
