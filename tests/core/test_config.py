@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 
 from tripwire.bench.quality import QualitySettings
 from tripwire.bench.stream_settings import StreamBenchSettings
 from tripwire.cli import main
-from tripwire.core.config import env_name, load_env
+from tripwire.core.config import add_arguments, env_name, load_env
 from tripwire.demo import DemoSettings
 from tripwire.stream.settings import WorkerSettings
 
@@ -64,3 +66,16 @@ def test_the_command_that_owns_a_bad_variable_names_it(
     assert main(command) == 2
     err = capsys.readouterr().err
     assert f"{variable}='abc'" in err and "Traceback" not in err
+
+
+def test_an_empty_list_means_none_on_the_command_line_and_in_the_environment() -> None:
+    """``--detectors ''`` ("empty = none") once parsed to None, and the stream
+    benchmark crashed on it after all its runs, writing no report."""
+    env = load_env(
+        StreamBenchSettings, {"TRIPWIRE_BENCH_DETECTORS": "", "TRIPWIRE_BENCH_VARIANTS": ""}
+    )
+    assert env.detectors == () and env.variants == ()
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, StreamBenchSettings, StreamBenchSettings())
+    args = parser.parse_args(["--detectors", "", "--variants", ""])
+    assert args.detectors == () and args.variants == ()

@@ -93,6 +93,8 @@ def _base_type(tp: Any) -> Any:
 
 def _convert(tp: Any, raw: str, name: str) -> Any:
     base = _base_type(tp)
+    if raw == "" and typing.get_origin(base) is tuple:
+        return ()  # an empty list ("empty = none" in the help texts), never None
     if raw == "" and base is not str and base is not Secret:
         return None
     try:
