@@ -99,6 +99,8 @@ class KNN(Detector):
 
     def _set_reference(self, reference: np.ndarray, scaler: Standardizer) -> None:
         self.scaler_ = scaler
+        self.mean64_ = scaler.mean_.astype(np.float64)
+        self.scale64_ = scaler.scale_.astype(np.float64)
         self.reference_ = reference
         self.reference_z_ = self._transform(reference)
         self.index_ = NeighbourIndex(self.reference_z_)
@@ -106,8 +108,9 @@ class KNN(Detector):
         self.n_features_ = reference.shape[1]
 
     def _transform(self, X: np.ndarray) -> np.ndarray:
-        mean = self.scaler_.mean_.astype(np.float64)
-        return (np.asarray(X, dtype=np.float64) - mean) / self.scaler_.scale_.astype(np.float64)
+        Z = np.subtract(X, self.mean64_, dtype=np.float64)
+        Z /= self.scale64_  # the same bits as (X - mean) / scale in float64
+        return Z
 
     def _scores(self, Z: np.ndarray, skip_self: bool = False) -> tuple[np.ndarray, np.ndarray]:
         dist, sq_diff = nearest(Z, self.index_, self.k_, skip_self=skip_self)
@@ -126,6 +129,8 @@ class KNN(Detector):
             )
         Z = self._transform(X)
         ok = np.isfinite(Z).all(axis=1)
+        if ok.all():  # the usual batch: no copies in and out of the finite rows
+            return self._scores(Z)
         scores = np.full(len(Z), np.nan)
         contrib = np.full(Z.shape, np.nan)
         if ok.any():
