@@ -32,6 +32,7 @@ True
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -40,7 +41,15 @@ from safetensors.numpy import save_file
 
 from tripwire.core.detector import Detector
 from tripwire.core.errors import DetectorError
-from tripwire.training.detectors.knn import KNN, SCALINGS, build, read_arrays
+from tripwire.training.detectors.knn import (
+    KNN,
+    SCALINGS,
+    build,
+    read_arrays,
+    training_rows,
+    transform,
+)
+from tripwire.training.detectors.reference import select
 from tripwire.training.detectors.surprise import Surprise
 
 ENSEMBLE_FILE = "ensemble.safetensors"
@@ -70,6 +79,13 @@ class KNNEnsemble(Detector):
         One member per scaling, from ``none`` and ``standard``.
     max_reference : int
         Most training rows kept as neighbours (a seeded sample beyond that).
+    reference : {"uniform", "sparse"}
+        How that sample is drawn (:mod:`~tripwire.training.detectors.reference`);
+        ``sparse`` measures sparsity in every member's space, so the members still
+        share their rows.
+    scale_k : bool
+        Each member averages ``max(1, round(k * m / n))`` neighbours of a reduced
+        reference of m of n rows (see :class:`~tripwire.training.detectors.knn.KNN`).
     """
 
     kind: ClassVar[str] = "ensemble"
@@ -81,21 +97,34 @@ class KNNEnsemble(Detector):
         k: int = 5,
         scalings: str | list[str] | tuple[str, ...] = ("none", "standard"),
         max_reference: int = 10_000,
+        reference: str = "uniform",
+        scale_k: bool = False,
     ) -> None:
         self.seed = int(seed)
         self.k = int(k)
         self.scalings = parse_scalings(scalings)
         self.max_reference = int(max_reference)
-        self._members()  # validates k and max_reference
+        self.reference = str(reference)
+        self.scale_k = scale_k
+        self._members()  # validates k, max_reference, reference and scale_k
 
     def _members(self) -> list[KNN]:
-        return [KNN(self.seed, self.k, s, self.max_reference) for s in self.scalings]
+        return [
+            KNN(self.seed, self.k, s, self.max_reference, self.reference, self.scale_k)
+            for s in self.scalings
+        ]
 
     def fit(self, X: np.ndarray) -> Self:
         """Fit every member on ``X`` (n_samples, n_features), assumed normal, and
         learn each member's surprise map from its leave-one-out reference scores.
         """
-        members = [m.fit(X) for m in self._members()]
+        X = training_rows(X, self.kind)
+        members = self._members()
+        scalers = [m.fit_scaler(X) for m in members]
+        spaces = [partial(transform, scaler=s) for s in scalers]
+        chosen = select(X, self.max_reference, self.seed, self.reference, spaces, self.k)
+        for member, scaler in zip(members, scalers, strict=True):
+            member.fit_selection(X, scaler, chosen)
         self.members_ = members
         self.surprise_ = [Surprise().fit(m.reference_scores_) for m in members]
         return self
@@ -136,6 +165,7 @@ class KNNEnsemble(Detector):
         return {
             "n_features": states[0]["n_features"],
             "n_reference": states[0]["n_reference"],
+            "k": states[0]["k"],
             "scalers": [s["scaler"] for s in states],
         }
 
@@ -161,6 +191,8 @@ class KNNEnsemble(Detector):
         try:
             scalers = list(state["scalers"])
             common = {"n_features": state["n_features"], "n_reference": state["n_reference"]}
+            if "k" in state:  # older manifests: no "k"
+                common["k"] = state["k"]
         except (KeyError, TypeError) as exc:
             raise DetectorError(f"{cls.kind}: invalid detector state: {exc!r}") from exc
         members = det._members()
