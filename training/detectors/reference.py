@@ -12,18 +12,22 @@ detector (its scores of normal rows it has not seen), by one of :data:`METHODS`:
 ``sparse``
     Density-biased: sparse rows are kept more often than dense ones, so that small
     normal modes keep enough rows for ``k`` neighbours. A seeded uniform
-    *held-out* set of ``min(max_rows, n - max_rows)`` rows is set aside first; the
-    others (a uniform pool of at most :data:`POOL_ROWS`) get a sparsity, the
-    leave-one-out mean distance to their ``k * pool / max_rows`` nearest pool rows
-    (the neighbourhood the reduced set's ``k`` neighbours will span), ranked in each
-    feature space and averaged over the spaces; a row is drawn with weight
-    ``1 - log(1 - rank)`` (1 for the densest, ~5.6 at the 99th percentile), without
-    replacement. The leave-one-out scores of such a set are not exchangeable with
-    new normal rows (dense rows lost neighbours, sparse rows kept theirs), so the
-    detector calibrates on the held-out rows instead, scored against the reference
-    like any new row: a uniform sample of the training rows it never fitted on.
+    *held-out* set of ``max_rows`` rows is set aside first; the others (a uniform
+    pool of at most :data:`POOL_ROWS`) get a sparsity, the leave-one-out mean
+    distance to their ``k * pool / max_rows`` nearest pool rows (the neighbourhood
+    the reduced set's ``k`` neighbours will span), ranked in each feature space and
+    averaged over the spaces; a row is drawn with weight ``1 - log(1 - rank)`` (1
+    for the densest, ~5.6 at the 99th percentile), without replacement. The
+    leave-one-out scores of such a set are not exchangeable with new normal rows
+    (dense rows lost neighbours, sparse rows kept theirs), so the detector
+    calibrates on the held-out rows instead, scored against the reference like any
+    new row: a uniform sample of the training rows it never fitted on.
 
-With ``n <= max_rows`` both keep every row (calibration: leave-one-out).
+With ``n <= max_rows`` both keep every row (calibration: leave-one-out). With
+``n < 2 * max_rows``, ``sparse`` is ``uniform``: the pool left after holding out
+enough rows to calibrate on would hardly exceed ``max_rows`` (a first version
+held out ``n - max_rows`` rows there and calibrated 26_optdigits at 3,000 rows on
+40 of them: PR-AUC 0.966 -> 0.907).
 No label, no anomaly, and no per-dataset setting enters either method.
 """
 
@@ -76,14 +80,11 @@ def select(
     if n <= max_rows:
         return Selection(np.arange(n))
     rng = np.random.default_rng(seed)
-    if method == "uniform":  # the same rows as before this module existed
+    if method == "uniform" or n < 2 * max_rows:  # uniform: the rows it always kept
         return Selection(np.sort(rng.choice(n, size=max_rows, replace=False)))
     order = rng.permutation(n)
-    n_held = min(max_rows, n - max_rows)
-    held = np.sort(order[:n_held])
-    pool = np.sort(order[n_held : n_held + POOL_ROWS])
-    if len(pool) <= max_rows:
-        return Selection(pool, held)
+    held = np.sort(order[:max_rows])
+    pool = np.sort(order[max_rows : max_rows + POOL_ROWS])
     scale = min(len(pool) - 1, math.ceil(k * len(pool) / max_rows))
     w = sparse_weights(sparsity_rank(X[pool], spaces, scale))
     chosen = rng.choice(len(pool), size=max_rows, replace=False, p=w / w.sum())
