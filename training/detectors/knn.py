@@ -1,10 +1,13 @@
 """k-nearest-neighbour distance detector (kind ``knn``).
 
 The score of a row is its mean Euclidean distance to its ``k`` nearest rows of a
-*reference set*: the training rows, or a seeded uniform sample of at most
-``max_reference`` of them so that scoring a micro-batch stays fast however much
-data the model was trained on. Distances are taken after an affine transform
-fitted on all training rows: ``scaling="standard"`` standardises every feature
+*reference set*: the training rows, or at most ``max_reference`` of them so that
+scoring a micro-batch stays fast however much data the model was trained on: a
+seeded uniform sample (``reference="uniform"``, the default) or a density-biased
+one (``"sparse"``, see :mod:`~tripwire.training.detectors.reference`); with
+``scale_k`` a reduced reference averages proportionally fewer neighbours.
+Distances are taken after an affine transform fitted on all training rows:
+``scaling="standard"`` standardises every feature
 (:class:`~tripwire.training.detectors.scaling.Standardizer`), ``scaling="none"`` only
 centres the data (distances in the original units).
 
@@ -17,7 +20,8 @@ searched exactly), so a row's score and contributions never depend on the rest
 of its batch.
 
 At fit time the detector also computes the leave-one-out scores of the
-reference rows (each against the other reference rows), ``reference_scores_``:
+reference rows (each against the other reference rows), ``reference_scores_``
+(with ``reference="sparse"``: the scores of held-out training rows instead):
 scores of normal rows the search has not seen, exchangeable with those of new
 normal rows, which :class:`~tripwire.training.detectors.ensemble.KNNEnsemble` uses to put
 members on a common scale without holding data out.
