@@ -9,7 +9,9 @@ median of repeats), the quality by ``tripwire bench quality``'s protocol
 (:func:`tripwire.bench.quality.run_quality`, same splits, seeds and metrics).
 
 A candidate is a detector spec with optional hyperparameters after ``@``:
-``ensemble``, ``ensemble@max_reference=2000``, ``knn@scaling=none@max_reference=2000``.
+``ensemble``, ``ensemble@max_reference=2000``, ``knn@scaling=none@max_reference=2000``,
+``ensemble@max_reference=2000@reference=sparse@scale_k=true`` (a value is read as
+JSON when it parses, else as a string).
 """
 
 from __future__ import annotations
@@ -37,6 +39,11 @@ CANDIDATES = (
     "ensemble@max_reference=2000",
     "ensemble@max_reference=1000",
     "ensemble@max_reference=500",
+    "ensemble@max_reference=2000@scale_k=true",
+    "ensemble@max_reference=2000@reference=sparse",
+    "ensemble@max_reference=3000@reference=sparse@scale_k=true",
+    "ensemble@max_reference=2000@reference=sparse@scale_k=true",
+    "ensemble@max_reference=1000@reference=sparse@scale_k=true",
     "knn",
     "knn@scaling=none",
     "knn@max_reference=2000",

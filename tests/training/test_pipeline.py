@@ -213,6 +213,28 @@ def test_fpr_calibration_pools_held_out_and_leave_one_out_scores(
     assert manifest["threshold"]["value"] == pytest.approx(expected, rel=1e-12)
 
 
+def test_a_sparse_reference_round_trips_through_the_registry_and_calibrates_on_held_out_rows(
+    tmp_path: Path, labelled_npz: Path
+) -> None:
+    """``reference="sparse"`` with ``scale_k``: the manifest records both, the loaded
+    model is the refitted one (same rows, same effective k, same scores), and the
+    threshold rests on the calibration split plus the held-out training rows."""
+    params = '{"max_reference": 100, "reference": "sparse", "scale_k": true}'
+    settings = settings_for(tmp_path, labelled_npz, model="ensemble", threshold="fpr:0.05")
+    result = train(replace(settings, epochs=None, params=params))
+    manifest = json.loads((result.path / "manifest.json").read_text())
+    assert manifest["detector"]["params"]["reference"] == "sparse"
+    assert manifest["detector"]["params"]["scale_k"] is True
+    assert manifest["threshold"]["rows"] == result.rows["calibration"] + 100
+    loaded = load_scorer(tmp_path / "reg", f"{result.name}@1").detector
+    refit = type(loaded)(**loaded.get_params()).fit(result.splits.train)
+    assert [m.k_ for m in loaded.members_] == [1, 1]  # round(5 x 100 / 360)
+    for a, b in zip(loaded.members_, refit.members_, strict=True):
+        np.testing.assert_array_equal(a.reference_, b.reference_)
+    X = result.splits.calibration
+    np.testing.assert_allclose(loaded.score(X), refit.score(X), rtol=1e-12)
+
+
 def test_few_calibration_rows_are_recorded_and_warned_about(
     tmp_path: Path, labelled_npz: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

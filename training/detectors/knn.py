@@ -1,10 +1,13 @@
 """k-nearest-neighbour distance detector (kind ``knn``).
 
 The score of a row is its mean Euclidean distance to its ``k`` nearest rows of a
-*reference set*: the training rows, or a seeded uniform sample of at most
-``max_reference`` of them so that scoring a micro-batch stays fast however much
-data the model was trained on. Distances are taken after an affine transform
-fitted on all training rows: ``scaling="standard"`` standardises every feature
+*reference set*: the training rows, or at most ``max_reference`` of them so that
+scoring a micro-batch stays fast however much data the model was trained on: a
+seeded uniform sample (``reference="uniform"``, the default) or a density-biased
+one (``"sparse"``, see :mod:`~tripwire.training.detectors.reference`); with
+``scale_k`` a reduced reference averages proportionally fewer neighbours.
+Distances are taken after an affine transform fitted on all training rows:
+``scaling="standard"`` standardises every feature
 (:class:`~tripwire.training.detectors.scaling.Standardizer`), ``scaling="none"`` only
 centres the data (distances in the original units).
 
@@ -17,7 +20,8 @@ searched exactly), so a row's score and contributions never depend on the rest
 of its batch.
 
 At fit time the detector also computes the leave-one-out scores of the
-reference rows (each against the other reference rows), ``reference_scores_``:
+reference rows (each against the other reference rows), ``reference_scores_``
+(with ``reference="sparse"``: the scores of held-out training rows instead):
 scores of normal rows the search has not seen, exchangeable with those of new
 normal rows, which :class:`~tripwire.training.detectors.ensemble.KNNEnsemble` uses to put
 members on a common scale without holding data out.
@@ -31,6 +35,7 @@ True
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar
 
@@ -40,6 +45,7 @@ from safetensors.numpy import load_file, save_file
 from tripwire.core.detector import Detector
 from tripwire.core.errors import DetectorError
 from tripwire.training.detectors.neighbours import NeighbourIndex, nearest
+from tripwire.training.detectors.reference import Selection, check_method, select
 from tripwire.training.detectors.scaling import Standardizer
 
 REFERENCE_FILE = "reference.safetensors"
@@ -62,6 +68,15 @@ class KNN(Detector):
         Standardise features before measuring distances, or only centre them.
     max_reference : int
         Largest reference set kept; scoring costs O(max_reference * d) per row.
+    reference : {"uniform", "sparse"}
+        How the reference rows are chosen from more than ``max_reference``
+        (:mod:`~tripwire.training.detectors.reference`): a uniform sample
+        (calibrated by its leave-one-out scores) or a density-biased one keeping
+        sparse rows more often (calibrated on held-out training rows).
+    scale_k : bool
+        With a reduced reference (m of n training rows), average
+        ``max(1, round(k * m / n))`` neighbours instead of ``k``: the same share
+        of the data as ``k`` of all rows.
 
     Contributions of feature j: the squared difference (in the scaled space)
     between the row and its ``k`` neighbours in that feature, averaged over the
@@ -72,12 +87,22 @@ class KNN(Detector):
     fitted_attribute: ClassVar[str] = "reference_z_"
 
     def __init__(
-        self, seed: int = 0, k: int = 5, scaling: str = "standard", max_reference: int = 10_000
+        self,
+        seed: int = 0,
+        k: int = 5,
+        scaling: str = "standard",
+        max_reference: int = 10_000,
+        reference: str = "uniform",
+        scale_k: bool = False,
     ) -> None:
         self.seed = int(seed)
         self.k = int(k)
         self.scaling = str(scaling)
         self.max_reference = int(max_reference)
+        self.reference = check_method(str(reference), self.kind)
+        if not isinstance(scale_k, bool):
+            raise DetectorError(f"{self.kind}: scale_k must be true or false, got {scale_k!r}")
+        self.scale_k = scale_k
         if self.k < 1 or self.max_reference < 2:
             raise DetectorError(f"{self.kind}: k must be >= 1 and max_reference >= 2")
         if self.scaling not in SCALINGS:
@@ -85,32 +110,42 @@ class KNN(Detector):
 
     def fit(self, X: np.ndarray) -> Self:
         """Keep (a sample of) the rows ``X`` (n_samples, n_features), assumed normal."""
-        X = np.asarray(X, dtype=np.float32)
-        if X.ndim != 2 or X.shape[0] < 2 or X.shape[1] < 1:
-            raise DetectorError(f"{self.kind}: need at least 2 rows of features, got {X.shape}")
-        if not np.all(np.isfinite(X)):
-            raise DetectorError(f"{self.kind}: training data contains NaN or inf")
+        X = training_rows(X, self.kind)
+        scaler = self.fit_scaler(X)
+        space = partial(transform, scaler=scaler)
+        chosen = select(X, self.max_reference, self.seed, self.reference, [space], self.k)
+        return self.fit_selection(X, scaler, chosen)
+
+    def fit_scaler(self, X: np.ndarray) -> Standardizer:
+        """The affine map of this member's space, fitted on all training rows."""
         scaler = Standardizer().fit(X)
         if self.scaling == "none":
             scaler.scale_ = np.ones_like(scaler.scale_)
-        self._set_reference(reference_sample(X, self.max_reference, self.seed), scaler)
-        self.reference_scores_ = self._scores(self.reference_z_, skip_self=True)[0]
+        return scaler
+
+    def fit_selection(self, X: np.ndarray, scaler: Standardizer, chosen: Selection) -> Self:
+        """Keep the rows ``chosen.reference`` of ``X`` and score the calibration rows."""
+        m = len(chosen.reference)
+        k = min(self.k, m - 1)
+        if self.scale_k and m < len(X):
+            k = min(max(1, round(self.k * m / len(X))), k)
+        self._set_reference(np.ascontiguousarray(X[chosen.reference]), scaler, k)
+        if chosen.held_out is None:
+            self.reference_scores_ = self._scores(self.reference_z_, skip_self=True)[0]
+        else:
+            self.reference_scores_ = self._scores(self._transform(X[chosen.held_out]))[0]
         return self
 
-    def _set_reference(self, reference: np.ndarray, scaler: Standardizer) -> None:
+    def _set_reference(self, reference: np.ndarray, scaler: Standardizer, k: int) -> None:
         self.scaler_ = scaler
-        self.mean64_ = scaler.mean_.astype(np.float64)
-        self.scale64_ = scaler.scale_.astype(np.float64)
         self.reference_ = reference
         self.reference_z_ = self._transform(reference)
         self.index_ = NeighbourIndex(self.reference_z_)
-        self.k_ = min(self.k, len(reference) - 1)
+        self.k_ = k
         self.n_features_ = reference.shape[1]
 
     def _transform(self, X: np.ndarray) -> np.ndarray:
-        Z = np.subtract(X, self.mean64_, dtype=np.float64)
-        Z /= self.scale64_  # the same bits as (X - mean) / scale in float64
-        return Z
+        return transform(X, self.scaler_)
 
     def _scores(self, Z: np.ndarray, skip_self: bool = False) -> tuple[np.ndarray, np.ndarray]:
         dist, sq_diff = nearest(Z, self.index_, self.k_, skip_self=skip_self)
@@ -138,7 +173,9 @@ class KNN(Detector):
         return scores, contrib
 
     def held_out_scores(self) -> np.ndarray | None:
-        """The leave-one-out scores of the reference rows (``reference_scores_``)."""
+        """Scores of normal rows the search has not seen (``reference_scores_``): the
+        leave-one-out scores of the reference rows, or (``reference="sparse"``) the
+        scores of the held-out training rows."""
         return getattr(self, "reference_scores_", None)
 
     def get_state(self) -> dict[str, Any]:
@@ -146,6 +183,7 @@ class KNN(Detector):
         return {
             "n_features": self.n_features_,
             "n_reference": len(self.reference_),
+            "k": self.k_,
             "scaler": self.scaler_.to_dict(),
         }
 
@@ -170,6 +208,7 @@ class KNN(Detector):
         try:
             scaler = Standardizer.from_dict(state["scaler"])
             n_features, n_reference = int(state["n_features"]), int(state["n_reference"])
+            k = int(state.get("k", min(self.k, n_reference - 1)))  # older manifests: no "k"
         except (KeyError, TypeError, ValueError) as exc:
             raise DetectorError(f"{self.kind}: invalid detector state: {exc!r}") from exc
         expected = (n_reference, n_features)
@@ -180,15 +219,26 @@ class KNN(Detector):
             raise DetectorError(f"{self.kind}: state does not match {n_features} features")
         if not np.all(np.isfinite(reference)):
             raise DetectorError(f"{self.kind}: reference rows hold NaN or inf")
-        self._set_reference(reference, scaler)
+        if not 1 <= k <= min(self.k, n_reference - 1):
+            raise DetectorError(f"{self.kind}: state k={k} not in 1..min(k, n_reference - 1)")
+        self._set_reference(reference, scaler, k)
 
 
-def reference_sample(X: np.ndarray, max_rows: int, seed: int) -> np.ndarray:
-    """``X`` itself, or ``max_rows`` of its rows drawn without replacement (in row order)."""
-    if len(X) <= max_rows:
-        return np.ascontiguousarray(X)
-    rows = np.sort(np.random.default_rng(seed).choice(len(X), size=max_rows, replace=False))
-    return np.ascontiguousarray(X[rows])
+def training_rows(X: np.ndarray, kind: str) -> np.ndarray:
+    """``X`` as float32 (n, d), or DetectorError unless it has >= 2 finite rows."""
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 2 or X.shape[0] < 2 or X.shape[1] < 1:
+        raise DetectorError(f"{kind}: need at least 2 rows of features, got {X.shape}")
+    if not np.all(np.isfinite(X)):
+        raise DetectorError(f"{kind}: training data contains NaN or inf")
+    return X
+
+
+def transform(X: np.ndarray, scaler: Standardizer) -> np.ndarray:
+    """Rows of ``X`` in the space of ``scaler``, float64."""
+    Z = np.subtract(X, scaler.mean_.astype(np.float64), dtype=np.float64)
+    Z /= scaler.scale_.astype(np.float64)  # the same bits as (X - mean) / scale in float64
+    return Z
 
 
 def read_arrays(path: Path, kind: str) -> dict[str, np.ndarray]:

@@ -106,6 +106,7 @@ def test_make_detector_passes_params_and_rejects_unknown_ones():
     det = make_detector("ensemble", seed=2, k=3, scalings="standard")
     assert det.get_params() == {
         "seed": 2, "k": 3, "scalings": ["standard"], "max_reference": 10_000,
+        "reference": "uniform", "scale_k": False,
     }  # fmt: skip
     with pytest.raises(DetectorError, match="unknown parameter"):
         make_detector("ensemble", epochs=3)
