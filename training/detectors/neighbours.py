@@ -34,10 +34,10 @@ much work the exact stage does).
 a float32 dot product in any summation order, doubled; a looser ``u`` when the
 caller allowed reduced-precision float32 products, :func:`rounding_unit`).
 
-**bf16 proposals** (``BF16_CANDIDATE_MARGIN`` = 32): ``q`` and ``R`` rounded to
+**bf16 proposals** (``BF16_CANDIDATE_MARGIN`` = 8): ``q`` and ``R`` rounded to
 bf16 (through float32), ``P = torch.mm`` of the two, which on CPU returns bf16
 (float32 accumulation rounded to nearest), then ``a = fl32(fl32(|r|^2) - 2 P)``
-by ``torch.add``. Write ``v = 2^-8`` (bf16), ``u = 2^-24`` (float32),
+(``P`` copied to float32, exactly, then ``torch.add``). Write ``v = 2^-8`` (bf16), ``u = 2^-24`` (float32),
 ``w = 2^-53`` (float64), ``S = sum_t |q_t r_t| <= |q| |r| <= |q| max|r|``
 (Cauchy-Schwarz):
 
@@ -87,7 +87,7 @@ from tripwire.training.detectors.layers import jit
 #: Candidates beyond ``k`` whose distances are recomputed exactly (float32 proposals).
 CANDIDATE_MARGIN = 8
 #: The same for bf16 proposals, whose looser bound needs more spare candidates.
-BF16_CANDIDATE_MARGIN = 32
+BF16_CANDIDATE_MARGIN = 8
 #: float32 values in one chunk's matrix product (4 MiB): bounds memory for any batch.
 CHUNK_VALUES = 1 << 20
 #: Columns per group in the blocked selection (see ``_propose``).
@@ -225,7 +225,8 @@ def approximate(
         q32 = torch.from_numpy(q.astype(np.float32))
     if index.proposal == "bf16":  # a bf16 product, then |r|^2 - 2 q.r in float32
         prod = torch.mm(q32.bfloat16(), index.RT, out=prod)
-        torch.add(index.r_sq32, prod, alpha=-2.0, out=out)
+        out.copy_(prod)  # exact; a mixed-dtype add would be ~2x slower
+        torch.add(index.r_sq32, out, alpha=-2.0, out=out)
     else:
         torch.addmm(index.r_sq32, q32, index.RT, alpha=-2.0, out=out)
 
