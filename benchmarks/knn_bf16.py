@@ -29,6 +29,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +43,21 @@ from tripwire.training.detectors.ensemble import KNNEnsemble
 from tripwire.training.detectors.knn import KNN
 from tripwire.training.detectors.neighbours import NeighbourIndex
 
-PROPOSALS = ("float32", "bf16")
+#: Forced float32, forced bf16, and the index's own choice (``proposal=None``).
+PROPOSALS = ("float32", "bf16", "auto")
+
+
+def build(R: np.ndarray, name: str) -> NeighbourIndex:
+    with forced_proposal(None if name == "auto" else name):
+        return NeighbourIndex(R)
+
+
+def picks(det: Detector) -> str:
+    return "/".join(
+        f"{m.index_.proposal} ({m.index_.probe_fallback or 0:.0%})" for m in members(det)
+    )
+
+
 BATCH = 256
 
 
@@ -50,6 +65,20 @@ def cpu_seconds(f: Callable[[], object]) -> float:
     start = time.process_time()
     f()
     return time.process_time() - start
+
+
+@contextlib.contextmanager
+def forced_proposal(name: str | None) -> Iterator[None]:
+    """``TRIPWIRE_KNN_PROPOSAL=name`` (unset for None) for the duration."""
+    before = os.environ.pop(neighbours.PROPOSAL_VARIABLE, None)
+    if name is not None:
+        os.environ[neighbours.PROPOSAL_VARIABLE] = name
+    try:
+        yield
+    finally:
+        os.environ.pop(neighbours.PROPOSAL_VARIABLE, None)
+        if before is not None:
+            os.environ[neighbours.PROPOSAL_VARIABLE] = before
 
 
 @contextlib.contextmanager
@@ -69,23 +98,29 @@ def batches(T: np.ndarray) -> list[np.ndarray]:
     return [T[i : i + BATCH] for i in range(0, len(T) - BATCH + 1, BATCH)]
 
 
-def speed_rows(det: Detector, T: np.ndarray, repeats: int) -> dict[str, dict[str, object]]:
-    """Per proposal: member search ms per batch, vectors per CPU s, fallback, bits."""
+@dataclass(frozen=True)
+class Measured:
+    """One detector under one proposal."""
+
+    search_ms: list[float]  # per member, CPU ms of neighbours.search per batch
+    rate: float  # Scorer.score vectors per CPU second
+    fallback: float  # share of the test rows' searches that fell back
+    result: tuple[np.ndarray, np.ndarray]  # score_and_explain of the test rows
+    picks: str  # each member's proposal
+
+
+def measure(det: Detector, T: np.ndarray, repeats: int) -> dict[str, Measured]:
+    """Both proposals on ``det``'s own reference rows, repeats interleaved."""
     ms = members(det)
-    indexes = {p: [NeighbourIndex(m.reference_z_, proposal=p) for m in ms] for p in PROPOSALS}
+    indexes = {p: [build(m.reference_z_, p) for m in ms] for p in PROPOSALS}
     scorer = Scorer("bench", "1", det, np.inf, tuple(f"f{i}" for i in range(T.shape[1])))
     parts = batches(T)
     Z = [[m._transform(b) for b in parts] for m in ms]
     search_s: dict[str, list[list[float]]] = {p: [[] for _ in ms] for p in PROPOSALS}
     score_s: dict[str, list[float]] = {p: [] for p in PROPOSALS}
-    out: dict[str, dict[str, object]] = {}
-    for p in PROPOSALS:  # warm-up (compilation), results, fallbacks
+    for p in PROPOSALS:  # warm-up: compilation
         with proposal(det, indexes, p):
             scorer.score(parts[0])
-            result = det.score_and_explain(T)
-        falls = [neighbours.search(m._transform(T), ix, m.k_)[2].mean()
-                 for m, ix in zip(ms, indexes[p], strict=True)]  # fmt: skip
-        out[p] = {"result": result, "fallback": float(np.mean(falls))}
     for _ in range(repeats):
         for p in PROPOSALS:
             for j, (m, ix) in enumerate(zip(ms, indexes[p], strict=True)):
@@ -93,15 +128,24 @@ def speed_rows(det: Detector, T: np.ndarray, repeats: int) -> dict[str, dict[str
                 search_s[p][j].append(t / len(parts))
             with proposal(det, indexes, p):
                 score_s[p].append(cpu_seconds(lambda: [scorer.score(b) for b in parts]))
-    ref_scores, ref_contrib = out["float32"]["result"]  # type: ignore[misc]
+    out = {}
     for p in PROPOSALS:
-        scores, contrib = out[p]["result"]  # type: ignore[misc]
-        out[p]["same"] = scores.tobytes() == ref_scores.tobytes() and (
-            contrib.tobytes() == ref_contrib.tobytes()
+        with proposal(det, indexes, p):
+            result = det.score_and_explain(T)
+        falls = [neighbours.search(m._transform(T), ix, m.k_)[2].mean()
+                 for m, ix in zip(ms, indexes[p], strict=True)]  # fmt: skip
+        out[p] = Measured(
+            [1e3 * statistics.median(s) for s in search_s[p]],
+            len(parts) * BATCH / statistics.median(score_s[p]),
+            float(np.mean(falls)),
+            (result[0], np.asarray(result[1])),
+            "/".join(ix.proposal for ix in indexes[p]),
         )
-        out[p]["search_ms"] = [1e3 * statistics.median(s) for s in search_s[p]]
-        out[p]["rate"] = len(parts) * BATCH / statistics.median(score_s[p])
     return out
+
+
+def same_bits(a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...]) -> bool:
+    return all(x.tobytes() == y.tobytes() for x, y in zip(a, b, strict=True))
 
 
 def speed_table(X: np.ndarray, T: np.ndarray, refs: list[int], args: argparse.Namespace) -> str:
@@ -113,17 +157,15 @@ def speed_table(X: np.ndarray, T: np.ndarray, refs: list[int], args: argparse.Na
     for kind in ("knn", "ensemble"):
         for m in refs:
             det: Detector = (KNN if kind == "knn" else KNNEnsemble)(seed=args.seed, max_reference=m)
-            det.fit(X)
-            rows = speed_rows(det, T, args.repeats)
-            for p in PROPOSALS:
-                r = rows[p]
-                ms = r["search_ms"]
-                each = " / ".join(f"{v:.2f}" for v in ms)  # type: ignore[attr-defined]
-                ratio = r["rate"] / rows["float32"]["rate"]  # type: ignore[operator]
+            rows = measure(det.fit(X), T, args.repeats)
+            base = rows["float32"]
+            for p, r in rows.items():
+                label = p if p != "auto" else f"auto: {r.picks}"
                 lines.append(
-                    f"| {kind} | {len(members(det)[0].reference_):,} | {p} | {each} |"
-                    f" {sum(ms):.2f} | {r['rate']:,.0f} | {ratio:.2f}x |"  # type: ignore[arg-type]
-                    f" {r['fallback']:.2%} | {'yes' if r['same'] else 'NO'} |"
+                    f"| {kind} | {len(members(det)[0].reference_):,} | {label} |"
+                    f" {' / '.join(f'{v:.2f}' for v in r.search_ms)} | {sum(r.search_ms):.2f} |"
+                    f" {r.rate:,.0f} | {r.rate / base.rate:.2f}x | {r.fallback:.2%} |"
+                    f" {'yes' if same_bits(r.result, base.result) else 'NO'} |"
                 )
     return "\n".join(lines)
 
@@ -162,45 +204,40 @@ def margin_table(X: np.ndarray, T: np.ndarray, refs: list[int], args: argparse.N
     return "\n".join(lines)
 
 
-@contextlib.contextmanager
-def default_proposal(name: str) -> Iterator[None]:
-    before = os.environ.get(neighbours.PROPOSAL_VARIABLE)
-    os.environ[neighbours.PROPOSAL_VARIABLE] = name
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ[neighbours.PROPOSAL_VARIABLE]
-        else:
-            os.environ[neighbours.PROPOSAL_VARIABLE] = before
-
-
 def adbench_table(folder: Path, seed: int) -> str:
     lines = [
-        "| dataset | rows | features | fit (normal) rows | bf16 rows fallen back"
-        " | same bits: scores, contributions, LOO |",
-        "|---|---:|---:|---:|---:|---|",
+        "| dataset | rows | features | fit (normal) rows | rows fallen back, float32 / bf16"
+        " | score all rows, CPU s, float32 / bf16 / auto | auto picks (probe fell back)"
+        " | same bits as float32: scores, contributions, LOO (bf16; auto) |",
+        "|---|---:|---:|---:|---:|---:|---|---|",
     ]
     for path in sorted(folder.glob("*.npz"), key=lambda p: int(p.name.split("_")[0])):
         with np.load(path) as data:
             X, y = np.asarray(data["X"], dtype=np.float32), np.asarray(data["y"])
-        got = {}
+        got: dict[str, tuple[tuple[np.ndarray, ...], ...]] = {}
+        falls: dict[str, float] = {}
+        seconds: dict[str, float] = {}
         for p in PROPOSALS:
-            with default_proposal(p):
+            with forced_proposal(None if p == "auto" else p):
                 det = KNNEnsemble(seed=seed).fit(X[y == 0])
+            det.score_and_explain(X[:BATCH])  # warm-up
+            seconds[p] = cpu_seconds(lambda: det.score_and_explain(X))  # noqa: B023
             scores, contrib = det.score_and_explain(X)
-            loo = [m.reference_scores_ for m in det.members_]
-            falls = [neighbours.search(m._transform(X), m.index_, m.k_)[2].mean()
-                     for m in det.members_]  # fmt: skip
-            got[p] = (scores, contrib, loo, float(np.mean(falls)))
+            loo = tuple(m.reference_scores_ for m in det.members_)
+            got[p] = ((scores,), (np.asarray(contrib),), loo)
+            falls[p] = float(np.mean([neighbours.search(m._transform(X), m.index_, m.k_)[2].mean()
+                                      for m in det.members_]))  # fmt: skip
+            chosen = picks(det)
         same = [
-            got["bf16"][0].tobytes() == got["float32"][0].tobytes(),
-            got["bf16"][1].tobytes() == got["float32"][1].tobytes(),
-            all(a.tobytes() == b.tobytes() for a, b in zip(got["bf16"][2], got["float32"][2])),
-        ]
+            ", ".join("yes" if same_bits(a, b) else "NO"
+                      for a, b in zip(got[p], got["float32"], strict=True))
+            for p in ("bf16", "auto")
+        ]  # fmt: skip
         lines.append(
             f"| {path.stem} | {len(X):,} | {X.shape[1]} | {int((y == 0).sum()):,} |"
-            f" {got['bf16'][3]:.2%} | {', '.join('yes' if s else 'NO' for s in same)} |"
+            f" {falls['float32']:.2%} / {falls['bf16']:.2%} |"
+            f" {' / '.join(f'{seconds[p]:.2f}' for p in PROPOSALS)} | {chosen} |"
+            f" {'; '.join(same)} |"
         )
     return "\n".join(lines)
 

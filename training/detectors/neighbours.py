@@ -37,9 +37,9 @@ caller allowed reduced-precision float32 products, :func:`rounding_unit`).
 **bf16 proposals** (``BF16_CANDIDATE_MARGIN`` = 8): ``q`` and ``R`` rounded to
 bf16 (through float32), ``P = torch.mm`` of the two, which on CPU returns bf16
 (float32 accumulation rounded to nearest), then ``a = fl32(fl32(|r|^2) - 2 P)``
-(``P`` copied to float32, exactly, then ``torch.add``). Write ``v = 2^-8`` (bf16), ``u = 2^-24`` (float32),
-``w = 2^-53`` (float64), ``S = sum_t |q_t r_t| <= |q| |r| <= |q| max|r|``
-(Cauchy-Schwarz):
+(``P`` copied to float32, exactly, then ``torch.add``). Write ``v = 2^-8``
+(bf16), ``u = 2^-24`` (float32), ``w = 2^-53`` (float64) and
+``S = sum_t |q_t r_t| <= |q| |r| <= |q| max|r|`` (Cauchy-Schwarz):
 
 * each coordinate becomes ``x (1 + e)``, ``|e| <= delta = (1 + u)(1 + v) - 1``,
   so the exact dot product of the rounded rows is within ``((1 + delta)^2 - 1) S``
@@ -66,11 +66,16 @@ than ``2^-126`` per coordinate). bf16 has float32's exponent range (its largest
 finite value is ~0.4% smaller): under the overflow guard, every coordinate is
 below ``1e18`` and every partial sum below ``1e36``, so nothing overflows.
 
-Which product (:func:`default_proposal`, ``NeighbourIndex.proposal``): bf16 where
-the CPU has native bf16 dot products (AVX512-BF16 or AMX; torch's CPU query,
-else ``/proc/cpuinfo``), float32 elsewhere: oneDNN emulates bf16 there, slower
-than float32 (still exact). ``TRIPWIRE_KNN_PROPOSAL=float32|bf16`` or
-``NeighbourIndex(R, proposal=...)`` overrides the choice (the tests run both).
+Which product (``NeighbourIndex.proposal``): bf16 only where the CPU has native
+bf16 dot products (AVX512-BF16 or AMX; torch's CPU query, else
+``/proc/cpuinfo``): elsewhere oneDNN emulates them, slower than float32 (still
+exact). And only where bf16 proposals certify the index's own rows: a probe of
+256 reference rows, searched leave-one-out, must fall back at most 10% of the
+time. bf16's bound is ~1,000x float32's, so on data whose nearest neighbours are
+close compared with ``|q| max|r| / 40`` (duplicates, a few discrete features)
+most rows would fall back, and the exact scan costs more than the product saves.
+``TRIPWIRE_KNN_PROPOSAL=float32|bf16`` or ``NeighbourIndex(R, proposal=...)``
+forces either (the tests run both on any CPU).
 """
 
 from __future__ import annotations
@@ -101,6 +106,11 @@ PROPOSAL_VARIABLE = "TRIPWIRE_KNN_PROPOSAL"
 BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 #: bf16's unit roundoff.
 BF16_UNIT = 2.0**-8
+#: The automatic choice's probe (see ``NeighbourIndex``): rows, neighbours, and the
+#: largest share of them falling back with which bf16 proposals are still used.
+PROBE_ROWS = 256
+PROBE_K = 5
+PROBE_MAX_FALLBACK = 0.1
 
 log = logging.getLogger(__name__)
 
@@ -124,12 +134,11 @@ def native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
     return bool(flags & BF16_FLAGS)
 
 
-def default_proposal() -> str:
-    """``"bf16"`` where the CPU has native bf16 products, else ``"float32"``;
-    ``TRIPWIRE_KNN_PROPOSAL`` (one of :data:`PROPOSALS`) overrides the choice."""
+def proposal_override() -> str | None:
+    """``TRIPWIRE_KNN_PROPOSAL`` (one of :data:`PROPOSALS`), or None: choose per index."""
     chosen = os.environ.get(PROPOSAL_VARIABLE, "").strip().lower()
     if not chosen:
-        return "bf16" if native_bf16() else "float32"
+        return None
     if chosen not in PROPOSALS:
         names = ", ".join(PROPOSALS)
         raise ValueError(f"{PROPOSAL_VARIABLE} must be one of {names}, got {chosen!r}")
@@ -140,23 +149,45 @@ class NeighbourIndex:
     """Reference rows ``R`` (m, d), float64, prepared for :func:`nearest`.
 
     ``proposal``: the product that proposes candidates, ``"float32"`` or
-    ``"bf16"`` (:func:`default_proposal` when None); the answer is the same.
+    ``"bf16"``; the answer is the same. When None, :func:`proposal_override`, else
+    bf16 if the CPU has native bf16 products (:func:`native_bf16`) and a probe
+    (``probe_fallback``: the share of up to ``PROBE_ROWS`` evenly spaced reference
+    rows, searched leave-one-out for ``PROBE_K`` neighbours with bf16 proposals,
+    that fell back) is at most ``PROBE_MAX_FALLBACK``; else float32.
     """
 
     def __init__(self, R: np.ndarray, proposal: str | None = None) -> None:
-        self.proposal = default_proposal() if proposal is None else proposal
-        if self.proposal not in PROPOSALS:
+        chosen = proposal_override() if proposal is None else proposal
+        if chosen is not None and chosen not in PROPOSALS:
             raise ValueError(f"proposal must be one of {', '.join(PROPOSALS)}, got {proposal!r}")
         self.R = np.ascontiguousarray(R, dtype=np.float64)
         self.r_sq = np.einsum("ij,ij->i", self.R, self.R)
         self.r_max = float(np.sqrt(self.r_sq.max())) if len(self.R) else 0.0
         with np.errstate(over="ignore"):  # huge rows: the kernel then skips the product
             self.r_sq32 = torch.from_numpy(self.r_sq.astype(np.float32))
-            # (d, m): the product's right-hand side, contiguous, in the proposal's dtype
-            self.RT = torch.from_numpy(np.ascontiguousarray(self.R.T, dtype=np.float32))
-        if self.proposal == "bf16":
-            self.RT = self.RT.bfloat16()  # from float32, rounded to nearest even
-        log.debug("neighbour index: %d x %d rows, %s proposals", *self.R.shape, self.proposal)
+            # (d, m): the product's right-hand side, contiguous
+            self.RT32 = torch.from_numpy(np.ascontiguousarray(self.R.T, dtype=np.float32))
+        self.probe_fallback: float | None = None
+        if chosen is None:
+            self.probe_fallback = self._probe() if native_bf16() and len(self.R) > 2 else None
+            ok = self.probe_fallback is not None and self.probe_fallback <= PROBE_MAX_FALLBACK
+            chosen = "bf16" if ok else "float32"
+        self._use(chosen)
+        log.debug(
+            "neighbour index: %d x %d rows, %s proposals (bf16 probe fell back: %s)",
+            *self.R.shape, self.proposal, self.probe_fallback,
+        )  # fmt: skip
+
+    def _use(self, proposal: str) -> None:
+        self.proposal = proposal
+        # (d, m): the product's right-hand side in the proposal's dtype (bf16 from
+        # float32, rounded to nearest even)
+        self.RT = self.RT32.bfloat16() if proposal == "bf16" else self.RT32
+
+    def _probe(self) -> float:
+        self._use("bf16")
+        rows = self.R[:: max(1, len(self.R) // PROBE_ROWS)][:PROBE_ROWS]
+        return float(search(rows, self, min(PROBE_K, len(self.R) - 2), skip_self=True)[2].mean())
 
 
 def rounding_unit() -> float:

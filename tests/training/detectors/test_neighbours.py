@@ -322,19 +322,53 @@ def test_bf16_huge_rows_are_exact_and_rows_beyond_float32_skip_the_product():
     assert_same_bits(got[:2], exhaustive(beyond, index, 3))
 
 
-def test_the_proposal_follows_the_cpu_unless_overridden(monkeypatch, tmp_path):
-    monkeypatch.delenv(neighbours.PROPOSAL_VARIABLE)
-    native = neighbours.native_bf16()
-    assert neighbours.default_proposal() == ("bf16" if native else "float32")
-    assert NeighbourIndex(blobs(50, 3)).proposal == neighbours.default_proposal()
+def test_the_proposal_can_be_forced(monkeypatch):
     for chosen in neighbours.PROPOSALS:
         monkeypatch.setenv(neighbours.PROPOSAL_VARIABLE, chosen.upper())
-        assert NeighbourIndex(blobs(50, 3)).proposal == chosen
+        index = NeighbourIndex(blobs(50, 3))
+        assert index.proposal == chosen and index.probe_fallback is None
+        assert index.RT.dtype == (torch.bfloat16 if chosen == "bf16" else torch.float32)
     monkeypatch.setenv(neighbours.PROPOSAL_VARIABLE, "fp8")
     with pytest.raises(ValueError, match="TRIPWIRE_KNN_PROPOSAL"):
-        neighbours.default_proposal()
+        NeighbourIndex(blobs(50, 3))
     with pytest.raises(ValueError, match="proposal"):
         NeighbourIndex(blobs(50, 3), proposal="fp8")
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_is_chosen_where_native_and_where_it_certifies_the_rows(monkeypatch, native):
+    """The automatic choice on any CPU (native bf16 pretended or denied): bf16 for
+    centred Gaussian rows (the tutorial's), float32 for rows whose neighbours are
+    close compared with the bf16 bound (blobs far from the origin) and for rows
+    that are all ties; never bf16 on a CPU without native bf16 products, and no
+    probe there."""
+    monkeypatch.delenv(neighbours.PROPOSAL_VARIABLE)
+    monkeypatch.setattr(neighbours, "native_bf16", lambda: native)
+    gaussian = np.random.default_rng(12).normal(size=(2000, 50))
+    separated = NeighbourIndex(gaussian)
+    close = NeighbourIndex(blobs(2000, 20) + 30.0)
+    ties = NeighbourIndex(np.repeat(blobs(40, 6), 30, axis=0))
+    if not native:
+        assert {i.proposal for i in (separated, close, ties)} == {"float32"}
+        assert {i.probe_fallback for i in (separated, close, ties)} == {None}
+        return
+    assert separated.proposal == "bf16" and separated.probe_fallback <= 0.1
+    assert close.proposal == "float32" and close.probe_fallback > 0.1
+    assert ties.proposal == "float32" and ties.probe_fallback > 0.1
+    assert close.RT.dtype == torch.float32  # the probe's bf16 copy is not kept
+    Q = np.random.default_rng(13).normal(size=(64, 50))
+    forced = NeighbourIndex(gaussian, proposal="float32")
+    assert_same_bits(search(Q, separated, 5)[:2], search(Q, forced, 5)[:2])
+
+
+def test_the_cpu_check_agrees_with_cpuinfo_where_there_is_one():
+    path = "/proc/cpuinfo"
+    try:
+        with open(path) as f:
+            flags = {w for line in f if line.startswith("flags") for w in line.split()}
+    except OSError:
+        pytest.skip("no /proc/cpuinfo")
+    assert neighbours.native_bf16() == bool(flags & neighbours.BF16_FLAGS)
 
 
 def test_without_torchs_query_the_cpuinfo_flags_decide(monkeypatch, tmp_path):
