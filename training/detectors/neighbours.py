@@ -91,7 +91,7 @@ from tripwire.training.detectors.layers import jit
 
 #: Candidates beyond ``k`` whose distances are recomputed exactly (float32 proposals).
 CANDIDATE_MARGIN = 8
-#: The same for bf16 proposals, whose looser bound needs more spare candidates.
+#: The same for bf16 proposals: 8 is about the fastest (benchmarks/knn_bf16.py).
 BF16_CANDIDATE_MARGIN = 8
 #: float32 values in one chunk's matrix product (4 MiB): bounds memory for any batch.
 CHUNK_VALUES = 1 << 20
@@ -256,7 +256,7 @@ def approximate(
         q32 = torch.from_numpy(q.astype(np.float32))
     if index.proposal == "bf16":  # a bf16 product, then |r|^2 - 2 q.r in float32
         prod = torch.mm(q32.bfloat16(), index.RT, out=prod)
-        out.copy_(prod)  # exact; a mixed-dtype add would be ~2x slower
+        out.copy_(prod)  # exact; a mixed-dtype add costs 1.4-1.8x copy + add
         torch.add(index.r_sq32, out, alpha=-2.0, out=out)
     else:
         torch.addmm(index.r_sq32, q32, index.RT, alpha=-2.0, out=out)
