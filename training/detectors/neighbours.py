@@ -61,8 +61,9 @@ So ``|(|q|^2 + a_j) - D_j| <= c |q| max|r| + 3 u (|q| + max|r|)^2`` with
 ``c |q| max|r|``. The bound is reached within 2.5% (``|q| = |r|``, every
 coordinate just below a bf16 rounding tie, d = 257). An absolute term
 ``2^-100 (d + 1)(1 + |q| + max|r|)`` covers underflow on both paths (bf16 kernels
-may treat subnormal inputs as zero and flush subnormal results: each costs less
-than ``2^-126`` per coordinate). bf16 has float32's exponent range (its largest
+may treat subnormal inputs as zero and flush subnormal results: at most
+``2^-126 (1 + |q_t| + |r_t|)`` per coordinate, so at most
+``2^-125 (d + sqrt(d) (|q| + max|r|))`` after the factor -2). bf16 has float32's exponent range (its largest
 finite value is ~0.4% smaller): under the overflow guard, every coordinate is
 below ``1e18`` and every partial sum below ``1e36``, so nothing overflows.
 
@@ -71,7 +72,7 @@ bf16 dot products (AVX512-BF16 or AMX; torch's CPU query, else
 ``/proc/cpuinfo``): elsewhere oneDNN emulates them, slower than float32 (still
 exact). And only where bf16 proposals certify the index's own rows: a probe of
 256 reference rows, searched leave-one-out, must fall back at most 10% of the
-time. bf16's bound is ~1,000x float32's, so on data whose nearest neighbours are
+time. bf16's bound is 500-2,500x float32's (d = 50 to 6), so on data whose nearest neighbours are
 close compared with ``|q| max|r| / 40`` (duplicates, a few discrete features)
 most rows would fall back, and the exact scan costs more than the product saves.
 ``TRIPWIRE_KNN_PROPOSAL=float32|bf16`` or ``NeighbourIndex(R, proposal=...)``
