@@ -63,9 +63,10 @@ coordinate just below a bf16 rounding tie, d = 257). An absolute term
 ``2^-100 (d + 1)(1 + |q| + max|r|)`` covers underflow on both paths (bf16 kernels
 may treat subnormal inputs as zero and flush subnormal results: at most
 ``2^-126 (1 + |q_t| + |r_t|)`` per coordinate, so at most
-``2^-125 (d + sqrt(d) (|q| + max|r|))`` after the factor -2). bf16 has float32's exponent range (its largest
-finite value is ~0.4% smaller): under the overflow guard, every coordinate is
-below ``1e18`` and every partial sum below ``1e36``, so nothing overflows.
+``2^-125 (d + sqrt(d) (|q| + max|r|))`` after the factor -2). bf16 has
+float32's exponent range (its largest finite value is ~0.4% smaller): under the
+overflow guard, every coordinate is below ``1e18`` and every partial sum below
+``1e36``, so nothing overflows.
 
 Which product (``NeighbourIndex.proposal``): bf16 only where the CPU has native
 bf16 dot products (AVX512-BF16 or AMX; torch's CPU query, else
