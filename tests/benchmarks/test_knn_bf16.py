@@ -1,32 +1,43 @@
-"""The bf16 what-if: its rounding bound holds for torch's bf16 product, and its share."""
+"""``benchmarks.knn_bf16``: both proposals measured on one detector, bits compared.
+
+The bound itself is tested against torch's actual bf16 product, and shown tight, in
+``tests/training/detectors/test_neighbours.py`` (it moved from this what-if into
+``neighbours.py``).
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
-import torch
 
 from benchmarks import knn_bf16
-from tripwire.training.detectors.knn import KNN
+from benchmarks.knn_speed import tutorial_like
+from tripwire.training.detectors.ensemble import KNNEnsemble
 
 
-def test_the_bound_covers_torchs_bf16_product() -> None:
-    rng = np.random.default_rng(0)
-    for scale in (1e-3, 1.0, 300.0):
-        Z = scale * rng.normal(size=(64, 50))
-        R = scale * rng.standard_t(3, size=(500, 50))  # heavy tails: uneven row norms
-        approx = -2.0 * (torch.from_numpy(Z).bfloat16() @ torch.from_numpy(R.T).bfloat16())
-        err = np.abs(approx.double().numpy() - (-2.0 * Z @ R.T))
-        eps = knn_bf16.bf16_bound(Z, R)
-        assert np.all(err <= eps[:, None])
-        assert err.max() > eps.max() / 50  # the bound is not vacuously loose
+def test_one_run_measures_every_proposal_with_the_float32_bits() -> None:
+    X, T = tutorial_like(600, 512, 8, seed=0)
+    det = KNNEnsemble(max_reference=300).fit(X)
+    before = [m.index_ for m in det.members_]
+    rows = knn_bf16.measure(det, T, repeats=1)
+    assert set(rows) == set(knn_bf16.PROPOSALS)
+    for name, r in rows.items():
+        assert len(r.search_ms) == 2 and min(r.search_ms) > 0 and r.rate > 0
+        assert knn_bf16.same_bits(r.result, rows["float32"].result)
+        if name != "auto":
+            assert r.picks == f"{name}/{name}"
+    assert [m.index_ for m in det.members_] == before  # indexes swapped back
+    x = rows["bf16"].result[0]
+    assert not knn_bf16.same_bits((x,), (np.nextafter(x, np.inf),))
 
 
-def test_ties_never_certify_and_separated_rows_always_do() -> None:
-    X = np.repeat(
-        np.random.default_rng(1).normal(size=(20, 3)), 20, axis=0
-    )  # 20 copies > k + margin
-    det = KNN(k=5).fit(X.astype(np.float32))
-    assert knn_bf16.certified_share(det, X[:20].astype(np.float32), margin=8) == 0.0
-    far = (10.0 * np.eye(20)).astype(np.float32)  # squared gaps of 200 between rows
-    close = KNN(k=1, scaling="none").fit(far)
-    assert knn_bf16.certified_share(close, far + 0.01, margin=1) == 1.0
+def test_the_adbench_table_compares_bits_per_dataset(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    y = np.zeros(300, dtype=np.int64)
+    y[:10] = 1
+    np.savez(tmp_path / "7_toy.npz", X=rng.normal(size=(300, 4)), y=y)
+    table = knn_bf16.adbench_table(tmp_path, seed=0)
+    row = table.splitlines()[-1]
+    assert row.startswith("| 7_toy | 300 | 4 | 290 |")
+    assert row.endswith("| yes, yes, yes; yes, yes, yes |")

@@ -12,7 +12,8 @@ Distances are taken after an affine transform fitted on all training rows:
 centres the data (distances in the original units).
 
 Exact and batch-independent (:mod:`~tripwire.training.detectors.neighbours`):
-candidates are proposed by one float32 matrix product per chunk of rows (whose
+candidates are proposed by one float32 matrix product per chunk of rows (bf16
+where the CPU multiplies bf16 natively and it certifies the reference rows; its
 rounding depends on the chunk's shape), their distances recomputed in float64
 from the coordinate differences of each row on its own, and a rounding-error
 bound certifies that no other reference row can be nearer (else the row is
