@@ -51,7 +51,7 @@ class TrainSettings:
         },
     )
     model: str = field(
-        default="ensemble",
+        default=kinds.DEFAULT,
         metadata={
             "help": f"detector: {kinds.described()}",
             "metavar": "KIND",

@@ -29,7 +29,7 @@ def test_classification_metrics_counts() -> None:
 
 @pytest.mark.slow
 @pytest.mark.integration
-@pytest.mark.parametrize("model", ["ae", "vae"])
+@pytest.mark.parametrize("model", ["ensemble", "ae", "vae"])
 def test_demo_meets_the_tutorials_bar(model: str, tmp_path: Path) -> None:
     result = run_demo(DemoSettings(model=model, registry=str(tmp_path / "registry"), timeout=180))
     assert result.metrics["accuracy"] >= 0.99

@@ -28,6 +28,8 @@ from importlib import metadata
 from tripwire.core.detector import Detector
 from tripwire.core.errors import DetectorError
 
+#: The detector ``tripwire train`` and ``tripwire demo`` fit unless told otherwise.
+DEFAULT = "ensemble"
 #: Entry-point group of the modules that register detector kinds.
 ENTRY_POINT_GROUP = "tripwire.detectors"
 

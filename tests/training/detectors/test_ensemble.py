@@ -105,8 +105,8 @@ def test_bad_scalings_raise(value):
 def test_make_detector_passes_params_and_rejects_unknown_ones():
     det = make_detector("ensemble", seed=2, k=3, scalings="standard")
     assert det.get_params() == {
-        "seed": 2, "k": 3, "scalings": ["standard"], "max_reference": 10_000,
-        "reference": "uniform", "scale_k": False,
+        "seed": 2, "k": 3, "scalings": ["standard"], "max_reference": 2_000,
+        "reference": "sparse", "scale_k": True,
     }  # fmt: skip
     with pytest.raises(DetectorError, match="unknown parameter"):
         make_detector("ensemble", epochs=3)
@@ -135,3 +135,15 @@ def test_load_refuses_inconsistent_files_and_state(tmp_path: Path):
     (tmp_path / ENSEMBLE_FILE).unlink()
     with pytest.raises(DetectorError, match="cannot load"):
         KNNEnsemble.load(tmp_path, params, state)
+
+
+def test_a_model_saved_before_reference_and_scale_k_loads_as_it_was_fitted(tmp_path):
+    X = np.random.default_rng(3).normal(size=(400, 4)).astype("float32")
+    old = KNNEnsemble(max_reference=300, reference="uniform", scale_k=False).fit(X)
+    old.save(tmp_path)
+    params = {"seed": 0, "k": 5, "scalings": ["none", "standard"], "max_reference": 300}
+    state = old.get_state()
+    state.pop("k", None)  # older manifests had no effective k either
+    back = KNNEnsemble.load(tmp_path, params, state)
+    assert back.get_params()["reference"] == "uniform" and back.get_params()["scale_k"] is False
+    assert np.array_equal(back.score(X), old.score(X))
