@@ -57,9 +57,7 @@ class DemoSettings:
         default="",
         metadata={"help": "existing Kafka cluster (empty: start the embedded broker)"},
     )
-    model: str = field(
-        default=kinds.DEFAULT, metadata={"help": f"detector: {kinds.described()}"}
-    )
+    model: str = field(default=kinds.DEFAULT, metadata={"help": f"detector: {kinds.described()}"})
     registry: str = field(
         default="", metadata={"help": "registry directory (empty: a temporary one)"}
     )
