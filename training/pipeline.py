@@ -162,14 +162,16 @@ def calibration_data(detector: Detector, splits: Splits) -> CalibrationData:
     """Scores of the training, out-of-sample normal and labelled validation rows.
 
     The normal scores are the held-out split's, pooled with the detector's scores
-    of training rows computed without them (the kNN's leave-one-out scores), so a
+    of training rows computed without them (the kNN's leave-one-out scores, or
+    the rows a reduced reference held out), so a
     quantile rests on as many rows as the data allow; ``f1`` uses the split only.
     """
     normal = detector.score(splits.calibration)
     held_out = detector.held_out_scores()
     pooled = normal if held_out is None else np.concatenate([normal, held_out])
     log.info(
-        "calibrating on %d out-of-sample normal scores (%d held out, %d leave-one-out)",
+        "calibrating on %d out-of-sample normal scores (%d of the calibration split, "
+        "%d of the detector's own)",
         len(pooled), len(normal), len(pooled) - len(normal),
     )  # fmt: skip
     val_scores = val_labels = None

@@ -13,8 +13,8 @@ anomaly) and every seed:
    (``make_detector(name, seed=seed)``; PyOD baselines directly) and fitted on
    the training rows;
 3. the threshold is ``fpr:<target>`` fitted on ``calibration_data``: the held-out
-   split's scores pooled with the detector's leave-one-out scores of its training
-   rows where it has them (``Detector.held_out_scores``), exactly as ``tripwire
+   split's scores pooled with the detector's out-of-sample scores of its training
+   rows where it has them (leave-one-out, or rows held out from a reduced reference) (``Detector.held_out_scores``), exactly as ``tripwire
    train`` calibrates; ``threshold_rows`` is how many scores it rests on (the
    manifest's ``threshold.rows``). A row is flagged when its score is strictly
    above it;

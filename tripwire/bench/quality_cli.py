@@ -19,8 +19,8 @@ log = logging.getLogger(__name__)
 EPILOG = f"""\
 protocol: per seed, each detector is split, fitted and calibrated by tripwire
 train's own code (same --test-size, --calibration-size and seed give the same rows
-and threshold: held-out scores pooled with leave-one-out ones where the detector
-has them); tested on the test split's normal rows and every anomaly.
+and threshold: held-out scores pooled with the detector's own out-of-sample scores of
+training rows where it has them); tested on the test split's normal rows and every anomaly.
 PyOD baselines: {", ".join(BASELINES)}. Anything else is a Tripwire detector spec.
 Writes OUT/quality.md and OUT/quality.json; see docs/quality.md."""
 
