@@ -178,6 +178,51 @@ def _insert(
 
 
 @jit
+def _order_key(bits: int) -> int:  # pragma: no cover - compiled
+    """An int32 whose order is that of the float32 with these ``bits`` (not NaN; an
+    involution: it also maps a key back to the bits)."""
+    return bits ^ ((bits >> 31) & 0x7FFFFFFF)
+
+
+@jit
+def _kth_smallest(values: np.ndarray, rank: int) -> float:  # pragma: no cover - compiled
+    """The ``rank``-th smallest (0-based, repeats counted) of ``values`` (float32, no
+    NaN); ``values`` is left holding their order keys (scratch).
+
+    Bisection on the keys, each step one branch-free pass (a count and the nearest
+    keys either side of the split) instead of a sorted insertion per value; the
+    bounds snap to keys present, so it ends once one distinct key is left. Keys
+    order ``-0.0`` before ``0.0``; either is an equal float, so the value is the
+    same.
+    """
+    keys = values.view(np.int32)
+    n = keys.shape[0]
+    lo = hi = _order_key(keys[0])
+    for g in range(n):  # in place: each float's bits -> its order key
+        key = _order_key(keys[g])
+        keys[g] = key
+        lo = min(lo, key)
+        hi = max(hi, key)
+    # invariant: lo <= the answer's key <= hi, both keys present
+    lowest, highest = np.int32(-(2**31)), np.int32(2**31 - 1)
+    while lo < hi:
+        mid = np.int32(lo + (hi - lo) // 2)  # lo <= mid < hi
+        count = 0
+        below, above = lowest, highest
+        for g in range(n):
+            key = keys[g]
+            inside = key <= mid
+            count += inside
+            below = max(below, key if inside else lowest)
+            above = min(above, highest if inside else key)
+        if count > rank:
+            hi = below  # the largest key <= mid
+        else:
+            lo = above  # the smallest key > mid
+    return np.int32(_order_key(hi)).view(np.float32)
+
+
+@jit
 def _propose(
     row: np.ndarray,
     group_min: np.ndarray,
@@ -190,14 +235,21 @@ def _propose(
     Blocked, so that the full row is only read by a vectorised elementwise min:
     column ``j`` belongs to group ``j % W`` (``W = len(group_min)``). ``tau`` is the
     ``(n + 1)``-th smallest group minimum (``n = len(groups) - 1``): every column
-    of the other groups is ``>= tau``, so the candidates are the columns below
-    ``tau`` of the ``n`` groups with the smallest minima (at least one per group
-    unless minima tie), found by a pass with a rarely taken branch instead of a
-    sorted insertion per column. ``tau`` bounds every other column from below.
+    of the other groups is ``>= tau``, so the candidates, every column below
+    ``tau``, lie in the at most ``n`` groups whose minimum is below ``tau``; those
+    are scanned with a branch-free compare per column. ``tau`` bounds every other
+    column from below. ``group_min`` and ``group_val`` are scratch.
     """
+    _group_minima(row, group_min)
+    tau = _kth_smallest(group_min, groups.shape[0] - 1)
+    return _columns_below(row, group_min.view(np.int32), tau, groups, cand_idx), tau
+
+
+@jit
+def _group_minima(row: np.ndarray, group_min: np.ndarray) -> None:  # pragma: no cover
+    """``group_min[g] = min(row[g::W])`` (``W = len(group_min) <= len(row)``)."""
     m = row.shape[0]
     width = group_min.shape[0]
-    n_groups = groups.shape[0] - 1
     group_min[:] = np.float32(np.inf)
     for lo in range(0, m - width + 1, width):
         block = row[lo : lo + width]  # a slice: the loop below vectorises
@@ -208,32 +260,109 @@ def _propose(
     for g in range(m - tail):
         x, y = row[tail + g], group_min[g]
         group_min[g] = x if x < y else y
-    tau = _smallest(group_min, 0, 1, group_val, groups)
-    nb = 0
-    for c in range(n_groups):
-        for j in range(groups[c], m, width):
-            if row[j] < tau:
-                cand_idx[nb] = j
-                nb += 1
-    return nb, tau
 
 
 @jit
-def _smallest(
-    values: np.ndarray, start: int, stride: int, out: np.ndarray, out_idx: np.ndarray
-) -> float:  # pragma: no cover - compiled
-    """The ``len(out)`` smallest of ``values[start::stride]`` (ascending, with their
-    indices into ``values``) into ``out``; returns the largest kept."""
-    n_keep = out.shape[0]
-    n = 0
-    thr = np.inf
-    for j in range(start, values.shape[0], stride):
-        v = values[j]
-        if v < thr:
-            n = _insert(out, out_idx, n, v, j)
-            if n == n_keep:
-                thr = out[n_keep - 1]
-    return out[n_keep - 1]
+def _columns_below(
+    row: np.ndarray, keys: np.ndarray, tau: float, groups: np.ndarray, cand_idx: np.ndarray
+) -> int:  # pragma: no cover - compiled
+    """The columns of ``row`` below ``tau`` into ``cand_idx``; their count.
+
+    ``keys``: the order keys of the group minima (``_kth_smallest``), of which at
+    most ``len(groups) - 1`` are below ``tau``'s: only those groups are scanned,
+    with a branch-free compare per column.
+    """
+    m = row.shape[0]
+    width = keys.shape[0]
+    tau_key = _order_key(np.float32(tau).view(np.int32))
+    n_below = 0  # groups with a smaller key: a superset of the groups with a
+    for g in range(width):  # smaller minimum (-0.0 against 0.0)
+        groups[n_below] = g
+        n_below += keys[g] < tau_key
+    nb = 0
+    for c in range(n_below):
+        for j in range(groups[c], m, width):
+            cand_idx[nb] = j  # never past the end: nb <= the columns before j
+            nb += row[j] < tau
+    return nb
+
+
+@jit
+def _sq_dists(
+    q: np.ndarray, R: np.ndarray, idx: np.ndarray, n: int, out: np.ndarray
+) -> None:  # pragma: no cover
+    """``out[c] = _sq_dist(q, R, idx[c])`` for ``c < n``, the same bits.
+
+    Eight (then four) rows at a time, so that their sums, each still taken in the
+    order ``t = 0 .. d - 1``, overlap instead of waiting on one another.
+    """
+    c = 0
+    while c + 4 < n:
+        _sq_dists8(q, R, idx, c, n, out)
+        c += 8
+    if c < n:
+        _sq_dists4(q, R, idx, c, n, out)
+
+
+@jit
+def _sq_dists8(
+    q: np.ndarray, R: np.ndarray, idx: np.ndarray, c: int, n: int, out: np.ndarray
+) -> None:  # pragma: no cover - compiled
+    """:func:`_sq_dists` for ``idx[c : c + 8]`` (past ``n``: row ``idx[n - 1]`` again)."""
+    last = n - 1
+    r0, r1, r2, r3 = (
+        R[idx[c]],
+        R[idx[min(c + 1, last)]],
+        R[idx[min(c + 2, last)]],
+        R[idx[min(c + 3, last)]],
+    )
+    r4, r5, r6, r7 = (
+        R[idx[min(c + 4, last)]],
+        R[idx[min(c + 5, last)]],
+        R[idx[min(c + 6, last)]],
+        R[idx[min(c + 7, last)]],
+    )
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+    for t in range(q.shape[0]):
+        qt = q[t]
+        x0, x1, x2, x3 = qt - r0[t], qt - r1[t], qt - r2[t], qt - r3[t]
+        x4, x5, x6, x7 = qt - r4[t], qt - r5[t], qt - r6[t], qt - r7[t]
+        s0 += x0 * x0
+        s1 += x1 * x1
+        s2 += x2 * x2
+        s3 += x3 * x3
+        s4 += x4 * x4
+        s5 += x5 * x5
+        s6 += x6 * x6
+        s7 += x7 * x7
+    for i, s in enumerate((s0, s1, s2, s3, s4, s5, s6, s7)):
+        if c + i < n:
+            out[c + i] = s
+
+
+@jit
+def _sq_dists4(
+    q: np.ndarray, R: np.ndarray, idx: np.ndarray, c: int, n: int, out: np.ndarray
+) -> None:  # pragma: no cover - compiled
+    """:func:`_sq_dists` for ``idx[c : c + 4]`` (past ``n``: row ``idx[n - 1]`` again)."""
+    last = n - 1
+    r0, r1, r2, r3 = (
+        R[idx[c]],
+        R[idx[min(c + 1, last)]],
+        R[idx[min(c + 2, last)]],
+        R[idx[min(c + 3, last)]],
+    )
+    s0 = s1 = s2 = s3 = 0.0
+    for t in range(q.shape[0]):
+        qt = q[t]
+        x0, x1, x2, x3 = qt - r0[t], qt - r1[t], qt - r2[t], qt - r3[t]
+        s0 += x0 * x0
+        s1 += x1 * x1
+        s2 += x2 * x2
+        s3 += x3 * x3
+    for i, s in enumerate((s0, s1, s2, s3)):
+        if c + i < n:
+            out[c + i] = s
 
 
 @jit
@@ -259,8 +388,10 @@ def _search_rows(
     group_val = np.empty(n_cand + 1)
     # every column of the n_cand chosen groups, at most
     cand_idx = np.zeros(n_cand * (-(-m // width)), dtype=np.int64)
+    cand_sq = np.empty(cand_idx.shape[0])
     best = np.empty(kk)
     best_idx = np.zeros(kk, dtype=np.int64)
+    contrib = np.empty(d)
     for i in range(Q.shape[0]):
         q = Q[i]
         q_sq = 0.0
@@ -273,10 +404,10 @@ def _search_rows(
         certified = False
         if use_approx:
             n_found, tau = _propose(approx[i], group_min, groups, group_val, cand_idx)
+            _sq_dists(q, R, cand_idx, n_found, cand_sq)
             nk = 0
             for c in range(n_found):
-                j = cand_idx[c]
-                nk = _insert(best, best_idx, nk, _sq_dist(q, R, j), j)
+                nk = _insert(best, best_idx, nk, cand_sq[c], cand_idx[c])
             if nk == kk:  # else tied group minima left too few: scan everything
                 limit = best[kk - 1]
                 certified = q_sq + tau - eps > limit
@@ -291,9 +422,13 @@ def _search_rows(
                 nk = _insert(best, best_idx, nk, _sq_dist(q, R, j), j)
         for c in range(k):
             dist[i, c] = math.sqrt(best[drop + c])
+        # per feature, the sum over the k neighbours in order c = 0 .. k - 1, as
+        # one row-major pass per neighbour (vectorised over the features)
+        contrib[:] = 0.0
+        for c in range(k):
+            r = R[best_idx[drop + c]]
+            for t in range(d):
+                diff = q[t] - r[t]
+                contrib[t] += diff * diff
         for t in range(d):
-            s = 0.0
-            for c in range(k):
-                diff = q[t] - R[best_idx[drop + c], t]
-                s += diff * diff
-            sq_diff[i, t] = s / k
+            sq_diff[i, t] = contrib[t] / k
