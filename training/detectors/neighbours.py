@@ -185,9 +185,10 @@ def _order_key(bits: int) -> int:  # pragma: no cover - compiled
 
 
 @jit
-def _kth_smallest(values: np.ndarray, rank: int) -> float:  # pragma: no cover - compiled
-    """The ``rank``-th smallest (0-based, repeats counted) of ``values`` (float32, no
-    NaN); ``values`` is left holding their order keys (scratch).
+def _kth_smallest(values: np.ndarray, n: int, rank: int) -> float:  # pragma: no cover
+    """The ``rank``-th smallest (0-based, repeats counted) of ``values[:n]`` (float32,
+    no NaN). ``values`` is scratch: left holding their order keys, then (padding,
+    so that the passes below are whole vectors) the largest int32.
 
     Bisection on the keys, each step one branch-free pass (a count and the nearest
     keys either side of the split) instead of a sorted insertion per value; the
@@ -196,23 +197,23 @@ def _kth_smallest(values: np.ndarray, rank: int) -> float:  # pragma: no cover -
     same.
     """
     keys = values.view(np.int32)
-    n = keys.shape[0]
+    lowest, highest = np.int32(-(2**31)), np.int32(2**31 - 1)  # highest: no float's key
     lo = hi = _order_key(keys[0])
     for g in range(n):  # in place: each float's bits -> its order key
         key = _order_key(keys[g])
         keys[g] = key
         lo = min(lo, key)
         hi = max(hi, key)
+    keys[n:] = highest  # never <= mid (< hi), never below `above` (<= hi)
     # invariant: lo <= the answer's key <= hi, both keys present
-    lowest, highest = np.int32(-(2**31)), np.int32(2**31 - 1)
     while lo < hi:
         mid = np.int32(lo + (hi - lo) // 2)  # lo <= mid < hi
-        count = 0
+        count = np.int32(0)
         below, above = lowest, highest
-        for g in range(n):
+        for g in range(keys.shape[0]):
             key = keys[g]
             inside = key <= mid
-            count += inside
+            count += np.int32(inside)
             below = max(below, key if inside else lowest)
             above = min(above, highest if inside else key)
         if count > rank:
@@ -240,8 +241,18 @@ def _propose(
     are scanned with a branch-free compare per column. ``tau`` bounds every other
     column from below. ``group_min`` and ``group_val`` are scratch.
     """
+    return _select(row, group_min, group_min.shape[0], groups, cand_idx)
+
+
+@jit
+def _select(
+    row: np.ndarray, scratch: np.ndarray, width: int, groups: np.ndarray, cand_idx: np.ndarray
+) -> tuple[int, float]:  # pragma: no cover - compiled
+    """:func:`_propose` with ``W = width <= len(scratch)`` (float32 scratch, longer
+    when padded to whole vectors)."""
+    group_min = scratch[:width]
     _group_minima(row, group_min)
-    tau = _kth_smallest(group_min, groups.shape[0] - 1)
+    tau = _kth_smallest(scratch, width, groups.shape[0] - 1)
     return _columns_below(row, group_min.view(np.int32), tau, groups, cand_idx), tau
 
 
@@ -272,19 +283,23 @@ def _columns_below(
     most ``len(groups) - 1`` are below ``tau``'s: only those groups are scanned,
     with a branch-free compare per column.
     """
-    m = row.shape[0]
-    width = keys.shape[0]
+    # unsigned indices: no wraparound handling for negative ones in the loops
+    m, width = np.uint64(row.shape[0]), np.uint64(keys.shape[0])
     tau_key = _order_key(np.float32(tau).view(np.int32))
-    n_below = 0  # groups with a smaller key: a superset of the groups with a
-    for g in range(width):  # smaller minimum (-0.0 against 0.0)
-        groups[n_below] = g
-        n_below += keys[g] < tau_key
-    nb = 0
-    for c in range(n_below):
-        for j in range(groups[c], m, width):
+    last = np.uint64(groups.shape[0] - 1)
+    n_below = np.uint64(0)  # groups with a smaller key: a superset of the groups
+    for g in range(width):  # with a smaller minimum (-0.0 against 0.0)
+        groups[min(n_below, last)] = g  # at most last of them (a safeguard)
+        n_below += np.uint64(keys[g] < tau_key)
+    full, extra = m // width, m % width  # group g has full + (g < extra) columns
+    nb = np.uint64(0)
+    for c in range(min(n_below, last)):
+        g = np.uint64(groups[c])
+        for b in range(full + np.uint64(g < extra)):
+            j = g + np.uint64(b) * width
             cand_idx[nb] = j  # never past the end: nb <= the columns before j
-            nb += row[j] < tau
-    return nb
+            nb += np.uint64(row[j] < tau)
+    return int(nb)
 
 
 @jit
@@ -383,9 +398,8 @@ def _search_rows(
     kk = k + drop
     # about GROUP_SIZE columns per group, and at least n_cand + 1 groups
     width = max(n_cand + 1, -(-m // GROUP_SIZE))
-    group_min = np.empty(width, dtype=np.float32)
+    scratch = np.empty(-(-width // 32) * 32, dtype=np.float32)  # whole vectors
     groups = np.zeros(n_cand + 1, dtype=np.int64)
-    group_val = np.empty(n_cand + 1)
     # every column of the n_cand chosen groups, at most
     cand_idx = np.zeros(n_cand * (-(-m // width)), dtype=np.int64)
     cand_sq = np.empty(cand_idx.shape[0])
@@ -403,7 +417,7 @@ def _search_rows(
         limit = np.inf
         certified = False
         if use_approx:
-            n_found, tau = _propose(approx[i], group_min, groups, group_val, cand_idx)
+            n_found, tau = _select(approx[i], scratch, width, groups, cand_idx)
             _sq_dists(q, R, cand_idx, n_found, cand_sq)
             nk = 0
             for c in range(n_found):
