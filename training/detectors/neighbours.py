@@ -36,7 +36,10 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
+import numba
 import numpy as np
 import torch
 
@@ -50,6 +53,24 @@ CHUNK_VALUES = 1 << 20
 GROUP_SIZE = 16
 #: Most query rows per matrix product.
 MAX_CHUNK_ROWS = 256
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _inlined(func: F) -> F:
+    """:func:`~tripwire.training.detectors.layers.jit`'s compilation (no fastmath), and
+    inlined by numba into its jitted callers: a call would count references to each
+    array argument (atomic updates), on every row. Still callable from Python."""
+    for cache in (True, False):
+        try:
+            compiled = numba.njit(
+                func, inline="always", cache=cache, nogil=True, fastmath=False,
+                boundscheck=False, error_model="numpy",
+            )  # fmt: skip
+            break
+        except RuntimeError:  # no writable cache directory: compile in each process
+            continue
+    return cast(F, compiled)
 
 
 class NeighbourIndex:
@@ -135,7 +156,7 @@ def search(
 
 
 # -- kernels ------------------------------------------------------------------------
-@jit
+@_inlined
 def _sq_dist(q: np.ndarray, R: np.ndarray, j: int) -> float:  # pragma: no cover
     """``sum_t (q[t] - R[j, t])^2`` in float64, sequentially: the exact distance."""
     s = 0.0
@@ -156,7 +177,7 @@ def error_bound(q_sq: float, r_max: float, d: int, unit: float) -> float:  # pra
     return 4.0 * (d + 4) * unit * span * span + 2.0**-100 * (d + 1) * (1.0 + span)
 
 
-@jit
+@_inlined
 def _insert(
     vals: np.ndarray, idx: np.ndarray, n: int, v: float, j: int
 ) -> int:  # pragma: no cover - compiled
@@ -177,14 +198,14 @@ def _insert(
     return min(n + 1, cap)
 
 
-@jit
+@_inlined
 def _order_key(bits: int) -> int:  # pragma: no cover - compiled
     """An int32 whose order is that of the float32 with these ``bits`` (not NaN; an
     involution: it also maps a key back to the bits)."""
     return bits ^ ((bits >> 31) & 0x7FFFFFFF)
 
 
-@jit
+@_inlined
 def _kth_smallest(values: np.ndarray, n: int, rank: int) -> float:  # pragma: no cover
     """The ``rank``-th smallest (0-based, repeats counted) of ``values[:n]`` (float32,
     no NaN). ``values`` is scratch: left holding their order keys, then (padding,
@@ -244,7 +265,7 @@ def _propose(
     return _select(row, group_min, group_min.shape[0], groups, cand_idx)
 
 
-@jit
+@_inlined
 def _select(
     row: np.ndarray, scratch: np.ndarray, width: int, groups: np.ndarray, cand_idx: np.ndarray
 ) -> tuple[int, float]:  # pragma: no cover - compiled
@@ -256,7 +277,7 @@ def _select(
     return _columns_below(row, group_min.view(np.int32), tau, groups, cand_idx), tau
 
 
-@jit
+@_inlined
 def _group_minima(row: np.ndarray, group_min: np.ndarray) -> None:  # pragma: no cover
     """``group_min[g] = min(row[g::W])`` (``W = len(group_min) <= len(row)``)."""
     m = row.shape[0]
@@ -273,7 +294,7 @@ def _group_minima(row: np.ndarray, group_min: np.ndarray) -> None:  # pragma: no
         group_min[g] = x if x < y else y
 
 
-@jit
+@_inlined
 def _columns_below(
     row: np.ndarray, keys: np.ndarray, tau: float, groups: np.ndarray, cand_idx: np.ndarray
 ) -> int:  # pragma: no cover - compiled
@@ -302,7 +323,7 @@ def _columns_below(
     return int(nb)
 
 
-@jit
+@_inlined
 def _sq_dists(
     q: np.ndarray, R: np.ndarray, idx: np.ndarray, n: int, out: np.ndarray
 ) -> None:  # pragma: no cover
@@ -319,29 +340,23 @@ def _sq_dists(
         _sq_dists4(q, R, idx, c, n, out)
 
 
-@jit
+@_inlined
 def _sq_dists8(
     q: np.ndarray, R: np.ndarray, idx: np.ndarray, c: int, n: int, out: np.ndarray
 ) -> None:  # pragma: no cover - compiled
-    """:func:`_sq_dists` for ``idx[c : c + 8]`` (past ``n``: row ``idx[n - 1]`` again)."""
+    """:func:`_sq_dists` for ``idx[c : c + 8]`` (past ``n``: row ``idx[n - 1]`` again).
+
+    Plain 2-d indexing, no row views (each would cost reference counting).
+    """
     last = n - 1
-    r0, r1, r2, r3 = (
-        R[idx[c]],
-        R[idx[min(c + 1, last)]],
-        R[idx[min(c + 2, last)]],
-        R[idx[min(c + 3, last)]],
-    )
-    r4, r5, r6, r7 = (
-        R[idx[min(c + 4, last)]],
-        R[idx[min(c + 5, last)]],
-        R[idx[min(c + 6, last)]],
-        R[idx[min(c + 7, last)]],
-    )
+    j0, j1, j2, j3 = idx[c], idx[min(c + 1, last)], idx[min(c + 2, last)], idx[min(c + 3, last)]
+    j4, j5 = idx[min(c + 4, last)], idx[min(c + 5, last)]
+    j6, j7 = idx[min(c + 6, last)], idx[min(c + 7, last)]
     s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
     for t in range(q.shape[0]):
         qt = q[t]
-        x0, x1, x2, x3 = qt - r0[t], qt - r1[t], qt - r2[t], qt - r3[t]
-        x4, x5, x6, x7 = qt - r4[t], qt - r5[t], qt - r6[t], qt - r7[t]
+        x0, x1, x2, x3 = qt - R[j0, t], qt - R[j1, t], qt - R[j2, t], qt - R[j3, t]
+        x4, x5, x6, x7 = qt - R[j4, t], qt - R[j5, t], qt - R[j6, t], qt - R[j7, t]
         s0 += x0 * x0
         s1 += x1 * x1
         s2 += x2 * x2
@@ -355,22 +370,17 @@ def _sq_dists8(
             out[c + i] = s
 
 
-@jit
+@_inlined
 def _sq_dists4(
     q: np.ndarray, R: np.ndarray, idx: np.ndarray, c: int, n: int, out: np.ndarray
 ) -> None:  # pragma: no cover - compiled
     """:func:`_sq_dists` for ``idx[c : c + 4]`` (past ``n``: row ``idx[n - 1]`` again)."""
     last = n - 1
-    r0, r1, r2, r3 = (
-        R[idx[c]],
-        R[idx[min(c + 1, last)]],
-        R[idx[min(c + 2, last)]],
-        R[idx[min(c + 3, last)]],
-    )
+    j0, j1, j2, j3 = idx[c], idx[min(c + 1, last)], idx[min(c + 2, last)], idx[min(c + 3, last)]
     s0 = s1 = s2 = s3 = 0.0
     for t in range(q.shape[0]):
         qt = q[t]
-        x0, x1, x2, x3 = qt - r0[t], qt - r1[t], qt - r2[t], qt - r3[t]
+        x0, x1, x2, x3 = qt - R[j0, t], qt - R[j1, t], qt - R[j2, t], qt - R[j3, t]
         s0 += x0 * x0
         s1 += x1 * x1
         s2 += x2 * x2
@@ -440,9 +450,9 @@ def _search_rows(
         # one row-major pass per neighbour (vectorised over the features)
         contrib[:] = 0.0
         for c in range(k):
-            r = R[best_idx[drop + c]]
+            j = best_idx[drop + c]
             for t in range(d):
-                diff = q[t] - r[t]
+                diff = q[t] - R[j, t]
                 contrib[t] += diff * diff
         for t in range(d):
             sq_diff[i, t] = contrib[t] / k
