@@ -7,15 +7,17 @@ query rows:
    BLAS against the reference rows gives approximate squared distances
    ``a_j = |r_j|^2 - 2 q.r_j`` (plus ``|q|^2``, the same for the whole row); a
    blocked selection per row (``_propose``: group minima in one vectorised pass;
-   ``tau``, the ``(k + CANDIDATE_MARGIN + 1)``-th smallest minimum; the
-   candidates, every column below ``tau`` of the groups with smaller minima)
-   bounds every other reference row's approximation from below by ``tau``.
-   No sort or partition of the whole matrix. BLAS picks kernels (and summation
-   orders) by shape and address, so these values can differ by a few float32
-   units with the batch.
+   ``tau``, the ``(k + CANDIDATE_MARGIN + 1)``-th smallest minimum, by bisection
+   on the minima's order keys, a branch-free pass per step; the candidates, every
+   column below ``tau``, found by a branch-free compare per column of the groups
+   with smaller minima) bounds every other reference row's approximation from
+   below by ``tau``. No sort or partition of the whole matrix, no sorted
+   insertion. BLAS picks kernels (and summation orders) by shape and address, so
+   these values can differ by a few float32 units with the batch.
 2. **Recompute and certify** (exact, per row): the squared distances of the
-   candidates are recomputed in float64 from the coordinate differences, in a
-   fixed order, one row at a time (a numba kernel without fastmath). Every
+   candidates are recomputed in float64 from the coordinate differences, each
+   summed in the fixed order ``t = 0 .. d - 1`` (a numba kernel without
+   fastmath; eight candidates' sums interleaved, none reassociated). Every
    approximation is within ``eps = 4 (d + 4) 2^-24 (|q| + max_j |r_j|)^2`` of the
    recomputed value (the standard bound for a float32 dot product, in any
    summation order, doubled). If ``|q|^2 + tau - eps`` exceeds the ``k``-th
@@ -199,14 +201,14 @@ def _insert(
 
 
 @_inlined
-def _order_key(bits: int) -> int:  # pragma: no cover - compiled
+def _order_key(bits: np.int32) -> np.int32:  # pragma: no cover - compiled
     """An int32 whose order is that of the float32 with these ``bits`` (not NaN; an
     involution: it also maps a key back to the bits)."""
     return bits ^ ((bits >> 31) & 0x7FFFFFFF)
 
 
 @_inlined
-def _kth_smallest(values: np.ndarray, n: int, rank: int) -> float:  # pragma: no cover
+def _kth_smallest(values: np.ndarray, n: int, rank: int) -> np.float32:  # pragma: no cover
     """The ``rank``-th smallest (0-based, repeats counted) of ``values[:n]`` (float32,
     no NaN). ``values`` is scratch: left holding their order keys, then (padding,
     so that the passes below are whole vectors) the largest int32.
@@ -251,7 +253,7 @@ def _propose(
     groups: np.ndarray,
     group_val: np.ndarray,
     cand_idx: np.ndarray,
-) -> tuple[int, float]:  # pragma: no cover - compiled
+) -> tuple[int, np.float32]:  # pragma: no cover - compiled
     """Columns of ``row`` that may be among its smallest, into ``cand_idx``; ``(count, tau)``.
 
     Blocked, so that the full row is only read by a vectorised elementwise min:
@@ -268,7 +270,7 @@ def _propose(
 @_inlined
 def _select(
     row: np.ndarray, scratch: np.ndarray, width: int, groups: np.ndarray, cand_idx: np.ndarray
-) -> tuple[int, float]:  # pragma: no cover - compiled
+) -> tuple[int, np.float32]:  # pragma: no cover - compiled
     """:func:`_propose` with ``W = width <= len(scratch)`` (float32 scratch, longer
     when padded to whole vectors)."""
     group_min = scratch[:width]
@@ -296,7 +298,7 @@ def _group_minima(row: np.ndarray, group_min: np.ndarray) -> None:  # pragma: no
 
 @_inlined
 def _columns_below(
-    row: np.ndarray, keys: np.ndarray, tau: float, groups: np.ndarray, cand_idx: np.ndarray
+    row: np.ndarray, keys: np.ndarray, tau: np.float32, groups: np.ndarray, cand_idx: np.ndarray
 ) -> int:  # pragma: no cover - compiled
     """The columns of ``row`` below ``tau`` into ``cand_idx``; their count.
 
@@ -315,9 +317,9 @@ def _columns_below(
     full, extra = m // width, m % width  # group g has full + (g < extra) columns
     nb = np.uint64(0)
     for c in range(min(n_below, last)):
-        g = np.uint64(groups[c])
-        for b in range(full + np.uint64(g < extra)):
-            j = g + np.uint64(b) * width
+        first = np.uint64(groups[c])
+        for b in range(full + np.uint64(first < extra)):
+            j = first + np.uint64(b) * width
             cand_idx[nb] = j  # never past the end: nb <= the columns before j
             nb += np.uint64(row[j] < tau)
     return int(nb)
