@@ -273,27 +273,32 @@ def _select(
 ) -> tuple[int, np.float32]:  # pragma: no cover - compiled
     """:func:`_propose` with ``W = width <= len(scratch)`` (float32 scratch, longer
     when padded to whole vectors)."""
-    group_min = scratch[:width]
-    _group_minima(row, group_min)
+    _group_minima(row, scratch, width)
     tau = _kth_smallest(scratch, width, groups.shape[0] - 1)
-    return _columns_below(row, group_min.view(np.int32), tau, groups, cand_idx), tau
+    return _columns_below(row, scratch[:width].view(np.int32), tau, groups, cand_idx), tau
 
 
 @_inlined
-def _group_minima(row: np.ndarray, group_min: np.ndarray) -> None:  # pragma: no cover
-    """``group_min[g] = min(row[g::W])`` (``W = len(group_min) <= len(row)``)."""
+def _group_minima(row: np.ndarray, scratch: np.ndarray, width: int) -> None:  # pragma: no cover
+    """``scratch[g] = min(row[g::W])`` for ``g < W = width <= len(row)``.
+
+    A block whose next columns exist is read as wide as ``scratch`` allows, up to
+    whole vectors: the extra lanes (the next block's first columns) land in
+    ``scratch[W:]``, padding that is then overwritten.
+    """
     m = row.shape[0]
-    width = group_min.shape[0]
-    group_min[:] = np.float32(np.inf)
+    wide = min(scratch.shape[0], -(-width // 8) * 8)
+    scratch[:wide] = np.float32(np.inf)
     for lo in range(0, m - width + 1, width):
-        block = row[lo : lo + width]  # a slice: the loop below vectorises
-        for g in range(width):
-            x, y = block[g], group_min[g]
-            group_min[g] = x if x < y else y
+        span = wide if lo + wide <= m else width
+        block = row[lo : lo + span]  # a slice: the loop below vectorises
+        for g in range(span):
+            x, y = block[g], scratch[g]
+            scratch[g] = x if x < y else y
     tail = m - m % width
     for g in range(m - tail):
-        x, y = row[tail + g], group_min[g]
-        group_min[g] = x if x < y else y
+        x, y = row[tail + g], scratch[g]
+        scratch[g] = x if x < y else y
 
 
 @_inlined
