@@ -380,3 +380,123 @@ def test_without_torchs_query_the_cpuinfo_flags_decide(monkeypatch, tmp_path):
         cpuinfo.write_text(f"processor\t: 0\nflags\t\t: fpu avx2 {flag} avx512f\n")
         assert neighbours.native_bf16(str(cpuinfo))
     assert not neighbours.native_bf16(str(tmp_path / "missing"))
+
+
+# -- the kernel's pieces against plain definitions ---------------------------------
+def reference_rows(approx, Q, R, r_max, k, drop, n_cand, unit):
+    """The kernel's rule in plain Python: ``tau`` the ``(n_cand + 1)``-th smallest
+    group minimum, candidates every column below it, certified when ``|q|^2 + tau -
+    eps`` exceeds the ``k``-th recomputed distance, else the pruned exact scan."""
+    m, d = R.shape
+    kk = k + drop
+    width = max(n_cand + 1, -(-m // neighbours.GROUP_SIZE))
+    dist, sq_diff = np.empty((len(Q), k)), np.empty(Q.shape)
+    fallback = np.zeros(len(Q), dtype=np.bool_)
+
+    rows = R.tolist()
+
+    def exact(q, j):
+        s = 0.0
+        for t in range(d):
+            s += (q[t] - rows[j][t]) * (q[t] - rows[j][t])
+        return s
+
+    for i, q in enumerate(Q.tolist()):
+        q_sq = 0.0
+        for t in range(d):
+            q_sq += q[t] * q[t]
+        eps = error_bound(q_sq, r_max, d, unit)
+        span = np.sqrt(q_sq) + r_max
+        use = n_cand < m and span * span < 1e36
+        limit, certified, best = np.inf, False, []
+        if use:
+            row = approx[i]
+            tau = float(np.sort([row[g::width].min() for g in range(width)])[n_cand])
+            cands = [j for j in range(m) if row[j] < tau]
+            best = sorted((exact(q, j), j) for j in cands)[:kk]
+            if len(best) == kk:
+                limit = best[-1][0]
+                certified = q_sq + tau - eps > limit
+        fallback[i] = not certified
+        if not certified:
+            best = []
+            for j in range(m):
+                if len(best) == kk and best[-1][0] < limit:
+                    limit = best[-1][0]
+                if use and q_sq + float(approx[i, j]) - eps > limit:
+                    continue
+                best = sorted([*best, (exact(q, j), j)])[:kk]
+        chosen = best[drop:]
+        dist[i] = [np.sqrt(v) for v, _ in chosen]
+        for t in range(d):
+            s = 0.0
+            for _, j in chosen:
+                s += (q[t] - rows[j][t]) * (q[t] - rows[j][t])
+            sq_diff[i, t] = s / k
+    return dist, sq_diff, fallback
+
+
+def proposals(kind: str, Q: np.ndarray, R: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    exact = np.einsum("ij,ij->i", R, R)[None, :] - 2.0 * Q @ R.T
+    if kind == "float32":
+        return exact.astype(np.float32)
+    if kind == "tied":  # rounded: ties within and across groups, at tau too
+        return np.round(exact).astype(np.float32)
+    if kind == "zeros":  # -0.0 and 0.0 minima, equal floats with different bits
+        out = np.round(exact / 50.0).astype(np.float32)
+        out[out == 0.0] = np.where(rng.random(np.count_nonzero(out == 0.0)) < 0.5, -0.0, 0.0)
+        out[:, 1::5] = -0.0
+        return out
+    return rng.normal(size=exact.shape).astype(np.float32)  # anything: no bound at all
+
+
+@pytest.mark.parametrize("kind", ["float32", "tied", "zeros", "garbage"])
+@pytest.mark.parametrize(
+    ("m", "k", "drop", "margin"),
+    [(300, 5, 0, 8), (301, 3, 1, 8), (257, 1, 0, 0), (90, 4, 0, 32), (40, 5, 1, 16), (20, 5, 0, 8)],
+)
+def test_the_kernel_is_the_plain_rule_bit_for_bit(kind, m, k, drop, margin):
+    """Whatever the proposal (within the bound or not), the kernel's three outputs are
+    the plain rule's: ``m`` not a multiple of the group width, ``k + margin >= m``,
+    margins the bf16 path may use, ties at ``tau`` and across groups, signed zeros."""
+    rng = np.random.default_rng(m + k)
+    R = np.round(blobs(m, 6, seed=m), 1)
+    R[m // 2 :: 7] = R[0]  # duplicates
+    Q = np.vstack([R[:: max(1, m // 10)], blobs(12, 6, seed=7)])
+    index = NeighbourIndex(R)
+    approx = proposals(kind, Q, R, rng)
+    n_cand = k + drop + margin
+    for unit in (2.0**-24, 2.0**-10):
+        got = run_kernel(approx, Q, index, k, n_cand, drop=drop, unit=unit)
+        expected = reference_rows(approx, Q, index.R, index.r_max, k, drop, n_cand, unit)
+        assert_same_bits(got, expected)
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 13, 64, 125, 250])
+@pytest.mark.parametrize("padded", [False, True])
+def test_kth_smallest_is_the_sorted_value_with_ties_and_signed_zeros(n, padded):
+    rng = np.random.default_rng(n)
+    for values in (
+        rng.normal(size=n) * 1e3,
+        np.round(rng.normal(size=n)),  # ties, zeros
+        np.full(n, -3.5),
+        np.where(rng.random(n) < 0.5, -0.0, 0.0) + np.round(rng.normal(size=n) / 2),
+        rng.uniform(1e-40, 1e-38, size=n) * rng.choice([-1, 1], size=n),  # subnormal floats
+    ):
+        values = values.astype(np.float32)
+        for rank in sorted({0, n // 2, n - 1, min(13, n - 1)}):
+            scratch = np.empty(-(-n // 32) * 32 if padded else n, np.float32)
+            scratch[:n] = values
+            got = neighbours._kth_smallest(scratch, n, rank)
+            assert got == np.sort(values)[rank]
+
+
+@pytest.mark.parametrize("n", list(range(1, 21)))
+def test_rows_recomputed_together_are_the_sequential_sums(n):
+    R, q = blobs(50, 50), blobs(1, 50, seed=8)[0] * 3.0
+    idx = np.random.default_rng(n).integers(0, 50, size=n + 3)
+    out = np.full(n + 3, -1.0)
+    neighbours._sq_dists(q, R, idx, n, out)
+    expected = [neighbours._sq_dist(q, R, j) for j in idx[:n]]
+    assert out[:n].tobytes() == np.array(expected).tobytes()
+    assert np.all(out[n:] == -1.0)  # nothing written past n
