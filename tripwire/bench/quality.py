@@ -14,9 +14,10 @@ anomaly) and every seed:
    the training rows;
 3. the threshold is ``fpr:<target>`` fitted on ``calibration_data``: the held-out
    split's scores pooled with the detector's out-of-sample scores of its training
-   rows where it has them (leave-one-out, or rows held out from a reduced reference) (``Detector.held_out_scores``), exactly as ``tripwire
-   train`` calibrates; ``threshold_rows`` is how many scores it rests on (the
-   manifest's ``threshold.rows``). A row is flagged when its score is strictly
+   rows where it has them (``Detector.held_out_scores``: leave-one-out, or rows
+   held out from a reduced reference), exactly as ``tripwire train`` calibrates;
+   ``threshold_rows`` is how many scores it rests on (the manifest's
+   ``threshold.rows``). A row is flagged when its score is strictly
    above it;
 4. ROC-AUC, PR-AUC (average precision), realised FPR and recall at the threshold
    are computed on the test split's normal rows and **every** anomaly

@@ -17,13 +17,9 @@ import pytest
 import torch
 from sklearn.neighbors import NearestNeighbors
 
-from tripwire.training.detectors import neighbours
-from tripwire.training.detectors.neighbours import (
-    NeighbourIndex,
-    bf16_cross,
-    error_bound,
-    search,
-)
+from tripwire.training.detectors import kernels, neighbours
+from tripwire.training.detectors.kernels import error_bound
+from tripwire.training.detectors.neighbours import NeighbourIndex, bf16_cross, search
 
 
 @pytest.fixture(autouse=True)
@@ -50,7 +46,7 @@ def run_kernel(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     dist, sq_diff = np.empty((len(Q), k)), np.empty(Q.shape)
     fallback = np.zeros(len(Q), dtype=np.bool_)
-    neighbours._search_rows(
+    kernels._search_rows(
         approx.astype(np.float32), Q, index.R, index.r_max, k, drop, n_cand, unit,
         dist, sq_diff, fallback, cross,
     )  # fmt: skip
@@ -174,10 +170,10 @@ def test_the_proposal_holds_every_column_below_tau_and_only_those(m, n_groups, s
     rng = np.random.default_rng(seed)
     # rounded: many tied values, the case a strict bound must survive
     row = np.round(rng.normal(size=m), 1).astype(np.float32)
-    width = max(n_groups + 1, -(-m // neighbours.GROUP_SIZE))
+    width = max(n_groups + 1, -(-m // kernels.GROUP_SIZE))
     groups = np.zeros(n_groups + 1, dtype=np.int64)
     cand = np.full(n_groups * (-(-m // width)), -1, dtype=np.int64)
-    n, tau = neighbours._propose(
+    n, tau = kernels._propose(
         row, np.empty(width, np.float32), groups, np.empty(n_groups + 1), cand
     )
     chosen = set(cand[:n].tolist())
@@ -389,7 +385,7 @@ def reference_rows(approx, Q, R, r_max, k, drop, n_cand, unit):
     eps`` exceeds the ``k``-th recomputed distance, else the pruned exact scan."""
     m, d = R.shape
     kk = k + drop
-    width = max(n_cand + 1, -(-m // neighbours.GROUP_SIZE))
+    width = max(n_cand + 1, -(-m // kernels.GROUP_SIZE))
     dist, sq_diff = np.empty((len(Q), k)), np.empty(Q.shape)
     fallback = np.zeros(len(Q), dtype=np.bool_)
 
@@ -487,7 +483,7 @@ def test_kth_smallest_is_the_sorted_value_with_ties_and_signed_zeros(n, padded):
         for rank in sorted({0, n // 2, n - 1, min(13, n - 1)}):
             scratch = np.empty(-(-n // 32) * 32 if padded else n, np.float32)
             scratch[:n] = values
-            got = neighbours._kth_smallest(scratch, n, rank)
+            got = kernels._kth_smallest(scratch, n, rank)
             assert got == np.sort(values)[rank]
 
 
@@ -496,7 +492,7 @@ def test_rows_recomputed_together_are_the_sequential_sums(n):
     R, q = blobs(50, 50), blobs(1, 50, seed=8)[0] * 3.0
     idx = np.random.default_rng(n).integers(0, 50, size=n + 3)
     out = np.full(n + 3, -1.0)
-    neighbours._sq_dists(q, R, idx, n, out)
-    expected = [neighbours._sq_dist(q, R, j) for j in idx[:n]]
+    kernels._sq_dists(q, R, idx, n, out)
+    expected = [kernels._sq_dist(q, R, j) for j in idx[:n]]
     assert out[:n].tobytes() == np.array(expected).tobytes()
     assert np.all(out[n:] == -1.0)  # nothing written past n
