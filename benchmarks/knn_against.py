@@ -1,7 +1,9 @@
 """``python -m benchmarks.knn_against REV``: this checkout's neighbour search against REV's.
 
 Loads ``training/detectors/neighbours.py`` as it was at git revision ``REV`` into a
-module of its own, fits ``knn`` and ``ensemble`` at a few ``max_reference`` values
+module of its own (from ``1b60064`` on, the numba kernels live in ``kernels.py``,
+which that module imports from this checkout: compare kernels against a revision
+before it, or load both files), fits ``knn`` and ``ensemble`` at a few ``max_reference`` values
 once on the tutorial-like rows of :mod:`benchmarks.knn_speed`, and measures, with
 either search, alternating the two in every repeat so that a busy host slows both
 alike (CPU time of this process, one torch thread; run it with
