@@ -61,12 +61,15 @@ def test_a_swapped_pickle_is_refused_before_it_is_unpickled(
 
 
 #: ``detector.params`` of manifest.json (written with sorted keys) for these settings,
-#: as recorded before the detector base class derived ``get_params`` from ``__init__``.
+#: as recorded before the detector base class derived ``get_params`` from ``__init__``,
+#: plus the kNN's ``reference`` and ``scale_k`` (added with the reduced default reference).
 RECORDED_PARAMS = [
     ("ensemble", {"k": 3, "scalings": "standard"},
-     '{"k": 3, "max_reference": 10000, "scalings": ["standard"], "seed": 3}'),
+     '{"k": 3, "max_reference": 2000, "reference": "sparse", "scale_k": true, '
+     '"scalings": ["standard"], "seed": 3}'),
     ("knn", {},
-     '{"k": 5, "max_reference": 10000, "scaling": "standard", "seed": 3}'),
+     '{"k": 5, "max_reference": 10000, "reference": "uniform", "scale_k": false, '
+     '"scaling": "standard", "seed": 3}'),
     ("ae", {"epochs": 2, "hidden_sizes": "8,2", "batch_norm": False},
      '{"activation": "relu", "batch_norm": false, "batch_size": 64, "dropout": 0.0, "epochs": 2, '
      '"hidden_sizes": [8, 2], "lr": 0.001, "min_delta": 0.0001, "patience": 10, "seed": 3, '
