@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
-import numba
 import numpy as np
 
 from tripwire.training.detectors.layers import jit
@@ -29,16 +28,7 @@ def _inlined(func: F) -> F:
     """:func:`~tripwire.training.detectors.layers.jit`'s compilation (no fastmath), and
     inlined by numba into its jitted callers: a call would count references to each
     array argument (atomic updates), on every row. Still callable from Python."""
-    for cache in (True, False):
-        try:
-            compiled = numba.njit(
-                func, inline="always", cache=cache, nogil=True, fastmath=False,
-                boundscheck=False, error_model="numpy",
-            )  # fmt: skip
-            break
-        except RuntimeError:  # no writable cache directory: compile in each process
-            continue
-    return cast(F, compiled)
+    return jit(func, inline="always")
 
 
 # -- kernels ------------------------------------------------------------------------

@@ -187,17 +187,18 @@ def forward_rows(net: Packed, X: np.ndarray) -> np.ndarray:
 
 
 # -- kernels ------------------------------------------------------------------------
-def jit(func: F) -> F:
+def jit(func: F, **options: Any) -> F:
     """``numba.njit`` without fastmath, cached on disk where a cache directory is writable.
 
     ``fastmath=False`` is numba's default, spelt out: fastmath would allow
     reordering and FMA contraction, i.e. results that depend on the vector split.
+    ``options`` go to ``numba.njit`` as well (e.g. ``inline="always"``).
     """
     for cache in (True, False):
         try:
             compiled = numba.njit(
                 func, cache=cache, nogil=True, fastmath=False, boundscheck=False,
-                error_model="numpy",
+                error_model="numpy", **options,
             )  # fmt: skip
             break
         except RuntimeError:  # no writable cache directory: compile in each process

@@ -293,7 +293,10 @@ def _code(meta: dict[str, Any]) -> str:
     """The checkout's revision, when the run recorded one (the project's harness does)."""
     if "code" not in meta:
         return ""
-    return f"; code {meta['code'] or 'unknown'} (+dirty: uncommitted edits in the checkout)"
+    code = meta["code"] or "unknown"
+    if code.endswith("+dirty"):
+        return f"; code {code.removesuffix('+dirty')} (+dirty: uncommitted edits in the checkout)"
+    return f"; code {code}"
 
 
 def write(result: QualityResult, out_dir: Path) -> tuple[Path, Path]:

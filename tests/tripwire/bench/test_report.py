@@ -133,3 +133,19 @@ def test_threshold_rows_beside_the_fpr_and_in_the_ideal() -> None:
     )
     cal = report.calibration(result)
     assert cal["per_detector"]["X"]["expected"] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("code", "line"),
+    [
+        ("abc1234", "; code abc1234  \n"),
+        ("abc1234+dirty", "; code abc1234 (+dirty: uncommitted edits in the checkout)  \n"),
+        (None, "; code unknown  \n"),
+    ],
+)
+def test_the_revision_is_marked_dirty_only_when_it_was(code: str | None, line: str) -> None:
+    result = _result([_rec("a", "X", 0, 0.9)], ("X",))
+    result.meta["code"] = code
+    assert line in report.markdown(result)
+    del result.meta["code"]  # a run outside the project's harness records none
+    assert "; code" not in report.markdown(result)
