@@ -103,23 +103,10 @@ def tutorial_like(n_train: int, n_test: int, d: int, seed: int) -> tuple[np.ndar
     return X.astype(np.float32), T[rng.permutation(n_test)].astype(np.float32)
 
 
-def rate(
-    score: Callable[[np.ndarray], object], T: np.ndarray, batch: int, repeats: int,
-    clock: Callable[[], float] = time.perf_counter,
-) -> float:  # fmt: skip
-    """Median vectors/s over ``repeats`` passes over ``T`` in batches of ``batch``.
-
-    ``clock``: wall time by default; ``time.process_time`` gives vectors per CPU
-    second of this process, which other jobs on a busy host move far less.
-    """
+def rate(score: Callable[[np.ndarray], object], T: np.ndarray, batch: int, repeats: int) -> float:
+    """Median vectors per wall second over ``repeats`` passes over ``T`` in batches of ``batch``."""
     score(T[:batch])  # warm-up: compilation, caches
-    rates = []
-    for _ in range(repeats):
-        start = clock()
-        for i in range(0, len(T) - batch + 1, batch):
-            score(T[i : i + batch])
-        rates.append((len(T) // batch) * batch / (clock() - start))
-    return statistics.median(rates)
+    return statistics.median(one_pass(score, T, batch)[0] for _ in range(repeats))
 
 
 def fit_seconds(X: np.ndarray, args: argparse.Namespace) -> tuple[float, float]:
